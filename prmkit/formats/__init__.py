@@ -1,0 +1,63 @@
+"""Readers and writers for the formats PRM work meets in the wild.
+
+Every reader turns a file into prmkit records (see ``prmkit.records``) and says which kind it
+produced; every writer takes prmkit records of one kind. The registry maps names to
+``"module:function"`` strings so that listing formats imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+
+from prmkit.errors import InputError
+
+# name -> (module:function, record kind produced or consumed, one-line description)
+READERS: dict[str, tuple[str, str, str]] = {
+    "processbench": ("prmkit.formats.processbench:read", "solution",
+                     "ProcessBench JSON/JSONL file, a folder of subsets, or hub:Qwen/ProcessBench"),
+    "prm800k": ("prmkit.formats.prm800k:read", "solution", "PRM800K raw labeler lines"),
+    "math_shepherd": ("prmkit.formats.math_shepherd:read", "solution",
+                      "Math-Shepherd (`ки` tags, `+`/`-` labels)"),
+    "trl_stepwise": ("prmkit.formats.trl_stepwise:read", "solution",
+                     "TRL stepwise supervision (prompt, completions, labels)"),
+    "gsm8k": ("prmkit.formats.gsm8k:read", "problem", "GSM8K (question, answer with ####)"),
+    "math": ("prmkit.formats.math:read", "problem",
+             "MATH / MATH-500 and similar (problem or question; answer or boxed solution)"),
+    "qwen_eval": ("prmkit.formats.qwen_eval:read", "candidates",
+                  "Qwen2.5-Math evaluation candidates (question, gt, code|response, pred, score)"),
+}
+
+WRITERS: dict[str, tuple[str, str, str]] = {
+    "processbench": ("prmkit.formats.processbench:write", "solution", "ProcessBench JSON array"),
+    "math_shepherd": ("prmkit.formats.math_shepherd:write", "solution", "Math-Shepherd JSONL"),
+    "trl_stepwise": ("prmkit.formats.trl_stepwise:write", "solution", "TRL stepwise JSONL"),
+    "qwen_eval": ("prmkit.formats.qwen_eval:write", "candidates", "Qwen2.5-Math candidates"),
+}
+
+
+def _lookup(table: dict[str, tuple[str, str, str]], name: str, what: str) -> tuple[Callable, str]:
+    if name not in table:
+        close = difflib.get_close_matches(name, table, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise InputError(f"unknown {what} format '{name}'{hint} (known: {', '.join(table)})",
+                         field="format")
+    target, kind, _ = table[name]
+    module, function = target.split(":")
+    return getattr(importlib.import_module(module), function), kind
+
+
+def reader(name: str) -> tuple[Callable, str]:
+    """The reader function of a format and the record kind it returns."""
+    return _lookup(READERS, name, "input")
+
+
+def writer(name: str) -> tuple[Callable, str]:
+    """The writer function of a format and the record kind it takes."""
+    return _lookup(WRITERS, name, "output")
+
+
+def first_error(step_ok: list[bool]) -> int:
+    """ProcessBench convention: index of the first wrong step, -1 when all are right."""
+    return next((i for i, ok in enumerate(step_ok) if not ok), -1)

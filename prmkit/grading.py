@@ -1,0 +1,268 @@
+"""Answer extraction and equivalence: CORRECT, INCORRECT or UNPARSEABLE.
+
+``grade(text, gold)`` extracts the final answer of a solution text and compares it with the gold
+answer; ``grade_answer(answer, gold)`` compares an answer already extracted. A prediction we cannot
+read is UNPARSEABLE, never INCORRECT, and says why in ``Grade.reason``:
+
+    no-answer          nothing that looks like a final answer was found
+    parse-failed       math-verify could not read the answer
+    timeout            parsing or comparison ran past its time limit
+    gold-unparseable   the gold answer itself could not be read (a data problem, not the model's)
+
+Equivalence is math-verify's (sympy-based). Plain numbers take a fast exact path first, because
+most answers in GSM8K-like data are integers and sympy costs ~1 ms a pair.
+
+Timeouts: math-verify uses ``signal.alarm``, which only works in a process's main thread. In the
+main thread we call it directly; from any other thread (a thread pool, a threaded Ray actor) the
+pair is sent to a one-process pool whose worker runs it in *its* main thread, so the time limit
+always holds. Many pairs at once go through ``grade_many``, which dedupes, caches and fans out
+over worker processes.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import multiprocessing
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+TIMEOUT_SECONDS = 5  # per parse and per comparison, as math-verify's default
+
+
+class Outcome(str, enum.Enum):
+    CORRECT = "correct"
+    INCORRECT = "incorrect"
+    UNPARSEABLE = "unparseable"
+
+
+@dataclass(frozen=True)
+class Grade:
+    outcome: Outcome
+    answer: str | None  # the extracted prediction
+    reason: str = ""  # why UNPARSEABLE (see the module docstring)
+
+    @property
+    def correct(self) -> bool:
+        return self.outcome is Outcome.CORRECT
+
+
+# --- extraction -------------------------------------------------------------------------------
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_ANSWER_IS = re.compile(r"answer is[:\s]*", re.IGNORECASE)
+_GSM8K = re.compile(r"####\s*(.+)")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+
+
+def _balanced(text: str, start: int) -> str | None:
+    """The contents of the brace group opening just before ``start``; None if unclosed."""
+    depth = 1
+    for i in range(start, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start:i]
+    return None
+
+
+def last_boxed(text: str) -> str | None:
+    """Contents of the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces balanced."""
+    for match in reversed(list(_BOXED.finditer(text))):
+        inner = _balanced(text, match.end())
+        if inner is not None:
+            return inner.strip()
+    return None
+
+
+def _clean_sentence_answer(answer: str) -> str:
+    answer = answer.strip().splitlines()[0] if answer.strip() else ""
+    answer = answer.strip().rstrip(".").strip()
+    if len(answer) >= 2 and answer[0] == answer[-1] == "$":
+        answer = answer[1:-1].strip()
+    return answer
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer of a solution text, or None.
+
+    In order: the last ``\\boxed{}``; the last "The answer is X"; GSM8K's ``#### X``; the last
+    number in the text.
+    """
+    if (boxed := last_boxed(text)) is not None:
+        return boxed
+    matches = list(_ANSWER_IS.finditer(text))
+    if matches:
+        answer = _clean_sentence_answer(text[matches[-1].end():])
+        if answer:
+            return answer
+    if (gsm8k := _GSM8K.findall(text)):
+        answer = _clean_sentence_answer(gsm8k[-1])
+        if answer:
+            return answer
+    numbers = _NUMBER.findall(text)
+    if numbers:
+        return numbers[-1].rstrip(",")
+    return None
+
+
+# --- equivalence --------------------------------------------------------------------------------
+
+_THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+_PLAIN = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)$")
+
+
+def plain_number(answer: str) -> Decimal | None:
+    """The value of an answer that is just a number ("1,000", "$18", "18.0"), else None."""
+    s = answer.strip().strip("$").replace("\\$", "").replace("\\!", "").replace(" ", "")
+    s = s.rstrip(".") if s.count(".") == 1 and s.endswith(".") else s
+    if _THOUSANDS.match(s):
+        s = s.replace(",", "")
+    if not _PLAIN.match(s):
+        return None
+    try:
+        return Decimal(s)
+    except InvalidOperation:  # pragma: no cover - the regex admits only valid decimals
+        return None
+
+
+def _strip_dollars(answer: str) -> str:
+    answer = answer.strip()
+    if len(answer) >= 2 and answer[0] == answer[-1] == "$":
+        answer = answer.strip("$").strip()
+    return answer
+
+
+def _parse(answer: str):
+    """math-verify parse of one answer, wrapped in \\boxed{} so the boxed extractor reads it.
+
+    Returns the parsed list, [] when unreadable, or raises TimeoutException."""
+    from math_verify import parse
+    from math_verify.errors import TimeoutException
+    try:
+        return parse("\\boxed{" + _strip_dollars(answer) + "}", parsing_timeout=TIMEOUT_SECONDS,
+                     raise_on_error=True)
+    except TimeoutException:
+        raise
+    except Exception:
+        return []
+
+
+def _compare_in_this_thread(answer: str, gold: str) -> Grade:
+    from math_verify import verify
+    from math_verify.errors import TimeoutException
+
+    fast_gold, fast_pred = plain_number(gold), plain_number(answer)
+    if fast_gold is not None and fast_pred is not None:
+        if fast_gold == fast_pred:
+            return Grade(Outcome.CORRECT, answer)
+        if fast_gold == fast_gold.to_integral_value() and fast_pred == fast_pred.to_integral_value():
+            return Grade(Outcome.INCORRECT, answer)
+        # non-integers: let math-verify apply its rounding rules below
+    try:
+        parsed_gold = _parse(gold)
+    except TimeoutException:
+        return Grade(Outcome.UNPARSEABLE, answer, "gold-unparseable")
+    if not parsed_gold:
+        return Grade(Outcome.UNPARSEABLE, answer, "gold-unparseable")
+    try:
+        parsed_pred = _parse(answer)
+    except TimeoutException:
+        return Grade(Outcome.UNPARSEABLE, answer, "timeout")
+    if not parsed_pred:
+        return Grade(Outcome.UNPARSEABLE, answer, "parse-failed")
+
+    timed_out = False
+    for g in parsed_gold:
+        for p in parsed_pred:
+            try:
+                if verify(g, p, timeout_seconds=TIMEOUT_SECONDS, raise_on_error=True):
+                    return Grade(Outcome.CORRECT, answer)
+            except TimeoutException:
+                timed_out = True
+            except Exception:
+                # sympy failing on one pair of readings is "these readings differ"; other
+                # readings of the same answers may still compare.
+                continue
+    if timed_out:
+        return Grade(Outcome.UNPARSEABLE, answer, "timeout")
+    return Grade(Outcome.INCORRECT, answer)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _grade_answer_cached(answer: str, gold: str) -> Grade:
+    return _compare_in_this_thread(answer, gold)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+_thread_fallback_pool: ProcessPoolExecutor | None = None
+_thread_fallback_lock = threading.Lock()
+
+
+def _pool_for_threads() -> ProcessPoolExecutor:
+    global _thread_fallback_pool
+    with _thread_fallback_lock:
+        if _thread_fallback_pool is None:
+            _thread_fallback_pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        return _thread_fallback_pool
+
+
+def grade_answer(answer: str | None, gold: str | None) -> Grade:
+    """Grade an extracted answer against the gold answer."""
+    if gold is None or not str(gold).strip():
+        return Grade(Outcome.UNPARSEABLE, answer, "gold-unparseable")
+    if answer is None or not answer.strip():
+        return Grade(Outcome.UNPARSEABLE, answer, "no-answer")
+    if _in_main_thread():
+        return _grade_answer_cached(answer, str(gold))
+    return _pool_for_threads().submit(_grade_answer_cached, answer, str(gold)).result()
+
+
+def grade(text: str, gold: str | None) -> Grade:
+    """Extract the final answer of ``text`` and grade it against ``gold``."""
+    return grade_answer(extract_answer(text), gold)
+
+
+def equivalent(a: str | None, b: str | None) -> bool:
+    """Whether two answers are the same (used to group votes); unreadable ones equal nothing."""
+    if a is None or b is None:
+        return False
+    if a.strip() == b.strip():
+        return True
+    return grade_answer(a, b).outcome is Outcome.CORRECT
+
+
+# --- many pairs ---------------------------------------------------------------------------------
+
+def _grade_chunk(pairs: Sequence[tuple[str | None, str | None]]) -> list[Grade]:
+    return [grade_answer(answer, gold) for answer, gold in pairs]
+
+
+def grade_many(pairs: Iterable[tuple[str | None, str | None]], *, processes: int = 1,
+               chunk_size: int = 64) -> list[Grade]:
+    """Grade (answer, gold) pairs, in input order.
+
+    Identical pairs are graded once. With ``processes > 1`` the unique pairs are spread over a
+    pool of worker processes (each grades in its main thread, so timeouts hold).
+    """
+    pairs = list(pairs)
+    unique = list(dict.fromkeys(pairs))
+    if processes <= 1 or len(unique) < 2 * chunk_size:
+        grades = _grade_chunk(unique)
+    else:
+        chunks = [unique[i:i + chunk_size] for i in range(0, len(unique), chunk_size)]
+        with ProcessPoolExecutor(max_workers=processes,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            grades = [g for chunk in pool.map(_grade_chunk, chunks) for g in chunk]
+    by_pair = dict(zip(unique, grades))
+    return [by_pair[pair] for pair in pairs]

@@ -1,0 +1,309 @@
+"""The JSONL records every stage reads and writes, and their validation.
+
+Records are plain dicts (one JSON object a line) so that stages can add fields without a schema
+change: an annotation stage adds ``mc_hard`` to a solution, a scorer writes ``step_scores``.
+Each kind below lists the fields prmkit relies on; other fields are kept as they are.
+
+problem      {"id": str, "problem": str, "answer": str | null, "source"?: str}
+             ``answer`` is the gold final answer (null when unknown).
+solution     {"id": str, "problem": str, "steps": [str, ...] (non-empty),
+              "gold_answer"?: str | null, "final_answer"?: str | null,
+              "label"?: int (earliest wrong step, 0-based; -1 = every step correct),
+              "final_answer_correct"?: bool, "step_labels"?: [number | bool, ...] (one a step),
+              "problem_id"?: str}
+             ProcessBench items are solutions (``label``, ``final_answer_correct``).
+step_scores  {"id": str, "step_scores": [number, ...]}    one score a step, higher = more correct.
+critique     {"id": str, "critiques": [str, ...]}          generated critiques of one solution;
+             ``"critique": str`` is accepted for a single one.
+candidates   {"id": str, "problem"?: str, "gold_answer"?: str | null,
+              "candidates": [{"answer"?: str | null, "text"?: str, "steps"?: [str],
+                              "step_scores"?: [number], "score"?: number,
+                              "correct"?: bool}, ...]}
+             one problem's N sampled responses for Best-of-N.
+
+Every error names the file, the line and the field (see ``prmkit.errors.InputError``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from prmkit.errors import InputError
+
+Check = Callable[[Any], Any]
+
+
+# --- value checks: each returns the value (possibly normalised) or raises ValueError ---------
+
+def text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value}")
+    return float(value)
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {type(value).__name__}")
+    return value
+
+
+def step_label(value: Any) -> float | bool:
+    """A per-step label: a boolean, 0/1, or a soft value in [0, 1]."""
+    if isinstance(value, bool):
+        return value
+    value = number(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"expected a label in [0, 1], got {value}")
+    return value
+
+
+def optional(check: Check) -> Check:
+    def checked(value: Any) -> Any:
+        return None if value is None else check(value)
+    return checked
+
+
+def list_of(check: Check, *, nonempty: bool = False) -> Check:
+    def checked(value: Any) -> list:
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, got {type(value).__name__}")
+        if nonempty and not value:
+            raise ValueError("expected a non-empty list")
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(check(item))
+            except ValueError as e:
+                raise ValueError(f"item {i}: {e}") from None
+        return out
+    return checked
+
+
+# --- schemas: field -> (check, required) ------------------------------------------------------
+
+Schema = dict[str, tuple[Check, bool]]
+
+CANDIDATE: Schema = {
+    "answer": (optional(text), False),
+    "text": (text, False),
+    "steps": (list_of(text), False),
+    "step_scores": (list_of(number), False),
+    "score": (number, False),
+    "correct": (boolean, False),
+}
+
+
+def candidate(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object, got {type(value).__name__}")
+    out = dict(value)
+    for name, (check, required) in CANDIDATE.items():
+        if name in value:
+            try:
+                out[name] = check(value[name])
+            except ValueError as e:
+                raise ValueError(f"'{name}': {e}") from None
+    steps, scores = out.get("steps"), out.get("step_scores")
+    if steps is not None and scores is not None and len(steps) != len(scores):
+        raise ValueError(f"'step_scores' has {len(scores)} scores for {len(steps)} steps")
+    return out
+
+
+SCHEMAS: dict[str, Schema] = {
+    "problem": {
+        "id": (text, True),
+        "problem": (text, True),
+        "answer": (optional(text), True),
+        "source": (text, False),
+    },
+    "solution": {
+        "id": (text, True),
+        "problem": (text, True),
+        "steps": (list_of(text, nonempty=True), True),
+        "gold_answer": (optional(text), False),
+        "final_answer": (optional(text), False),
+        "label": (integer, False),
+        "final_answer_correct": (boolean, False),
+        "step_labels": (list_of(step_label), False),
+        "problem_id": (text, False),
+    },
+    "step_scores": {
+        "id": (text, True),
+        "step_scores": (list_of(number, nonempty=True), True),
+    },
+    "critique": {
+        "id": (text, True),
+        "critiques": (list_of(text, nonempty=True), True),
+    },
+    "candidates": {
+        "id": (text, True),
+        "problem": (text, False),
+        "gold_answer": (optional(text), False),
+        "candidates": (list_of(candidate, nonempty=True), True),
+    },
+}
+
+
+def _check_solution(record: dict) -> str | None:
+    """Cross-field rules of a solution; returns (field, message) on failure."""
+    n = len(record["steps"])
+    if "label" in record and not -1 <= record["label"] < n:
+        return "label", f"{record['label']} is not -1 or a step index below {n}"
+    if "step_labels" in record and len(record["step_labels"]) != n:
+        return "step_labels", f"{len(record['step_labels'])} labels for {n} steps"
+    return None
+
+
+def validate(record: Any, kind: str, *, path: str | Path | None = None,
+             line: int | None = None, require: Iterable[str] = ()) -> dict:
+    """Check one record against its kind; returns it with values normalised.
+
+    ``require`` names optional fields that this use needs (a benchmark needs ``label``)."""
+    schema = SCHEMAS[kind]
+    if not isinstance(record, dict):
+        raise InputError(f"expected a JSON object, got {type(record).__name__}",
+                         path=path, line=line)
+    if kind == "critique" and "critiques" not in record and "critique" in record:
+        record = {**record, "critiques": [record["critique"]]}
+    out = dict(record)
+    needed = set(require)
+    for name, (check, required) in schema.items():
+        if name not in record:
+            if required or name in needed:
+                raise InputError("missing", path=path, line=line, field=name)
+            continue
+        try:
+            out[name] = check(record[name])
+        except ValueError as e:
+            raise InputError(str(e), path=path, line=line, field=name) from None
+    if kind == "solution" and (problem := _check_solution(out)):
+        raise InputError(problem[1], path=path, line=line, field=problem[0])
+    return out
+
+
+# --- reading and writing ------------------------------------------------------------------------
+
+def iter_json_items(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, value) for a JSONL file or a JSON array file.
+
+    A JSON array (like ProcessBench's official files) is decoded element by element so that
+    errors still point at the line where the bad element starts.
+    """
+    path = Path(path)
+    try:
+        content = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("file not found", path=path) from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=path) from None
+    stripped = content.lstrip()
+    if stripped.startswith("["):
+        yield from _iter_json_array(content, path)
+        return
+    for number_, raw in enumerate(content.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            yield number_, json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise InputError(f"malformed JSON ({e.msg}, column {e.colno})",
+                             path=path, line=number_) from None
+
+
+def _iter_json_array(content: str, path: Path) -> Iterator[tuple[int, Any]]:
+    decoder = json.JSONDecoder()
+    pos = content.index("[") + 1
+
+    def skip(pos: int) -> int:
+        while pos < len(content) and content[pos] in " \t\r\n":
+            pos += 1
+        return pos
+
+    def line_of(pos: int) -> int:
+        return content.count("\n", 0, pos) + 1
+
+    pos = skip(pos)
+    if pos < len(content) and content[pos] == "]":
+        return
+    while True:
+        try:
+            value, end = decoder.raw_decode(content, pos)
+        except json.JSONDecodeError as e:
+            raise InputError(f"malformed JSON ({e.msg}, column {e.colno})",
+                             path=path, line=e.lineno) from None
+        yield line_of(pos), value
+        pos = skip(end)
+        if pos < len(content) and content[pos] == ",":
+            pos = skip(pos + 1)
+            continue
+        if pos < len(content) and content[pos] == "]":
+            if content[pos + 1:].strip():
+                raise InputError("unexpected content after the JSON array",
+                                 path=path, line=line_of(pos + 1))
+            return
+        raise InputError("malformed JSON array (expected ',' or ']')", path=path,
+                         line=line_of(pos))
+
+
+def read_records(path: str | Path, kind: str, *, unique_ids: bool = True,
+                 require: Iterable[str] = ()) -> list[dict]:
+    """Read and validate every record of a JSONL (or JSON array) file."""
+    records, seen = [], {}
+    for line, value in iter_json_items(path):
+        record = validate(value, kind, path=path, line=line, require=require)
+        if unique_ids and "id" in record:
+            if record["id"] in seen:
+                raise InputError(f"duplicate id {record['id']!r} (first on line "
+                                 f"{seen[record['id']]})", path=path, line=line, field="id")
+            seen[record["id"]] = line
+        records.append(record)
+    return records
+
+
+def atomic_write_text(path: str | Path, write: Callable[[Any], None]) -> Path:
+    """Write a file through ``write(f)`` so that readers never see it half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
+    def write(f):
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return atomic_write_text(path, write)
+
+
+def write_json(path: str | Path, value: Any) -> Path:
+    def write(f):
+        json.dump(value, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    return atomic_write_text(path, write)
