@@ -265,9 +265,9 @@ def _iter_json_array(content: str, path: Path) -> Iterator[tuple[int, Any]]:
                          line=line_of(pos))
 
 
-def read_records(path: str | Path, kind: str, *, unique_ids: bool = True,
-                 require: Iterable[str] = ()) -> list[dict]:
-    """Read and validate every record of a JSONL (or JSON array) file."""
+def read_records_with_lines(path: str | Path, kind: str, *, unique_ids: bool = True,
+                            require: Iterable[str] = ()) -> list[tuple[int, dict]]:
+    """Read and validate every record of a JSONL (or JSON array) file, with its line."""
     records, seen = [], {}
     for line, value in iter_json_items(path):
         record = validate(value, kind, path=path, line=line, require=require)
@@ -276,8 +276,15 @@ def read_records(path: str | Path, kind: str, *, unique_ids: bool = True,
                 raise InputError(f"duplicate id {record['id']!r} (first on line "
                                  f"{seen[record['id']]})", path=path, line=line, field="id")
             seen[record["id"]] = line
-        records.append(record)
+        records.append((line, record))
     return records
+
+
+def read_records(path: str | Path, kind: str, *, unique_ids: bool = True,
+                 require: Iterable[str] = ()) -> list[dict]:
+    """Read and validate every record of a JSONL (or JSON array) file."""
+    return [r for _, r in read_records_with_lines(path, kind, unique_ids=unique_ids,
+                                                  require=require)]
 
 
 def atomic_write_text(path: str | Path, write: Callable[[Any], None]) -> Path:

@@ -1,0 +1,179 @@
+"""The ``prmkit`` command. Thin: parse options, call the library, print tables.
+
+Heavy imports (torch, transformers, math-verify) happen inside commands, so ``prmkit --help``
+stays instant and never imports torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from prmkit.errors import InputError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="prmkit: build and evaluate process reward models for math reasoning.")
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate PRMs and critics.")
+app.add_typer(eval_app, name="eval")
+
+
+def _console():
+    from rich.console import Console
+    return Console()
+
+
+def _digest(source) -> Optional[str]:
+    from prmkit.rundir import file_digest
+    return None if source is None or str(source).startswith("hub:") else file_digest(source)
+
+
+def _finish_eval(out: Optional[Path], config: dict, metrics: dict) -> None:
+    if out is None:
+        return
+    from prmkit import rundir
+    from prmkit.records import write_json
+    rundir.begin(out)
+    write_json(out / "metrics.json", metrics)
+    rundir.finish(out, config)
+    _console().print(f"wrote {out / 'metrics.json'}")
+
+
+def _already_done(out: Optional[Path], config: dict, force: bool) -> Optional[dict]:
+    """Saved metrics of a complete run with this config (nothing to redo), else None."""
+    from prmkit import rundir
+    if out is None or force or not rundir.is_complete(out, config):
+        return None
+    import json
+    _console().print(f"{out} is complete for this config; showing its metrics (--force redoes it)")
+    return json.loads((out / "metrics.json").read_text())
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("runs/demo"), help="Run folder."),
+         quick: bool = typer.Option(False, help="A small configuration (for CI).")) -> None:
+    """Run the pipeline in miniature and write a report into the run folder."""
+    from prmkit.demo import run
+    run(out, quick=quick)
+
+
+@app.command()
+def convert(source: str = typer.Argument(..., help="Input file, folder, or hub:NAME."),
+            output: Path = typer.Argument(..., help="Output file."),
+            from_: str = typer.Option(..., "--from", help="Input format (see `prmkit formats`)."),
+            to: str = typer.Option("prmkit", help="Output format; 'prmkit' writes prmkit JSONL.")
+            ) -> None:
+    """Convert between prmkit records and other formats."""
+    from prmkit.formats import reader, writer
+    from prmkit.records import write_jsonl
+    read, kind = reader(from_)
+    records = read(source)
+    if to == "prmkit":
+        write_jsonl(output, records)
+    else:
+        write, wanted = writer(to)
+        if wanted != kind:
+            raise InputError(f"'{from_}' gives {kind} records but '{to}' writes {wanted} records",
+                             field="to")
+        write(records, output)
+    _console().print(f"{len(records)} {kind} records -> {output}")
+
+
+@app.command()
+def formats() -> None:
+    """List the formats `prmkit convert` reads and writes."""
+    from prmkit.formats import READERS, WRITERS
+    console = _console()
+    for title, table in (("read", READERS), ("write", WRITERS)):
+        console.print(f"[bold]{title}[/bold]")
+        for name, (_, kind, about) in table.items():
+            console.print(f"  {name:14} {kind:11} {about}", markup=False, highlight=False)
+
+
+@eval_app.command("processbench")
+def eval_processbench(
+    benchmark: str = typer.Option(..., "--benchmark", "-b", help=(
+        "ProcessBench: a JSON/JSONL file, a folder of subset files, or hub:Qwen/ProcessBench.")),
+    scores: Optional[Path] = typer.Option(None, help="JSONL of {id, step_scores}."),
+    critiques: Optional[Path] = typer.Option(None, help="JSONL of {id, critiques: [text]}."),
+    threshold: float = typer.Option(0.5, help="A step scored below this is an error."),
+    tune_on: Optional[str] = typer.Option(None, help="Pick the best-F1 threshold on this subset."),
+    subset: Optional[list[str]] = typer.Option(None, help="Evaluate only these subsets."),
+    out: Optional[Path] = typer.Option(None, help="Folder for metrics.json."),
+    force: bool = typer.Option(False, help="Redo a run whose folder is complete."),
+) -> None:
+    """ProcessBench: earliest-error accuracy and F1 of step scores or critiques."""
+    from prmkit import evaluate
+    from prmkit.report import tables
+    if (scores is None) == (critiques is None):
+        raise InputError("give exactly one of --scores and --critiques")
+    config = {"stage": "eval.processbench", "benchmark": benchmark,
+              "benchmark_sha256": _digest(benchmark), "scores": str(scores or critiques),
+              "scores_sha256": _digest(scores or critiques), "mode": "scores" if scores else
+              "critiques", "threshold": threshold, "tune_on": tune_on, "subsets": subset}
+    metrics = _already_done(out, config, force) or evaluate.processbench(
+        benchmark, step_scores=scores, critiques=critiques, threshold=threshold,
+        tune_on=tune_on, subsets=subset)
+    console = _console()
+    console.print(tables.processbench_table(metrics))
+    if metrics["mode"] == "step_scores":
+        console.print(tables.sweep_table(metrics))
+    else:
+        console.print(f"critiques: {metrics['critique_stats']}")
+    _finish_eval(out, config, metrics)
+
+
+@eval_app.command("bon")
+def eval_bon(
+    candidates: list[Path] = typer.Argument(..., help="Candidate-set files, one a benchmark."),
+    fmt: str = typer.Option("prmkit", "--format", help="prmkit or qwen_eval."),
+    n: Optional[str] = typer.Option(None, help="Comma-separated N values (default 1,2,4,..)."),
+    group_by: str = typer.Option("equivalence", help="Group answers by 'equivalence' or 'string'."),
+    processes: int = typer.Option(1, help="Worker processes for grading."),
+    out: Optional[Path] = typer.Option(None, help="Folder for metrics.json."),
+    force: bool = typer.Option(False, help="Redo a run whose folder is complete."),
+) -> None:
+    """Best-of-N: maj@N, pass@N, PRM selection (last/min/prod/mean) and PRM-weighted vote."""
+    from prmkit import evaluate
+    from prmkit.report import tables
+    names = [p.stem for p in candidates]
+    if len(set(names)) != len(names):
+        raise InputError("two candidate files share a name; benchmarks are named by file stem")
+    try:
+        ns = [int(x) for x in n.split(",")] if n else None
+    except ValueError:
+        raise InputError(f"--n must be comma-separated integers, got {n!r}", field="n") from None
+    config = {"stage": "eval.bon", "candidates": {k: str(p) for k, p in zip(names, candidates)},
+              "sha256": {k: _digest(p) for k, p in zip(names, candidates)}, "format": fmt,
+              "ns": ns, "group_by": group_by}
+    metrics = _already_done(out, config, force) or evaluate.bon(
+        dict(zip(names, candidates)), fmt=fmt, ns=ns, group_by=group_by, processes=processes)
+    console = _console()
+    for name, m in metrics["benchmarks"].items():
+        ns_here = [int(k) for k in m["ns"]]
+        console.print(tables.bon_table(name, {a: {int(k): v for k, v in by_n.items()}
+                                              for a, by_n in m["accuracy"].items()}, ns_here))
+        extra = m["min_on_final_step"]
+        share = "—" if extra["share"] is None else f"{extra['share']:.1f}%"
+        console.print(f"{name}: {m['n_scored']}/{m['n_problems']} problems scored, "
+                      f"{m['gold_unparseable']} with unreadable gold, {m['unparseable_answers']} "
+                      f"unreadable answers; lowest step score on the final step: {share} "
+                      f"of {extra['n_responses']} multi-step responses")
+    if len(metrics["benchmarks"]) > 1:
+        avg = {a: {int(k): v for k, v in by_n.items()} for a, by_n in metrics["average"].items()}
+        console.print(tables.bon_table("average", avg, sorted({k for v in avg.values() for k in v})))
+    _finish_eval(out, config, metrics)
+
+
+def main() -> None:
+    try:
+        app()
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
