@@ -81,19 +81,30 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def _clean_sentence_answer(answer: str) -> str:
-    answer = answer.strip().splitlines()[0] if answer.strip() else ""
-    answer = answer.strip().rstrip(".").strip()
-    if len(answer) >= 2 and answer[0] == answer[-1] == "$":
-        answer = answer[1:-1].strip()
-    return answer
+_SENTENCE_END = re.compile(r"\.(?:\s|$)")
+_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+
+
+def _clean_sentence_answer(rest: str) -> str:
+    """The answer at the start of ``rest``: a $...$ span, or the text up to the sentence end
+    ("The final answer is 143. I hope it is correct." gives 143)."""
+    rest = rest.strip()
+    rest = rest.splitlines()[0].strip() if rest else ""
+    if rest.startswith("$"):
+        end = rest.find("$", 1)
+        if end > 1:
+            return rest[1:end].strip()
+    if (match := _MATH_SPAN.match(rest)) and not rest[match.end():].strip(" .!"):
+        return next(g for g in match.groups() if g is not None).strip()
+    end = _SENTENCE_END.search(rest)
+    return (rest[:end.start()] if end else rest).strip().rstrip(".").strip()
 
 
 def extract_answer(text: str) -> str | None:
     """The final answer of a solution text, or None.
 
-    In order: the last ``\\boxed{}``; the last "The answer is X"; GSM8K's ``#### X``; the last
-    number in the text.
+    In order: the last ``\\boxed{}``; the last "The answer is X"; GSM8K's ``#### X``; a math
+    span (``$..$``, ``\\(..\\)``, ``\\[..\\]``) that ends the text; the last number in the text.
     """
     if (boxed := last_boxed(text)) is not None:
         return boxed
@@ -106,6 +117,13 @@ def extract_answer(text: str) -> str | None:
         answer = _clean_sentence_answer(gsm8k[-1])
         if answer:
             return answer
+    # a final sentence that ends on math ("... is \\(\\frac{11}{36}\\).") states the answer
+    spans = list(_MATH_SPAN.finditer(text))
+    if spans and not text[spans[-1].end():].strip(" \t\n.!"):
+        inner = next(g for g in spans[-1].groups() if g is not None).strip()
+        inner = inner.rsplit("=", 1)[-1].strip()  # "V = 20 \\times 2 = 40": the result is 40
+        if inner:
+            return inner
     numbers = _NUMBER.findall(text)
     if numbers:
         return numbers[-1].rstrip(",")
@@ -132,11 +150,15 @@ def plain_number(answer: str) -> Decimal | None:
         return None
 
 
-def _strip_dollars(answer: str) -> str:
+_LATEX_COMMENT = re.compile(r"(?<!\\)%")
+
+
+def _as_latex(answer: str) -> str:
+    """An answer as LaTeX math: outer $ signs dropped, a bare % escaped (it starts a comment)."""
     answer = answer.strip()
     if len(answer) >= 2 and answer[0] == answer[-1] == "$":
         answer = answer.strip("$").strip()
-    return answer
+    return _LATEX_COMMENT.sub(r"\\%", answer)
 
 
 def _parse(answer: str):
@@ -146,7 +168,7 @@ def _parse(answer: str):
     from math_verify import parse
     from math_verify.errors import TimeoutException
     try:
-        return parse("\\boxed{" + _strip_dollars(answer) + "}", parsing_timeout=TIMEOUT_SECONDS,
+        return parse("\\boxed{" + _as_latex(answer) + "}", parsing_timeout=TIMEOUT_SECONDS,
                      raise_on_error=True)
     except TimeoutException:
         raise
@@ -157,6 +179,7 @@ def _parse(answer: str):
 def _compare_in_this_thread(answer: str, gold: str) -> Grade:
     from math_verify import verify
     from math_verify.errors import TimeoutException
+    from sympy import Basic, MatrixBase
 
     fast_gold, fast_pred = plain_number(gold), plain_number(answer)
     if fast_gold is not None and fast_pred is not None:
@@ -192,6 +215,9 @@ def _compare_in_this_thread(answer: str, gold: str) -> Grade:
                 continue
     if timed_out:
         return Grade(Outcome.UNPARSEABLE, answer, "timeout")
+    if not any(isinstance(p, (Basic, MatrixBase)) for p in parsed_pred):
+        # math-verify fell back to the raw string: it did not read the answer as math
+        return Grade(Outcome.UNPARSEABLE, answer, "parse-failed")
     return Grade(Outcome.INCORRECT, answer)
 
 
