@@ -113,7 +113,8 @@ def eval_processbench(
               "benchmark_sha256": _digest(benchmark), "scores": str(scores or critiques),
               "scores_sha256": _digest(scores or critiques), "mode": "scores" if scores else
               "critiques", "threshold": threshold, "tune_on": tune_on, "subsets": subset}
-    metrics = _already_done(out, config, force) or evaluate.processbench(
+    saved = _already_done(out, config, force)
+    metrics = saved or evaluate.processbench(
         benchmark, step_scores=scores, critiques=critiques, threshold=threshold,
         tune_on=tune_on, subsets=subset)
     console = _console()
@@ -122,7 +123,8 @@ def eval_processbench(
         console.print(tables.sweep_table(metrics))
     else:
         console.print(f"critiques: {metrics['critique_stats']}")
-    _finish_eval(out, config, metrics)
+    if saved is None:
+        _finish_eval(out, config, metrics)
 
 
 @eval_app.command("bon")
@@ -148,7 +150,8 @@ def eval_bon(
     config = {"stage": "eval.bon", "candidates": {k: str(p) for k, p in zip(names, candidates)},
               "sha256": {k: _digest(p) for k, p in zip(names, candidates)}, "format": fmt,
               "ns": ns, "group_by": group_by}
-    metrics = _already_done(out, config, force) or evaluate.bon(
+    saved = _already_done(out, config, force)
+    metrics = saved or evaluate.bon(
         dict(zip(names, candidates)), fmt=fmt, ns=ns, group_by=group_by, processes=processes)
     console = _console()
     for name, m in metrics["benchmarks"].items():
@@ -164,7 +167,8 @@ def eval_bon(
     if len(metrics["benchmarks"]) > 1:
         avg = {a: {int(k): v for k, v in by_n.items()} for a, by_n in metrics["average"].items()}
         console.print(tables.bon_table("average", avg, sorted({k for v in avg.values() for k in v})))
-    _finish_eval(out, config, metrics)
+    if saved is None:
+        _finish_eval(out, config, metrics)
 
 
 def main() -> None:

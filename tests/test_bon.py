@@ -1,0 +1,114 @@
+import json
+import random
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from conftest import shared
+from prmkit import evaluate
+from prmkit.errors import InputError
+from prmkit.evaluate.bon import default_ns, group_answers, min_on_final_step
+
+
+def qwen_candidate_file(tmp_path, n_problems=120, k=8, seed=0):
+    """Candidate sets in the Qwen2.5-Math format on real GSM8K questions, with answers drawn to
+    give many vote ties and reward scores rounded to give many score ties."""
+    rng = random.Random(seed)
+    rows = []
+    for i, line in enumerate(shared("qwen25math_eval/gsm8k.jsonl").read_text().splitlines()[:n_problems]):
+        problem = json.loads(line)
+        gt = problem["answer"].split("####")[-1].strip().replace(",", "")
+        choices = [gt, gt, str(int(gt) + 1), str(int(gt) - 2), f"{gt}.0", ""]
+        preds = [rng.choice(choices) for _ in range(k)]
+        rows.append({"idx": i, "question": problem["question"], "gt": gt,
+                     "code": [f"... \\boxed{{{p}}}" for p in preds], "pred": preds,
+                     "score": [p == gt for p in preds],  # Qwen's file: correctness per response
+                     "pred_score": [[round(rng.random(), 1)] for _ in preds]})
+    path = tmp_path / "gsm8k.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path, rows
+
+
+def qwen_maj_at_k(rows, k):
+    """maj@k as QwenLM/Qwen2.5-Math evaluation/rm_maj_eval.py computes it, re-derived."""
+    right = 0
+    for sample in rows:
+        preds = sample["pred"][:k]
+        majority = Counter(preds).most_common(1)[0][0]
+        right += sample["score"][preds.index(majority)]
+    return right / len(rows) * 100
+
+
+def qwen_rm_at_k(rows, k):
+    right = 0
+    for sample in rows:
+        flat = [s for scores in sample["pred_score"][:k] for s in scores]
+        right += sample["score"][:k][flat.index(max(flat))]
+    return right / len(rows) * 100
+
+
+def test_reproduces_qwen_rm_maj_eval(tmp_path):
+    path, rows = qwen_candidate_file(tmp_path)
+    metrics = evaluate.bon({"gsm8k": path}, fmt="qwen_eval", group_by="string")
+    acc = metrics["benchmarks"]["gsm8k"]["accuracy"]
+    for k in (1, 2, 4, 8):
+        assert acc["maj"][k] == pytest.approx(qwen_maj_at_k(rows, k), abs=1e-9)
+        assert acc["response"][k] == pytest.approx(qwen_rm_at_k(rows, k), abs=1e-9)
+        assert acc["pass"][k] == pytest.approx(
+            100 * sum(any(r["score"][:k]) for r in rows) / len(rows), abs=1e-9)
+
+
+def test_cli_on_the_qwen_format(tmp_path):
+    path, rows = qwen_candidate_file(tmp_path, n_problems=30)
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "prmkit.cli", "eval", "bon", str(path),
+                           "--format", "qwen_eval", "--group-by", "string", "--n", "1,4,8",
+                           "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["benchmarks"]["gsm8k"]["accuracy"]["maj"]["8"] == pytest.approx(qwen_maj_at_k(rows, 8))
+    assert (out / "COMPLETE").exists()
+
+
+def cand(answer, steps):
+    return {"answer": answer, "steps": [f"s{i}" for i in range(len(steps))], "step_scores": steps}
+
+
+def test_aggregations_votes_and_ties():
+    sets = [{"id": "p", "gold_answer": "\\frac{1}{2}", "candidates": [
+        cand("0.5", [0.9, 0.2]),       # right answer, one bad step
+        cand("3", [0.6, 0.7]),         # wrong, decent everywhere
+        cand("1/2", [0.5, 0.3]),       # right again, written differently
+        cand("3", [0.6, 0.7]),         # tie with candidate 1
+    ]}]
+    m = evaluate.bon({"b": sets}, ns=[4])["benchmarks"]["b"]
+    acc = {k: v[4] for k, v in m["accuracy"].items()}
+    assert acc["last"] == 0.0 and acc["min"] == 0.0 and acc["mean"] == 0.0   # pick "3"
+    assert acc["pass"] == 100.0
+    # equivalence grouping: {0.5, 1/2} and {3, 3} tie on size -> the earlier group wins
+    assert acc["maj"] == 100.0
+    # weighted by min: {0.5,1/2} = 0.2+0.3 < {3,3} = 1.2
+    assert acc["vote_min"] == 0.0
+    strings = evaluate.bon({"b": sets}, ns=[4], group_by="string")["benchmarks"]["b"]
+    assert strings["accuracy"]["maj"][4] == 0.0  # as strings, "3" is the only repeated answer
+
+
+def test_unreadable_answers_and_golds_are_counted():
+    sets = [{"id": "a", "gold_answer": "7", "candidates": [{"text": "no answer here"},
+                                                          {"text": "\\boxed{7}"}]},
+            {"id": "b", "gold_answer": None, "candidates": [{"answer": "1"}, {"answer": "2"}]}]
+    m = evaluate.bon({"x": sets})["benchmarks"]["x"]
+    assert m["gold_unparseable"] == 1 and m["n_scored"] == 1 and m["unparseable_answers"] == 1
+    assert m["accuracy"]["maj"][2] == 100.0  # the unreadable answer cast no vote
+
+
+def test_min_on_final_step_and_defaults():
+    sets = [{"id": "a", "candidates": [cand("1", [0.9, 0.1]), cand("1", [0.1, 0.9]),
+                                       cand("1", [0.5]), cand("1", [0.3, 0.3])]}]
+    assert min_on_final_step(sets) == {"n_responses": 3, "share": pytest.approx(100 / 3)}
+    assert default_ns(8) == [1, 2, 4, 8] and default_ns(6) == [1, 2, 4, 6]
+    assert group_answers(["2", None, "2.0", "x"], "equivalence") == [[0, 2], [3]]
+    with pytest.raises(InputError, match="only 4 candidates"):
+        evaluate.bon({"b": sets}, ns=[8])
