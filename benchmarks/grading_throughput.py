@@ -2,7 +2,7 @@
 
 Pairs: every ProcessBench solution's extracted final answer against the gold answer of its
 problem (joined through GSM8K, MATH-500 and OlympiadBench), plus each MATH-500 reference answer
-against its gold. Every pair is distinct within a run, so the cache only helps the third row.
+against its gold. Pairs are deduplicated, so the in-process cache only helps the third row.
 
     .venv/bin/python benchmarks/grading_throughput.py [--processes 2]
 """

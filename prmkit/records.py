@@ -117,7 +117,7 @@ def candidate(value: Any) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"expected an object, got {type(value).__name__}")
     out = dict(value)
-    for name, (check, required) in CANDIDATE.items():
+    for name, (check, _) in CANDIDATE.items():
         if name in value:
             try:
                 out[name] = check(value[name])
@@ -164,7 +164,7 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 
-def _check_solution(record: dict) -> str | None:
+def _check_solution(record: dict) -> tuple[str, str] | None:
     """Cross-field rules of a solution; returns (field, message) on failure."""
     n = len(record["steps"])
     if "label" in record and not -1 <= record["label"] < n:
