@@ -20,6 +20,14 @@ eval_app = typer.Typer(no_args_is_help=True, help="Evaluate PRMs and critics.")
 app.add_typer(eval_app, name="eval")
 
 
+def _add_toy_app() -> None:
+    from prmkit.toyworld.cli import toy_app
+    app.add_typer(toy_app, name="toy")
+
+
+_add_toy_app()
+
+
 def _console():
     from rich.console import Console
     return Console()
@@ -57,6 +65,44 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Run folder."),
     """Run the pipeline in miniature and write a report into the run folder."""
     from prmkit.demo import run
     run(out, quick=quick)
+
+
+@app.command()
+def sample(problems: Path = typer.Argument(..., help="Problems file (prmkit JSONL or --format)."),
+           policy: str = typer.Option(..., help="Model folder, toy or toy@step-N."),
+           out: Path = typer.Option(..., help="Run folder (solutions.jsonl, metrics.json)."),
+           n: int = typer.Option(8, help="Solutions a problem."),
+           temperature: float = typer.Option(1.0), top_p: float = typer.Option(1.0),
+           max_new_tokens: int = typer.Option(256), seed: int = typer.Option(0),
+           prompt: str = typer.Option("toy", help="toy, qwen-math or a .txt template."),
+           fmt: str = typer.Option("prmkit", "--format", help="Problems format: prmkit, gsm8k, "
+                                   "math (see `prmkit formats`)."),
+           batch_size: int = typer.Option(64, help="Completions a forward batch."),
+           workers: int = typer.Option(1, help="Worker processes (2 on a 2-core CPU)."),
+           dtype: str = typer.Option("float32", help="float32, bfloat16 or float16."),
+           device: str = typer.Option("cpu", help="cpu or cuda."),
+           shard_size: int = typer.Option(64, help="Problems a resumable shard."),
+           force: bool = typer.Option(False, help="Start over instead of resuming.")) -> None:
+    """Sample N step-by-step solutions a problem and grade them (resumable)."""
+    from prmkit.sample import SampleConfig, run
+    from prmkit.toyworld.cli import resolve_policy
+    path = resolve_policy(policy)
+    cfg = SampleConfig(problems=str(problems), policy=str(path), n=n, temperature=temperature,
+                       top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, prompt=prompt,
+                       problems_format=fmt, shard_size=shard_size)
+    metrics = run(cfg, out, force=force, backend_options={
+        "batch_size": batch_size, "workers": workers, "dtype": dtype, "device": device})
+    console = _console()
+    console.print(f"{metrics['n_solutions']} solutions for {metrics['n_problems']} problems -> "
+                  f"{out / 'solutions.jsonl'}")
+    console.print(f"accuracy {100 * metrics['accuracy']:.1f}%; outcomes {metrics['outcomes']}; "
+                  f"unparseable reasons {metrics['unparseable_reasons']}; finish "
+                  f"{metrics['finish_reasons']}", markup=False, highlight=False)
+    if "toy" in metrics:
+        t = metrics["toy"]
+        flawed = 100 * t["correct_answer_flawed_process"]
+        console.print(f"exact truth: process-correct {100 * t['process_correct']:.1f}%, correct "
+                      f"answer with a flawed process {flawed:.1f}%")
 
 
 @app.command()

@@ -48,3 +48,36 @@ def bon_table(name: str, accuracy: dict, ns: list[int]) -> Table:
     for method in sorted(accuracy, key=lambda m: order.index(m) if m in order else len(order)):
         table.add_row(method, *(_fmt(accuracy[method].get(n)) for n in ns))
     return table
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def toy_stats_table(numbers: dict) -> Table:
+    s, r = numbers["solutions"], numbers["rollouts"]
+    table = Table(title=f"Toy world: {s['solutions']} sampled solutions, exact truth")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("final answer correct", _pct(s["final_answer_correct"])),
+        ("every step correct (process-correct)", _pct(s["process_correct"])),
+        ("no answer step", _pct(s["no_answer"])),
+        ("correct answer, flawed process", _pct(s["correct_answer_flawed_process"])),
+        ("  ... share of the correct answers", _pct(s["flawed_share_of_correct_answers"])),
+        *[(f"  ... {cause}", str(count)) for cause, count in s["flawed_right_by_cause"].items()],
+        ("first error position (step: count)",
+         ", ".join(f"{k}: {v}" for k, v in s["first_error_position"].items())),
+        ("first error kind", ", ".join(f"{k} {v}" for k, v in s["first_error_kind"].items())),
+        (f"right answer from a wrong prefix ({r['wrong_prefixes']} prefixes x "
+         f"{r['rollouts_per_prefix']})", _pct(r["right_answer_from_wrong_prefix"])),
+        ("  ... wrong prefixes with any right rollout (MC-hard says 'correct')",
+         _pct(r["wrong_prefixes_with_any_right_rollout"])),
+        (f"wrong answer from a sound prefix ({r['sound_prefixes']} prefixes)",
+         _pct(r["wrong_answer_from_sound_prefix"])),
+        ("  ... sound prefixes with no right rollout (MC-hard says 'wrong')",
+         _pct(r["sound_prefixes_with_no_right_rollout"])),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    return table

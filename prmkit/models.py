@@ -1,0 +1,68 @@
+"""Loading tokenizers and causal LMs from a local folder, with errors that say what is wrong.
+
+``load_tokenizer`` reads ``tokenizer.json`` with ``PreTrainedTokenizerFast`` when the folder has
+one: in transformers 5, ``AutoTokenizer`` on a folder whose config says ``qwen2`` builds Qwen's
+tokenizer class and silently drops a custom tokenizer (our character tokenizer, for one). Only
+folders without ``tokenizer.json`` (slow, sentencepiece-only tokenizers) go through AutoTokenizer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prmkit.errors import InputError
+
+
+def _check_folder(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{what} folder not found", path=path)
+    if not (path / "config.json").exists() and what == "model":
+        raise InputError("no config.json here: not a saved Hugging Face model", path=path)
+    return path
+
+
+def load_tokenizer(path: str | Path, *, padding_side: str = "left"):
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError("tokenizer folder not found", path=path)
+    try:
+        if (path / "tokenizer.json").exists():
+            tok = PreTrainedTokenizerFast.from_pretrained(path)
+        else:
+            tok = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise InputError(f"unreadable tokenizer ({e})", path=path) from None
+    tok.padding_side = padding_side
+    if tok.pad_token is None:  # many causal LMs ship without one; padding is masked anyway
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(path: str | Path, *, dtype: str = "auto", device: str = "cpu"):
+    import torch
+    from transformers import AutoModelForCausalLM
+    path = _check_folder(path, "model")
+    torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16,
+                   "float16": torch.float16}.get(dtype)
+    if torch_dtype is None:
+        raise InputError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16",
+                         field="dtype")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    except Exception as e:  # safetensors, torch and transformers each raise their own types
+        raise InputError(f"unreadable checkpoint ({type(e).__name__}: {e})", path=path) from None
+    return model.to(device).eval()
+
+
+def context_length(model) -> int | None:
+    """The longest sequence the model takes (None when its config does not say)."""
+    return getattr(model.config, "max_position_embeddings", None)
+
+
+def quiet_transformers() -> None:
+    """No per-file progress bars or advisory warnings from transformers in our own output."""
+    from transformers.utils import logging
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()

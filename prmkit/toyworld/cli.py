@@ -1,0 +1,146 @@
+"""``prmkit toy ...``: the toy world's commands (problems, policy, stats, bench)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from prmkit.errors import InputError
+
+toy_app = typer.Typer(no_args_is_help=True, help=(
+    "The toy world: arithmetic word problems with exact step truth and a tiny CPU policy."))
+
+
+def resolve_policy(policy: str, *, progress: bool = True) -> Path:
+    """A policy folder from PATH, ``toy`` (the default toy policy, trained on first use) or
+    ``toy@step-000150`` (a snapshot of it)."""
+    if policy == "toy" or policy.startswith("toy@"):
+        from prmkit.toyworld.policy import PolicyConfig, ensure_policy
+        final = ensure_policy(PolicyConfig(), progress=progress)
+        if "@" not in policy:
+            return final
+        snapshot = final.parent / policy.split("@", 1)[1]
+        if not snapshot.is_dir():
+            known = sorted(p.name for p in final.parent.glob("step-*"))
+            raise InputError(f"no snapshot {snapshot.name!r}; have {known}", field="policy")
+        return snapshot
+    path = Path(policy)
+    if not path.is_dir():
+        raise InputError("policy folder not found (give a model folder, 'toy' or "
+                         "'toy@step-NNNNNN')", path=path, field="policy")
+    return path
+
+
+def _toy_config(preset_name: str):
+    from prmkit.toyworld.problems import preset
+    return preset(preset_name)
+
+
+@toy_app.command("problems")
+def problems(out: Path = typer.Argument(..., help="Output JSONL of problem records."),
+             n: int = typer.Option(200, help="How many problems."),
+             split: str = typer.Option("test", help="'train', 'test' or any name."),
+             preset: str = typer.Option("mixed", help="easy, medium, hard or mixed."),
+             seed: int = typer.Option(0), start: int = typer.Option(0, help="First index.")
+             ) -> None:
+    """Write toy problems (with their spec, canonical solution and gold answer)."""
+    from prmkit.records import write_jsonl
+    from prmkit.toyworld.problems import make_problems
+    records = make_problems(_toy_config(preset), n, seed=seed, split=split, start=start)
+    write_jsonl(out, records)
+    typer.echo(f"{len(records)} problems -> {out}")
+
+
+@toy_app.command("policy")
+def policy(steps: Optional[int] = typer.Option(None, help="Optimizer steps (default 600)."),
+           preset: str = typer.Option("mixed", help="Problem settings to train on."),
+           seed: int = typer.Option(0),
+           max_seconds: Optional[float] = typer.Option(None, help=(
+               "Stop this call after so many seconds; the next call resumes.")),
+           evaluate: bool = typer.Option(True, help="Measure held-out sampled accuracy.")
+           ) -> None:
+    """Train the tiny policy (cached by config; resumes an interrupted run) and report it."""
+    import json
+
+    from prmkit.toyworld.policy import PolicyConfig, ensure_policy
+    cfg = PolicyConfig(preset=preset, seed=seed, **({"steps": steps} if steps else {}))
+    try:
+        final = ensure_policy(cfg, max_seconds=max_seconds, evaluate_after=evaluate)
+    except TimeoutError as e:
+        typer.echo(str(e))
+        raise typer.Exit(3) from None
+    metrics = json.loads((final.parent / "metrics.json").read_text())
+    typer.echo(f"policy: {final}")
+    typer.echo(f"trained {metrics['training']['step']} steps in "
+               f"{metrics['training']['seconds']:.0f}s; final loss "
+               f"{sum(metrics['losses'][-20:]) / len(metrics['losses'][-20:]):.3f}")
+    if "held_out" in metrics:
+        h = metrics["held_out"]
+        typer.echo(f"held-out, {h['n_problems']} problems x {h['samples']} samples at "
+                   f"T={h['temperature']}: accuracy {h['accuracy']:.1%}, problems with both "
+                   f"right and wrong answers {h['mixed_share']:.1%}, process-correct "
+                   f"{h['process_correct']:.1%}, no answer {h['no_answer']:.1%}")
+        by = ", ".join(f"{k} steps {v:.0%}" for k, v in h["accuracy_by_steps"].items())
+        typer.echo(f"accuracy by steps: {by}")
+
+
+@toy_app.command("stats")
+def stats(policy: str = typer.Option("toy", help="Policy folder, toy or toy@step-N."),
+          n_problems: int = typer.Option(100), samples: int = typer.Option(8),
+          rollouts: int = typer.Option(8, help="Completions of each probed prefix."),
+          temperature: float = typer.Option(1.0), seed: int = typer.Option(0),
+          workers: int = typer.Option(2), out: Optional[Path] = typer.Option(
+              None, help="Write the numbers to this JSON file.")) -> None:
+    """How often the paper's phenomena occur, measured with the exact truth."""
+    from prmkit.backends import load_backend
+    from prmkit.records import write_json
+    from prmkit.report.tables import toy_stats_table
+    from prmkit.toyworld.problems import make_problems
+    from prmkit.toyworld.stats import toy_stats
+    path = resolve_policy(policy)
+    problems = make_problems(_toy_config("mixed"), n_problems, seed=seed, split="test")
+    with load_backend("hf", str(path), workers=workers, batch_size=64) as backend:
+        numbers = toy_stats(backend, problems, samples=samples, rollouts=rollouts,
+                            temperature=temperature, seed=seed)
+    from rich.console import Console
+    Console().print(toy_stats_table(numbers))
+    if out:
+        write_json(out, numbers)
+
+
+@toy_app.command("bench")
+def bench(out: Path = typer.Option(Path("runs/toybench"), help="Folder for toy.json."),
+          policy: str = typer.Option("toy", help="Policy folder, toy or toy@step-N."),
+          n_problems: int = typer.Option(300, help="Held-out problems to sample."),
+          samples: int = typer.Option(8), temperature: float = typer.Option(1.0),
+          seed: int = typer.Option(0), start: int = typer.Option(
+              1000, help="First held-out problem index (policy evaluation uses 0..99)."),
+          workers: int = typer.Option(2)) -> None:
+    """Build a toy ProcessBench (exact format, exact labels, balanced)."""
+    from prmkit import rundir
+    from prmkit.backends import load_backend
+    from prmkit.toyworld.bench import build
+    from prmkit.toyworld.problems import make_problems
+    from prmkit.toyworld.stats import sample_and_judge
+    path = resolve_policy(policy)
+    config = {"stage": "toy.bench", "policy": str(path), "n_problems": n_problems,
+              "samples": samples, "temperature": temperature, "seed": seed, "start": start}
+    if rundir.is_complete(out, config):
+        typer.echo(f"{out} is complete for this config")
+        return
+    rundir.begin(out)
+    problems = make_problems(_toy_config("mixed"), n_problems, seed=seed, split="test",
+                             start=start)
+    with load_backend("hf", str(path), workers=workers, batch_size=64) as backend:
+        solutions = sample_and_judge(backend, problems, samples=samples,
+                                     temperature=temperature, seed=seed)
+    summary = build(solutions, out, generator=path.parent.name + "/" + path.name, seed=seed)
+    from prmkit.records import write_json
+    write_json(out / "summary.json", summary)
+    rundir.finish(out, config)
+    typer.echo(f"{summary['items']} items ({summary['correct']} correct, {summary['erroneous']} "
+               f"erroneous, of which {summary['correct_answer_flawed_process']} reach the right "
+               f"answer) -> {summary['file']}")
+    typer.echo(f"first error positions: {summary['first_error_position']}")

@@ -1,0 +1,129 @@
+"""``prmkit toy stats``: how often the paper's phenomena occur in the toy world, measured exactly.
+
+On held-out problems the policy writes N solutions each; the exact truth labels every step. We
+count:
+
+- solutions whose final answer is right although a step is wrong, split by cause: the first
+  error is in a side statement the answer does not need; or later steps go on from the right
+  value as if the error had not happened; or later errors cancel it;
+- where the first error falls (the distribution over step positions) and what kind it is;
+- from rollouts (K completions of a step prefix, as MC estimation does): how often a prefix that
+  already holds an error still reaches the right answer (MC would call the error step correct),
+  and how often a prefix with no error reaches a wrong answer (MC would call a good step bad).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from prmkit.toyworld.problems import Spec
+
+
+def sample_and_judge(backend, problems: list[dict], *, samples: int, temperature: float,
+                     seed: int) -> list[dict]:
+    from prmkit.backends import SamplingParams
+    from prmkit.prompting import render
+    from prmkit.steps import split_steps
+    from prmkit.toyworld.truth import judge
+    outputs = backend.generate([render("toy", p["problem"]) for p in problems],
+                               SamplingParams(n=samples, temperature=temperature,
+                                              max_new_tokens=256, seed=seed))
+    solutions = []
+    for p, completions in zip(problems, outputs):
+        spec = Spec.from_dict(p["toy"])
+        for j, c in enumerate(completions):
+            steps = split_steps(c.text) or [c.text]
+            solutions.append({"problem": p, "spec": spec, "steps": steps, "sample_index": j,
+                              "finish_reason": c.finish_reason, "truth": judge(spec, steps)})
+    return solutions
+
+
+def _prefixes(solutions: list[dict], rng: random.Random) -> tuple[list, list]:
+    """One wrong prefix (through the first error) and one sound prefix per solution, where the
+    solution has them; answer steps are never part of a prefix."""
+    wrong, sound = [], []
+    for s in solutions:
+        truth, n_compute = s["truth"], len(s["steps"]) - (1 if s["truth"].complete else 0)
+        if 0 <= truth.label < n_compute:
+            wrong.append((s, truth.label + 1))
+        last_sound = truth.label if truth.label >= 0 else n_compute
+        if last_sound >= 1:
+            sound.append((s, rng.randint(1, last_sound)))
+    return wrong, sound
+
+
+def rollout_rates(backend, solutions: list[dict], *, rollouts: int, temperature: float,
+                  seed: int) -> dict:
+    from prmkit.backends import SamplingParams
+    from prmkit.prompting import render
+    from prmkit.steps import join_steps, split_steps
+    from prmkit.toyworld.truth import judge
+    wrong, sound = _prefixes(solutions, random.Random(seed))
+    jobs = wrong + sound
+    prompts = [render("toy", s["problem"]["problem"]) + join_steps(s["steps"][:k]) + "\n\n"
+               for s, k in jobs]
+    outputs = backend.generate(prompts, SamplingParams(n=rollouts, temperature=temperature,
+                                                       max_new_tokens=256, seed=seed + 1))
+    reached = []  # share of rollouts with a right answer, per prefix
+    for (s, k), completions in zip(jobs, outputs):
+        rights = [judge(s["spec"], s["steps"][:k] + split_steps(c.text)).answer_correct
+                  for c in completions]
+        reached.append(sum(rights) / len(rights))
+    from_wrong, from_sound = reached[:len(wrong)], reached[len(wrong):]
+
+    def mean(xs: list) -> float | None:
+        return sum(xs) / len(xs) if xs else None
+    return {
+        "rollouts_per_prefix": rollouts,
+        "wrong_prefixes": len(wrong),
+        "right_answer_from_wrong_prefix": mean(from_wrong),
+        "wrong_prefixes_with_any_right_rollout": mean([x > 0 for x in from_wrong]),
+        "sound_prefixes": len(sound),
+        "wrong_answer_from_sound_prefix": mean([1 - x for x in from_sound]),
+        "sound_prefixes_with_no_right_rollout": mean([x == 0 for x in from_sound]),
+    }
+
+
+def solution_rates(solutions: list[dict]) -> dict:
+    n = len(solutions)
+    truths = [s["truth"] for s in solutions]
+    erroneous = [s for s in solutions if s["truth"].label >= 0]
+    flawed_right = [s for s in erroneous if s["truth"].answer_correct]
+    causes = Counter(_why_right(s) for s in flawed_right)
+    positions = Counter(s["truth"].label for s in erroneous)
+    return {
+        "solutions": n,
+        "final_answer_correct": sum(t.answer_correct for t in truths) / n,
+        "process_correct": sum(t.label == -1 and t.complete for t in truths) / n,
+        "no_answer": sum(not t.complete for t in truths) / n,
+        "correct_answer_flawed_process": len(flawed_right) / n,
+        "flawed_share_of_correct_answers": (len(flawed_right) /
+                                            max(1, sum(t.answer_correct for t in truths))),
+        "flawed_right_by_cause": {cause: causes[cause] for cause in CAUSES},
+        "first_error_position": dict(sorted(positions.items())),
+        "first_error_kind": dict(Counter(s["truth"].kinds[s["truth"].label]
+                                         for s in erroneous).most_common()),
+    }
+
+
+CAUSES = ("side statement", "later steps use the right value", "cancelled by later errors")
+
+
+def _why_right(solution: dict) -> str:
+    """Why a solution with a wrong step still reaches the right answer."""
+    truth = solution["truth"]
+    if truth.first_error_off_path(solution["spec"]):
+        return CAUSES[0]
+    from prmkit.toyworld.truth import ERROR_KINDS
+    later = truth.kinds[truth.label + 1:]
+    return CAUSES[2] if any(k in ERROR_KINDS for k in later) else CAUSES[1]
+
+
+def toy_stats(backend, problems: list[dict], *, samples: int = 8, rollouts: int = 8,
+              temperature: float = 1.0, seed: int = 0) -> dict:
+    solutions = sample_and_judge(backend, problems, samples=samples, temperature=temperature,
+                                 seed=seed)
+    return {"solutions": solution_rates(solutions),
+            "rollouts": rollout_rates(backend, solutions, rollouts=rollouts,
+                                      temperature=temperature, seed=seed)}

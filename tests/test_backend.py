@@ -1,0 +1,131 @@
+"""The hf generation backend: counts, order, reproducibility, stopping, sharding, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from prmkit.backends import Completion, SamplingParams, check_outputs, load_backend
+from prmkit.errors import InputError
+
+PROMPTS = ["Ann has 3 pens.", "Ben has 40 coins. How many coins does Ben have?\n\n", "x"]
+
+
+def texts(outputs):
+    return [[c.text for c in out] for out in outputs]
+
+
+def test_counts_order_and_reproducibility(tiny_lm):
+    params = SamplingParams(n=3, max_new_tokens=12, seed=7)
+    with load_backend("hf", str(tiny_lm), batch_size=4) as backend:
+        first = backend.generate(PROMPTS, params)
+        assert [len(o) for o in first] == [3, 3, 3]
+        assert all(isinstance(c, Completion) and c.num_tokens <= 12 for o in first for c in o)
+        # the same completions whatever the batch size or the order of prompts
+        backend.batch_size = 1
+        assert texts(backend.generate(PROMPTS[::-1], params))[::-1] == texts(first)
+        # samples of one prompt differ from each other, and another seed gives other samples
+        assert len(set(texts(first)[0])) > 1
+        assert texts(backend.generate(PROMPTS, SamplingParams(n=3, max_new_tokens=12,
+                                                              seed=8))) != texts(first)
+
+
+def test_two_worker_processes_give_the_same_completions(tiny_lm):
+    params = SamplingParams(n=2, max_new_tokens=10, seed=1)
+    with load_backend("hf", str(tiny_lm), batch_size=2) as one:
+        expected = texts(one.generate(PROMPTS, params))
+    with load_backend("hf", str(tiny_lm), batch_size=2, workers=2) as two:
+        assert texts(two.generate(PROMPTS, params)) == expected
+
+
+def test_greedy_is_deterministic_and_length_is_reported(tiny_lm):
+    with load_backend("hf", str(tiny_lm)) as backend:
+        a = backend.generate(PROMPTS, SamplingParams(n=2, temperature=0, max_new_tokens=5))
+        assert all(c.text == out[0].text for out in a for c in out)
+        # an untrained model rarely emits its end token in 5 steps: those are cut by length
+        assert all(c.finish_reason in ("stop", "length") for out in a for c in out)
+        assert any(c.finish_reason == "length" and c.num_tokens == 5 for out in a for c in out)
+
+
+def test_stop_strings_end_a_completion_and_are_not_part_of_it(tiny_lm):
+    with load_backend("hf", str(tiny_lm)) as backend:
+        free = backend.generate(["Ann"], SamplingParams(n=4, max_new_tokens=40, seed=3))[0]
+        char = next(ch for c in free for ch in c.text[3:] if ch.strip())  # seen mid-text
+        stopped = backend.generate(["Ann"], SamplingParams(n=4, max_new_tokens=40, seed=3,
+                                                           stop=(char,)))[0]
+    for before, after in zip(free, stopped):
+        if char in before.text:
+            assert after.text == before.text[:before.text.index(char)]
+            assert after.finish_reason == "stop"
+
+
+def test_prompt_longer_than_the_context_is_a_clear_error(tiny_lm):
+    with load_backend("hf", str(tiny_lm)) as backend:
+        with pytest.raises(InputError, match="prompt 1 has 1100 tokens but the model's context "
+                                             "is 1024"):
+            backend.generate(["ok", "y" * 1100], SamplingParams())
+
+
+def test_generation_stops_at_the_context_end(tiny_lm):
+    with load_backend("hf", str(tiny_lm)) as backend:
+        out = backend.generate(["z" * 1018], SamplingParams(max_new_tokens=100, temperature=0))
+    assert out[0][0].num_tokens <= 6
+
+
+def test_unreadable_checkpoint_and_missing_folder(tmp_path, tiny_lm):
+    with pytest.raises(InputError, match="not found"):
+        load_backend("hf", str(tmp_path / "nope"))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in tiny_lm.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "model.safetensors").write_bytes(b"not a checkpoint")
+    backend = load_backend("hf", str(broken))
+    with pytest.raises(InputError, match="unreadable checkpoint"):
+        backend.generate(["a"], SamplingParams())
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(InputError, match="config.json"):
+        load_backend("hf", str(broken))
+
+
+def test_unknown_backend_suggests_a_name():
+    with pytest.raises(InputError, match="did you mean 'hf'"):
+        load_backend("hff", "x")
+
+
+@pytest.mark.parametrize("field,value", [("n", 0), ("temperature", -1.0), ("top_p", 0.0),
+                                         ("max_new_tokens", 0)])
+def test_sampling_params_are_checked(field, value):
+    with pytest.raises(InputError, match=field):
+        SamplingParams(**{field: value})
+
+
+def test_counts_are_checked():
+    one = Completion("a", "stop", 1)
+    with pytest.raises(RuntimeError, match="2 results for 1 prompts"):
+        check_outputs(["p"], SamplingParams(), [[one], [one]])
+    with pytest.raises(RuntimeError, match="1 completions for prompt 0, expected 2"):
+        check_outputs(["p"], SamplingParams(n=2), [[one]])
+
+
+def test_top_p_keeps_only_the_nucleus():
+    import torch
+
+    from prmkit.backends.hf import _sample
+    logits = torch.tensor([[5.0, 4.9, -5.0, -6.0]])
+    params = SamplingParams(top_p=0.9)
+    seen = set()
+    for seed in range(200):
+        g = torch.Generator().manual_seed(seed)
+        seen.add(_sample(logits, params, [g], torch).item())
+    assert seen == {0, 1}
+
+
+def test_the_saved_model_is_a_plain_qwen2_folder(tiny_lm):
+    config = json.loads((tiny_lm / "config.json").read_text())
+    assert config["model_type"] == "qwen2"
+    from prmkit.models import load_tokenizer
+    tok = load_tokenizer(tiny_lm)
+    text = "Ben gives away 4: 10-4=6.\n\nThe answer is \\boxed{6}."
+    assert tok.decode(tok(text)["input_ids"]) == text

@@ -1,0 +1,128 @@
+"""The toy world's generator, stats and benchmark (with a scripted policy), and its commands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from prmkit.backends import Completion, SamplingParams, check_outputs
+from prmkit.errors import InputError
+from prmkit.steps import join_steps, split_steps
+from prmkit.toyworld.problems import (PRESETS, Spec, ToyConfig, canonical_steps, make_problems,
+                                      preset)
+
+
+def test_problems_are_a_function_of_seed_split_and_index():
+    a = make_problems(PRESETS["mixed"], 20, seed=1, split="test")
+    assert a == make_problems(PRESETS["mixed"], 20, seed=1, split="test")
+    assert a[5:] == make_problems(PRESETS["mixed"], 15, seed=1, split="test", start=5)
+    train = make_problems(PRESETS["mixed"], 20, seed=1, split="train")
+    assert {p["problem"] for p in a}.isdisjoint({p["problem"] for p in train})
+
+
+def test_difficulty_settings_are_respected():
+    for name, cfg in PRESETS.items():
+        for p in make_problems(cfg, 200, seed=2):
+            spec = Spec.from_dict(p["toy"])
+            assert cfg.min_steps <= len(spec.statements) <= cfg.max_steps
+            assert all(0 < v <= cfg.max_value for v in spec.values), name
+            assert {s.kind for s in spec.statements} <= set(cfg.kinds)
+            assert p["solution"].endswith(f"\\boxed{{{p['answer']}}}.")
+            assert p["solution"].count("\n\n") == len(spec.statements)
+
+
+@pytest.mark.parametrize("values,field", [
+    ({"min_steps": 0}, "min_steps"), ({"min_steps": 5, "max_steps": 3}, "min_steps"),
+    ({"max_steps": 20}, "max_steps"), ({"kinds": ["more", "modulo"]}, "kinds"),
+    ({"side_rate": 1.5}, "side_rate"), ({"max_value": 10}, "max_value"),
+    ({"colour": "red"}, "colour"), ({"kinds": ["fewer", "gives"]}, "kinds")])
+def test_invalid_generator_settings_name_the_field(values, field):
+    with pytest.raises(InputError) as error:
+        ToyConfig.from_dict(values)
+    assert error.value.field == field
+
+
+def test_unknown_preset():
+    with pytest.raises(InputError, match="unknown toy preset 'nightmare'"):
+        preset("nightmare")
+
+
+class ScriptedPolicy:
+    """Writes the canonical solution, or one with an error in step ``wrong`` (by sample index);
+    continues a prefix canonically. Enough to check the plumbing of stats and bench exactly."""
+
+    tokenizer = None
+
+    def __init__(self, problems, wrong: dict[int, int]):
+        self.by_prompt = {p["problem"]: Spec.from_dict(p["toy"]) for p in problems}
+        self.wrong = wrong
+
+    def generate(self, prompts, params: SamplingParams):
+        outputs = []
+        for prompt in prompts:
+            problem, _, prefix = prompt.partition("\n\n")
+            spec = self.by_prompt[problem]
+            steps = canonical_steps(spec)
+            done = len(split_steps(prefix))
+            out = []
+            for j in range(params.n):
+                own = list(steps)
+                if not done and j in self.wrong and self.wrong[j] < len(steps) - 1:
+                    head, result = own[self.wrong[j]].rsplit("=", 1)
+                    own[self.wrong[j]] = f"{head}={int(result[:-1]) + 1}."
+                out.append(Completion(join_steps(own[done:]), "stop", 10))
+            outputs.append(out)
+        return check_outputs(prompts, params, outputs)
+
+
+def test_stats_count_flawed_right_answers_and_rollout_rates():
+    from prmkit.toyworld.stats import toy_stats
+    problems = make_problems(PRESETS["mixed"], 30, seed=4)
+    numbers = toy_stats(ScriptedPolicy(problems, {1: 0}), problems, samples=2, rollouts=2)
+    s, r = numbers["solutions"], numbers["rollouts"]
+    assert s["solutions"] == 60
+    assert s["process_correct"] == 0.5  # sample 0 of each problem is canonical
+    assert s["first_error_position"] == {0: 30}
+    # step 0 is always on the answer's path; the scripted policy goes on from the true value
+    assert s["flawed_right_by_cause"] == {"side statement": 0, "later steps use the right value":
+                                          30, "cancelled by later errors": 0}
+    assert s["correct_answer_flawed_process"] == 0.5
+    # the scripted policy continues any prefix canonically: every rollout reaches the answer
+    assert r["right_answer_from_wrong_prefix"] == 1.0
+    assert r["wrong_answer_from_sound_prefix"] == 0.0
+    assert r["wrong_prefixes"] == 30
+
+
+def test_bench_is_balanced_in_processbench_format(tmp_path):
+    from prmkit.evaluate.processbench import evaluate
+    from prmkit.formats.processbench import read
+    from prmkit.toyworld.bench import build
+    from prmkit.toyworld.stats import sample_and_judge
+    problems = make_problems(PRESETS["mixed"], 40, seed=5)
+    solutions = sample_and_judge(ScriptedPolicy(problems, {1: 1, 2: 0}), problems, samples=3,
+                                 temperature=1.0, seed=0)
+    summary = build(solutions, tmp_path, generator="scripted")
+    items = json.loads((tmp_path / "toy.json").read_text())
+    assert summary["items"] == len(items) == 80
+    assert summary["correct"] == summary["erroneous"] == 40
+    assert set(items[0]) == {"id", "generator", "problem", "steps", "final_answer_correct",
+                             "label"}
+    assert {i["label"] for i in items} == {-1, 1}  # sample 1 (step 1 wrong) is the first error
+    # the evaluator reads it unchanged; a scorer that knows the truth gets F1 = 100
+    bench = read(tmp_path)
+    scores = {b["id"]: [0.0 if i == b["label"] else 1.0 for i in range(len(b["steps"]))]
+              for b in bench}
+    assert evaluate(bench, step_scores=scores)["subsets"]["toy"]["f1"] == 100.0
+
+
+def test_toy_problems_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from prmkit.cli import app
+    out = tmp_path / "p.jsonl"
+    result = CliRunner().invoke(app, ["toy", "problems", str(out), "--n", "7", "--preset", "hard"])
+    assert result.exit_code == 0, result.output
+    from prmkit.records import read_records
+    records = read_records(out, "problem")
+    assert len(records) == 7 and all(r["n_steps"] >= 4 for r in records)
