@@ -56,11 +56,6 @@ def load_causal_lm(path: str | Path, *, dtype: str = "auto", device: str = "cpu"
     return model.to(device).eval()
 
 
-def context_length(model) -> int | None:
-    """The longest sequence the model takes (None when its config does not say)."""
-    return getattr(model.config, "max_position_embeddings", None)
-
-
 def quiet_transformers() -> None:
     """No per-file progress bars or advisory warnings from transformers in our own output."""
     from transformers.utils import logging

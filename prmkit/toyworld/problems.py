@@ -39,6 +39,7 @@ import random
 from dataclasses import asdict, dataclass, field, fields
 
 from prmkit.errors import InputError
+from prmkit.steps import join_steps
 
 NAMES = ("Ann", "Ben", "Cal", "Dee", "Eli", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kim", "Leo",
          "Mia", "Ned", "Oli", "Pam", "Raj", "Sam", "Tia", "Uma", "Vic", "Wes", "Zoe")
@@ -350,13 +351,6 @@ def canonical_steps(spec: Spec) -> list[str]:
     return steps + [answer_text(spec.answer)]
 
 
-STEP_SEPARATOR = "\n\n"
-
-
-def solution_text(steps: list[str]) -> str:
-    return STEP_SEPARATOR.join(steps)
-
-
 # --- problem records --------------------------------------------------------------------------
 
 def make_problem(cfg: ToyConfig, seed: int, split: str, index: int) -> dict:
@@ -364,7 +358,7 @@ def make_problem(cfg: ToyConfig, seed: int, split: str, index: int) -> dict:
     spec = generate_spec(cfg, random.Random(f"prmkit-toy:{seed}:{split}:{index}"))
     return {"id": f"toy-{split}-{index}", "problem": problem_text(spec), "answer": str(spec.answer),
             "source": "toy", "toy": spec.to_dict(),
-            "solution": solution_text(canonical_steps(spec)),
+            "solution": join_steps(canonical_steps(spec)),
             "n_steps": len(spec.statements), "side_step": len(spec.needed()) < len(spec.statements)}
 
 
