@@ -73,7 +73,7 @@ def sample(problems: Path = typer.Argument(..., help="Problems file (prmkit JSON
            out: Path = typer.Option(..., help="Run folder (solutions.jsonl, metrics.json)."),
            n: int = typer.Option(8, help="Solutions a problem."),
            temperature: float = typer.Option(1.0), top_p: float = typer.Option(1.0),
-           max_new_tokens: int = typer.Option(256), seed: int = typer.Option(0),
+           max_new_tokens: int = typer.Option(1024), seed: int = typer.Option(0),
            prompt: str = typer.Option("toy", help="toy, qwen-math or a .txt template."),
            fmt: str = typer.Option("prmkit", "--format", help="Problems format: prmkit, gsm8k, "
                                    "math (see `prmkit formats`)."),

@@ -33,7 +33,7 @@ class SampleConfig:
     n: int = 8
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 256
+    max_new_tokens: int = 1024  # capped by the model's context
     seed: int = 0
     prompt: str = "toy"
     problems_format: str = "prmkit"

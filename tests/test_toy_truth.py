@@ -19,20 +19,24 @@ SPEC = Spec("coins", [("Ann", 7)], [
     Statement("gives", "Ben", [1], 4),
     Statement("times", "Cal", [3], 2),
     Statement("half", "Eli", [4]),
-], ask=5)
-B0, D1, B2, C3, E4 = ("(1) Ben has 3 more than Ann", "(2) Dee has 2 fewer than Ann",
-                      "(3) Ben gives away 4", "(4) Cal has 2 times as many as Ben",
-                      "(5) Eli has half as many as Cal")
+], ask=5, layout=(34, 2, 1))
+B0, D1, B2, C3, E4 = ("Ben has 3 more than Ann", "(Dee has 2 fewer than Ann)", "Ben gives away 4",
+                      "Cal has 2 times as many as Ben", "Eli has half as many as Cal")
 CANONICAL = [f"{B0}: 7+3=10.", f"{D1}: 7-2=5.", f"{B2}: 10-4=6.", f"{C3}: 6*2=12.",
              f"{E4}: 12/2=6.", "The answer is \\boxed{6}."]
 
 
 def test_the_hand_built_problem_reads_as_intended():
-    assert problem_text(SPEC) == (
-        "Ann has 7 coins. (1) Ben has 3 more than Ann. (2) Dee has 2 fewer than Ann. "
-        "(3) Ben gives away 4. (4) Cal has 2 times as many as Ben. (5) Eli has half as many as "
-        "Cal. How many coins does Eli have?")
-    assert canonical_steps(SPEC) == CANONICAL
+    rows = ["Ann has 7 coins.", f"{B0}.", f"{D1}.", f"{B2}.", f"{C3}.", f"{E4}."]
+    assert problem_text(SPEC) == "\n\n".join([r.ljust(42) for r in rows] +
+                                              ["How many does Eli have now?"])
+    # every paragraph has the same width, so a statement lies a fixed distance before its step;
+    # a step computes in fixed columns, numbers right-aligned, as a ledger does
+    assert canonical_steps(SPEC)[:2] == ["Ben has 3 more than Ann:           7+3=10.",
+                                         "(Dee has 2 fewer than Ann):        7-2= 5."]
+    def squeeze(steps):
+        return [s.replace(" ", "") for s in steps]
+    assert squeeze(canonical_steps(SPEC)) == squeeze(CANONICAL)
     assert judge(SPEC, CANONICAL).statements == [0, 1, 2, 3, 4, None]
     assert SPEC.needed() == {0, 2, 3, 4}  # Dee is a side statement
 
@@ -55,9 +59,7 @@ CASES = [
      ["misread", "ok", "ok", "ok", "ok", "ok"], 0, True),
     ("misread literal", with_steps(s2=f"{B2}: 10-5=5."),
      ["ok", "ok", "misread", "ok", "ok", "ok"], 2, True),
-    ("misquoted statement", with_steps(s0="(1) Ben has 4 more than Ann: 7+4=11."),
-     ["misread", "ok", "ok", "ok", "ok", "ok"], 0, True),
-    ("right statement, wrong number", with_steps(s0="(2) Ben has 3 more than Ann: 7+3=10."),
+    ("misquoted statement", with_steps(s0="Ben has 4 more than Ann: 7+4=11."),
      ["misread", "ok", "ok", "ok", "ok", "ok"], 0, True),
     ("wrong operation", with_steps(s0=f"{B0}: 7-3=4."),
      ["wrong-op", "ok", "ok", "ok", "ok", "ok"], 0, True),
@@ -76,20 +78,23 @@ CASES = [
     ("wrong final answer after a correct derivation", with_steps(s5="The answer is \\boxed{7}."),
      ["ok"] * 5 + ["wrong-answer"], 5, False),
     # the next step uses Ben's true value: an unreadable step is an error, not a wrong value
-    ("unreadable step", with_steps(s2="(3) Ben gives away a lot."),
+    ("unreadable step", with_steps(s2="Ben gives away a lot."),
      ["ok", "ok", "unreadable", "ok", "ok", "ok"], 2, True),
-    ("an entity the story does not have", with_steps(s1="(2) Zed has 2 fewer than Ann: 7-2=5."),
+    ("an entity the story does not have", with_steps(s1="Zed has 2 fewer than Ann: 7-2=5."),
      ["ok", "extra", "ok", "ok", "ok", "ok"], 1, True),
     ("a statement computed twice", CANONICAL[:2] + [CANONICAL[1]] + CANONICAL[2:],
      ["ok", "ok", "extra", "ok", "ok", "ok", "ok"], 2, True),
     ("text after the answer", CANONICAL + [f"{B0}: 7+3=10."], ["ok"] * 6 + ["extra"], 6, True),
     ("operands of a product in either order", with_steps(s3=f"{C3}: 2*6=12."),
      ["ok"] * 6, -1, True),
-    ("the side statement left out", [s for s in CANONICAL if not s.startswith("(2) Dee")],
+    ("the side statement left out", [s for s in CANONICAL if not s.startswith("(Dee")],
      ["ok"] * 5, -1, True),
     ("statements in another valid order", [CANONICAL[1], CANONICAL[0], *CANONICAL[2:]],
      ["ok"] * 6, -1, True),
 ]
+
+
+CASE = {c[0]: c[1] for c in CASES}
 
 
 @pytest.mark.parametrize("name,steps,kinds,label,right", CASES, ids=[c[0] for c in CASES])
@@ -102,9 +107,9 @@ def test_hand_built_solutions(name, steps, kinds, label, right):
 
 
 def test_where_the_first_error_lies_off_the_answers_path():
-    side_error = judge(SPEC, CASES[8][1])
+    side_error = judge(SPEC, CASE["error in a side statement the answer does not need"])
     assert side_error.first_error_off_path(SPEC)
-    cancelling = judge(SPEC, CASES[9][1])
+    cancelling = judge(SPEC, CASE["errors that cancel"])
     assert cancelling.flawed_but_right and not cancelling.first_error_off_path(SPEC)
 
 
@@ -115,7 +120,7 @@ def test_truncated_solution_has_no_answer_and_no_error():
 
 def test_step_labels_follow_the_prm_convention():
     assert judge(SPEC, CANONICAL).step_labels == [1] * 6
-    cancelling = judge(SPEC, CASES[9][1])
+    cancelling = judge(SPEC, CASE["errors that cancel"])
     assert cancelling.step_labels == [0] * 6  # first error at step 0, though the answer is right
     assert judge(SPEC, with_steps(s3=f"{C3}: 6*2=13.")).step_labels == [1, 1, 1, 0, 0, 0]
 
@@ -159,7 +164,10 @@ def test_a_wrong_result_is_the_first_error_and_its_consequences_are_carried(seed
     assert truth.answer_correct is (i not in spec.needed())
 
 
-def test_side_statements_occur_at_the_configured_rate():
+def test_side_statements_fill_every_problem_to_the_same_number_of_statements():
     problems = make_problems(PRESETS["mixed"], 1000, seed=0, split="test")
+    assert {len(p["toy"]["statements"]) for p in problems} == {6}
+    # the answer needs 2 to 6 of them, uniformly: 4 problems in 5 have a side statement
+    assert {p["n_steps"] for p in problems} == {2, 3, 4, 5, 6}
     share = sum(p["side_step"] for p in problems) / len(problems)
-    assert 0.2 < share < 0.35  # side_rate 0.3, less the 2-step problems that place none
+    assert 0.75 < share < 0.85

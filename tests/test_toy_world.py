@@ -35,7 +35,7 @@ def test_difficulty_settings_are_respected():
 @pytest.mark.parametrize("values,field", [
     ({"min_steps": 0}, "min_steps"), ({"min_steps": 5, "max_steps": 3}, "min_steps"),
     ({"max_steps": 20}, "max_steps"), ({"kinds": ["more", "modulo"]}, "kinds"),
-    ({"side_rate": 1.5}, "side_rate"), ({"max_value": 10}, "max_value"),
+    ({"max_k": 0}, "max_k"), ({"max_value": 10}, "max_value"),
     ({"colour": "red"}, "colour"), ({"kinds": ["fewer", "gives"]}, "kinds")])
 def test_invalid_generator_settings_name_the_field(values, field):
     with pytest.raises(InputError) as error:
@@ -61,16 +61,16 @@ class ScriptedPolicy:
     def generate(self, prompts, params: SamplingParams):
         outputs = []
         for prompt in prompts:
-            problem, _, prefix = prompt.partition("\n\n")
-            spec = self.by_prompt[problem]
+            problem = next(p for p in self.by_prompt if prompt.startswith(p + "\n\n"))
+            spec, prefix = self.by_prompt[problem], prompt[len(problem) + 2:]
             steps = canonical_steps(spec)
             done = len(split_steps(prefix))
             out = []
             for j in range(params.n):
                 own = list(steps)
                 if not done and j in self.wrong and self.wrong[j] < len(steps) - 1:
-                    head, result = own[self.wrong[j]].rsplit("=", 1)
-                    own[self.wrong[j]] = f"{head}={int(result[:-1]) + 1}."
+                    head, result = own[self.wrong[j]].rstrip().rsplit("=", 1)
+                    own[self.wrong[j]] = f"{head}={int(result[:-1]) + 1}.".ljust(spec.width)
                 out.append(Completion(join_steps(own[done:]), "stop", 10))
             outputs.append(out)
         return check_outputs(prompts, params, outputs)
@@ -84,9 +84,11 @@ def test_stats_count_flawed_right_answers_and_rollout_rates():
     assert s["solutions"] == 60
     assert s["process_correct"] == 0.5  # sample 0 of each problem is canonical
     assert s["first_error_position"] == {0: 30}
-    # step 0 is always on the answer's path; the scripted policy goes on from the true value
-    assert s["flawed_right_by_cause"] == {"side statement": 0, "later steps use the right value":
-                                          30, "cancelled by later errors": 0}
+    # the scripted policy goes on from the true value, so only where is the error decides
+    side = sum(0 not in Spec.from_dict(p["toy"]).needed() for p in problems)
+    assert 0 < side < 30
+    assert s["flawed_right_by_cause"] == {"side statement": side, "later steps use the right "
+                                          "value": 30 - side, "cancelled by later errors": 0}
     assert s["correct_answer_flawed_process"] == 0.5
     # the scripted policy continues any prefix canonically: every rollout reaches the answer
     assert r["right_answer_from_wrong_prefix"] == 1.0

@@ -1,34 +1,52 @@
 """Seeded arithmetic word problems with a canonical step-by-step solution.
 
-A problem is a little story about people and how many things they have:
+A problem is a little story about people and how many things they have: a starting amount, a
+fixed number of statements (one paragraph each), then the question:
 
-    Ann has 7 coins. (1) Ben has 3 more than Ann. (2) Ben gives away 4. (3) Cal has 2 times as
-    many as Ben. How many coins does Cal have?
+    Ann has 7 coins.
 
-and its canonical solution works through the statements in order, one step each, steps
-separated by a blank line as real solutions are, ending with a ``\\boxed{}`` answer line. Each
-step restates its numbered statement, then computes it. The numbers and the restating are what
-let a 1M-parameter policy learn the world in minutes: "(2)" points its attention at the
-statement to copy (a plain induction pattern), where finding "the next statement" unaided takes
-far more training than a CPU budget allows.
+    (Ben has 3 more than Ann).
 
-    (1) Ben has 3 more than Ann: 7+3=10.
+    Ann gets 4 more.
 
-    (2) Ben gives away 4: 10-4=6.
+    Cal has 2 times as many as Ann.
 
-    (3) Cal has 2 times as many as Ben: 6*2=12.
+    How many does Cal have now?
 
-    The answer is \\boxed{12}.
+Its canonical solution works through the statements in order, one step each, separated by a
+blank line as real solutions are, ending with a ``\\boxed{}`` answer line. Each step restates its
+statement, then computes it in fixed columns, numbers right-aligned, like a ledger:
+
+    (Ben has 3 more than Ann):         7+3=10.
+
+    Ann gets 4 more:                   7+4=11.
+
+    Cal has 2 times as many as Ann:   11*2=22.
+
+    The answer is \\boxed{22}.
+
+**Why the layout is so regular.** Every statement reads the *chain*: the quantity the question
+is about, as it stands so far ("Ann" until Cal takes over). Statements the question does not
+need (*side* statements) are asides in parentheses. Every paragraph of the problem is padded to
+one width, every step has that width, and every problem of a setting has the same number of
+statements. So the statement a step restates lies exactly the same distance back for every step
+of every problem, and the value a step starts from sits in a fixed column of the step before
+(its result, or after an aside its first operand). A 1M-parameter policy learns such
+fixed-distance copying in a few hundred training steps, where looking statements up by content
+(induction heads) takes far more training than a few CPU minutes: with free-form statements the
+policy stayed near 2% accuracy (see the README). Aligned digits also make the arithmetic easier
+to learn, as they do for any small transformer.
+
+Side statements fill each problem up to its fixed number of statements; their steps are in the
+canonical solution, as in many GSM8K solutions, so an error there leaves the final answer
+right: one of the ways a solution gets a correct answer through a flawed process. The number of
+statements the answer needs (2 to 6 by default) sets the difficulty.
 
 The problem is kept as a structured *spec* (JSON-friendly, stored in the problem record under
 ``toy``) so that the exact truth of any written solution can be decided later
 (``prmkit.toyworld.truth``). Every value is a positive integer. A quantity is one entity's value
-at one point of the story: givens first, then one per statement, so a statement's inputs are
-quantity indices and an entity that gets or gives things has several quantities.
-
-Some problems hold a *side* statement whose quantity the asked one does not depend on. Its step
-is still in the canonical solution (as in many GSM8K solutions), so an error there leaves the
-final answer right: one of the ways a solution gets a correct answer through a flawed process.
+at one point of the story: the given first, then one per statement, so a statement's input is a
+quantity index and an entity that gets or gives things has several quantities.
 Problem ``i`` of a split is drawn from its own ``random.Random`` seeded by (seed, split, i), so
 any problem can be regenerated alone and a stream of them is resumable by index.
 """
@@ -36,7 +54,7 @@ any problem can be regenerated alone and a stream of them is resumable by index.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 from prmkit.errors import InputError
 from prmkit.steps import join_steps
@@ -52,7 +70,6 @@ KINDS = {
     "fewer": ("-", False),  # T has k fewer than R
     "times": ("*", False),  # T has k times as many as R
     "half": ("/", False),   # T has half as many as R
-    "sum": ("+", False),    # T has as many as R1 and R2 together
     "gets": ("+", True),    # T gets k more
     "gives": ("-", True),   # T gives away k
 }
@@ -62,14 +79,13 @@ KINDS = {
 class ToyConfig:
     """How hard the problems are. Every field is checked by ``validate``."""
 
-    min_steps: int = 2          # statements that need a computation (the answer line not counted)
-    max_steps: int = 6
-    max_given: int = 30         # givens are drawn from 2..max_given
+    min_steps: int = 2          # statements the answer needs, at least ...
+    max_steps: int = 6          # ... and at most; also every problem's number of statements
+    max_given: int = 30         # the starting amount is drawn from 2..max_given
     max_k: int = 9              # k in "k more", "gives away k"
     max_factor: int = 3         # k in "k times as many"
-    max_value: int = 120        # no quantity exceeds this
-    kinds: tuple[str, ...] = ("more", "fewer", "times", "half", "sum", "gets", "gives")
-    side_rate: float = 0.3      # share of problems with one side statement the answer doesn't need
+    max_value: int = 99         # no quantity exceeds this
+    kinds: tuple[str, ...] = ("more", "fewer", "times", "half", "gets", "gives")
 
     def validate(self) -> "ToyConfig":
         def bad(name: str, why: str) -> InputError:
@@ -94,10 +110,10 @@ class ToyConfig:
             raise bad("kinds", f"must be a non-empty subset of {sorted(KINDS)}")
         if len(set(self.kinds)) != len(self.kinds):
             raise bad("kinds", "has duplicates")
-        if not ({"more", "times", "sum", "gets"} & set(self.kinds)):
-            raise bad("kinds", "needs one kind that can always apply: more, times, sum or gets")
-        if not 0.0 <= self.side_rate <= 1.0:
-            raise bad("side_rate", "must be in [0, 1]")
+        if not {"fewer", "gives", "half"} & set(self.kinds) or \
+                not {"more", "gets", "times"} & set(self.kinds):
+            raise bad("kinds", "needs a kind that makes a value larger (more, gets, times) and "
+                               "one that makes it smaller (fewer, gives, half)")
         return self
 
     @classmethod
@@ -117,14 +133,21 @@ class ToyConfig:
         out["kinds"] = list(self.kinds)
         return out
 
+    def layout(self) -> tuple[int, int, int]:
+        """Column widths every step is written in: the statement (with its colon, padded), a
+        value and a literal operand. Numbers are right-aligned in their fields, like a ledger."""
+        big, k = 10 ** len(str(self.max_value)) - 1, max(self.max_k, self.max_factor)
+        longest = max(len(_clause_text(kind, "Xxx", "Xxx", k, side=True)) for kind in KINDS)
+        return longest + 2, len(str(big)), len(str(k))
+
 
 PRESETS = {
     "easy": ToyConfig(min_steps=2, max_steps=3, max_given=20, max_k=9, max_value=60,
                       kinds=("more", "fewer", "gets", "gives")),
-    "medium": ToyConfig(min_steps=2, max_steps=4, max_given=30, max_value=120),
+    "medium": ToyConfig(min_steps=2, max_steps=4, max_given=30),
     "hard": ToyConfig(min_steps=4, max_steps=6, max_given=50, max_k=20, max_factor=4,
                       max_value=300),
-    # the default world: 2 to 6 steps, every operation, numbers up to 120
+    # the default world: 6 statements, of which the answer needs 2 to 6; numbers below 100
     "mixed": ToyConfig(),
 }
 
@@ -149,8 +172,6 @@ class Statement:
 
     def operands(self) -> list[tuple[str, int]]:
         """The operands in canonical order: ("q", quantity index) or ("k", literal)."""
-        if self.kind == "sum":
-            return [("q", self.inputs[0]), ("q", self.inputs[1])]
         if self.kind == "half":
             return [("q", self.inputs[0]), ("k", 2)]
         return [("q", self.inputs[0]), ("k", self.k)]
@@ -162,7 +183,8 @@ class Spec:
     givens: list[tuple[str, int]]
     statements: list[Statement]
     ask: int                   # the quantity asked for
-    values: list[int] = field(default_factory=list)  # true value of every quantity
+    layout: tuple[int, int, int]  # ToyConfig.layout(): statement, value and operand columns
+    values: list[int] = None   # true value of every quantity (computed when not given)
 
     def __post_init__(self) -> None:
         if not self.values:
@@ -173,6 +195,12 @@ class Spec:
     def _value(self, operand: tuple[str, int]) -> int:
         kind, x = operand
         return self.values[x] if kind == "q" else x
+
+    @property
+    def width(self) -> int:
+        """Every paragraph of the problem and every step is padded to this many characters."""
+        statement, value, operand = self.layout
+        return statement + 2 * value + operand + 3
 
     def quantity(self, statement_index: int) -> int:
         return len(self.givens) + statement_index
@@ -196,14 +224,16 @@ class Spec:
         return {"item": self.item, "givens": [list(g) for g in self.givens],
                 "statements": [{"kind": s.kind, "target": s.target, "inputs": s.inputs, "k": s.k}
                                for s in self.statements],
-                "ask": self.ask}
+                "ask": self.ask, "layout": list(self.layout)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Spec":
         try:
             statements = [Statement(s["kind"], s["target"], list(s["inputs"]), s.get("k"))
                           for s in d["statements"]]
-            return cls(d["item"], [(n, int(v)) for n, v in d["givens"]], statements, int(d["ask"]))
+            statement, value, operand = (int(x) for x in d["layout"])
+            return cls(d["item"], [(n, int(v)) for n, v in d["givens"]], statements, int(d["ask"]),
+                       (statement, value, operand))
         except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as e:
             raise InputError(f"not a toy problem spec ({type(e).__name__}: {e})",
                              field="toy") from None
@@ -225,8 +255,8 @@ def apply(op: str, a: int, b: int) -> int | None:
 # --- generation ---------------------------------------------------------------------------------
 
 def _pick_statement(rng: random.Random, cfg: ToyConfig, target: str, source: int, value: int,
-                    others: list[int], values: list[int], update: bool) -> Statement | None:
-    """One statement that reads quantity ``source`` (and for a sum, one of ``others``)."""
+                    update: bool) -> Statement | None:
+    """One statement of the wanted shape that reads quantity ``source``, or None if none fits."""
     options = []
     for kind in cfg.kinds:
         if KINDS[kind][1] != update:
@@ -237,8 +267,8 @@ def _pick_statement(rng: random.Random, cfg: ToyConfig, target: str, source: int
                 options.append(Statement(kind, target, [source], k))
         elif kind in ("fewer", "gives"):
             if value > 1:
-                options.append(Statement(kind, target, [source], rng.randint(1, min(cfg.max_k,
-                                                                                  value - 1))))
+                options.append(Statement(kind, target, [source],
+                                         rng.randint(1, min(cfg.max_k, value - 1))))
         elif kind == "times":
             k = rng.randint(2, cfg.max_factor)
             if value * k <= cfg.max_value:
@@ -246,15 +276,11 @@ def _pick_statement(rng: random.Random, cfg: ToyConfig, target: str, source: int
         elif kind == "half":
             if value % 2 == 0:
                 options.append(Statement(kind, target, [source]))
-        elif kind == "sum":
-            partners = [q for q in others if value + values[q] <= cfg.max_value]
-            if partners:
-                options.append(Statement(kind, target, [source, rng.choice(partners)]))
     return rng.choice(options) if options else None
 
 
 def generate_spec(cfg: ToyConfig, rng: random.Random) -> Spec:
-    """A main chain of statements, each reading the chain's latest quantity, plus maybe a side one.
+    """A chain of statements the answer needs, with side statements filling up to max_steps.
 
     Settings so tight that no statement fits (say only "more" and values at the cap) make a draw
     fail; we draw again from the same stream, so the result stays a function of the seed."""
@@ -267,40 +293,33 @@ def generate_spec(cfg: ToyConfig, rng: random.Random) -> Spec:
 
 
 def _try_spec(cfg: ToyConfig, rng: random.Random) -> Spec | None:
-    names = rng.sample(NAMES, 10)
-    n_steps = rng.randint(cfg.min_steps, cfg.max_steps)
-    n_givens = 2 if "sum" in cfg.kinds and rng.random() < 0.5 else 1
-    givens = [(names.pop(), rng.randint(2, cfg.max_given)) for _ in range(n_givens)]
-    values = [v for _, v in givens]
-    latest = {name: q for q, (name, _) in enumerate(givens)}  # entity -> its latest quantity
+    names = rng.sample(NAMES, cfg.max_steps + 1)
+    given = (names.pop(), rng.randint(2, cfg.max_given))
+    values = [given[1]]
+    n_main = rng.randint(cfg.min_steps, cfg.max_steps)
+    side = set(rng.sample(range(cfg.max_steps), cfg.max_steps - n_main))
     statements: list[Statement] = []
-    side_at = rng.randrange(1, n_steps) if n_steps > 1 and rng.random() < cfg.side_rate else None
-    chain = 0  # the quantity the main chain has reached
-
-    while len(statements) < n_steps:
-        is_side = len(statements) == side_at
-        source = rng.choice(list(latest.values())) if is_side else chain
-        entity = next(n for n, q in latest.items() if q == source)
-        others = [q for q in latest.values() if q != source]
+    chain, entity = 0, given[0]  # the quantity the chain has reached, and whose it is
+    for row in range(cfg.max_steps):
         # the chain either updates its entity or moves to a new one; a side statement is new
-        shapes = [False] if is_side else ([True, False] if rng.random() < 0.35 else [False, True])
+        shapes = [False] if row in side else \
+            ([True, False] if rng.random() < 0.5 else [False, True])
         s = None
         for update in shapes:
-            target = entity if update else names[-1]
-            s = _pick_statement(rng, cfg, target, source, values[source], others, values, update)
+            s = _pick_statement(rng, cfg, entity if update else names[-1], chain,
+                                values[chain], update)
             if s is not None:
                 break
         if s is None:
             return None
-        if s.target == names[-1]:
+        if not update:
             names.pop()
         statements.append(s)
         values.append(apply(s.op, *[values[x] if kind == "q" else x
                                     for kind, x in s.operands()]))
-        latest[s.target] = len(values) - 1
-        if not is_side:
-            chain = len(values) - 1
-    return Spec(rng.choice(ITEMS), givens, statements, ask=chain)
+        if row not in side:
+            chain, entity = len(values) - 1, s.target
+    return Spec(rng.choice(ITEMS), [given], statements, ask=chain, layout=cfg.layout())
 
 
 # --- text ------------------------------------------------------------------------------------
@@ -311,36 +330,53 @@ def _name_of(spec: Spec, q: int) -> str:
     return spec.statements[q - len(spec.givens)].target
 
 
-def clause(spec: Spec, index: int) -> str:
-    """Statement ``index`` as the problem words it, with its number, without the full stop."""
-    statement = spec.statements[index]
-    r = [_name_of(spec, q) for q in statement.inputs]
-    t, k = statement.target, statement.k
-    return f"({index + 1}) " + {
-        "more": lambda: f"{t} has {k} more than {r[0]}",
-        "fewer": lambda: f"{t} has {k} fewer than {r[0]}",
-        "times": lambda: f"{t} has {k} times as many as {r[0]}",
-        "half": lambda: f"{t} has half as many as {r[0]}",
-        "sum": lambda: f"{t} has as many as {r[0]} and {r[1]} together",
+def _clause_text(kind: str, t: str, r: str, k: int | None, side: bool) -> str:
+    text = {
+        "more": lambda: f"{t} has {k} more than {r}",
+        "fewer": lambda: f"{t} has {k} fewer than {r}",
+        "times": lambda: f"{t} has {k} times as many as {r}",
+        "half": lambda: f"{t} has half as many as {r}",
         "gets": lambda: f"{t} gets {k} more",
         "gives": lambda: f"{t} gives away {k}",
-    }[statement.kind]()
+    }[kind]()
+    return f"({text})" if side else text
+
+
+def clause(spec: Spec, index: int) -> str:
+    """Statement ``index`` as the problem words it, without the full stop. A side statement is
+    an aside, in parentheses: whether the next step starts from its input or its result is then
+    written right there, where a small policy can see it."""
+    statement = spec.statements[index]
+    return _clause_text(statement.kind, statement.target, _name_of(spec, statement.inputs[0]),
+                        statement.k, side=index not in spec.needed())
 
 
 def problem_text(spec: Spec) -> str:
-    parts = [f"{name} has {value} {spec.item}." for name, value in spec.givens]
-    parts += [clause(spec, i) + "." for i in range(len(spec.statements))]
-    parts.append(f"How many {spec.item} does {_name_of(spec, spec.ask)} have?")
-    return " ".join(parts)
+    """The given and the statements, each padded to the spec's width, then the question.
+
+    The question has the same length in every problem (names have three letters) and ends the
+    text, so nothing that strips a problem's trailing space can shift the layout."""
+    rows = [f"{name} has {value} {spec.item}." for name, value in spec.givens]
+    rows += [clause(spec, i) + "." for i in range(len(spec.statements))]
+    question = f"How many does {_name_of(spec, spec.ask)} have now?"
+    return join_steps([row.ljust(spec.width) for row in rows] + [question])
 
 
 def step_text(spec: Spec, index: int, a: int, b: int, result: int) -> str:
-    """A step restates its statement, then computes it: ``(2) Ben gives away 4: 10-4=6.``"""
-    return f"{clause(spec, index)}: {a}{spec.statements[index].op}{b}={result}."
+    """A step restates its statement, then computes it in fixed columns, numbers right-aligned:
+    ``Ben gives away 4:          10-4= 6.``"""
+    statement, value, operand = spec.layout
+    return (f"{clause(spec, index)}:".ljust(statement) +
+            f"{a:>{value}}{spec.statements[index].op}{b:>{operand}}={result:>{value}}.")
 
 
 def answer_text(value: int) -> str:
     return f"The answer is \\boxed{{{value}}}."
+
+
+def token_budget(spec: Spec) -> int:
+    """Room for a solution in characters (one token each for the toy tokenizer), with slack."""
+    return len(spec.statements) * (spec.width + 2) + 64
 
 
 def canonical_steps(spec: Spec) -> list[str]:
@@ -359,7 +395,7 @@ def make_problem(cfg: ToyConfig, seed: int, split: str, index: int) -> dict:
     return {"id": f"toy-{split}-{index}", "problem": problem_text(spec), "answer": str(spec.answer),
             "source": "toy", "toy": spec.to_dict(),
             "solution": join_steps(canonical_steps(spec)),
-            "n_steps": len(spec.statements), "side_step": len(spec.needed()) < len(spec.statements)}
+            "n_steps": len(spec.needed()), "side_step": len(spec.needed()) < len(spec.statements)}
 
 
 def make_problems(cfg: ToyConfig, n: int, *, seed: int = 0, split: str = "test",

@@ -1,17 +1,17 @@
 """The exact truth of every step of a toy-world solution.
 
 Definition. A solution is a list of steps. A computation step reads ``<statement>: a<op>b=c.``
-(the numbered statement as the problem words it, then its arithmetic) and an answer step reads
-``The answer is \\boxed{v}.``. A computation step is matched to the problem statement it quotes,
-among those no earlier step matched (so a solution may take the statements in any order and may
-skip side statements); a step that misquotes the problem is matched to the earliest unmatched
-statement about the entity it names. Then the step is judged, first rule that applies:
+(the statement as the problem words it, then its arithmetic; trailing padding is ignored) and an
+answer step reads ``The answer is \\boxed{v}.``. A computation step is matched to the problem
+statement it quotes, among those no earlier step matched (so a solution may take the statements
+in any order and may skip side statements); a step that misquotes the problem is matched to the
+earliest unmatched statement about the entity it names. Then the step is judged, first rule that
+applies:
 
     unreadable   the step is neither form (including a truncated step)
     extra        it quotes a statement already computed, names no entity with a statement left,
                  or comes after the answer
-    misread      it misquotes the problem ("(1) Ben has 4 more than Ann" where the story says 3,
-                 or the right statement under the wrong number)
+    misread      it misquotes the problem ("Ben has 4 more than Ann" where the story says 3)
     wrong-op     the operator is not the statement's (``+`` where the story says "fewer")
     misread      an operand is neither the value a correct derivation uses at that point nor the
                  value this solution itself derived for that quantity: a misread given, a wrong
@@ -46,8 +46,8 @@ from prmkit.toyworld.problems import Spec, apply, clause
 ERROR_KINDS = ("unreadable", "extra", "wrong-op", "misread", "arithmetic", "wrong-answer")
 SOUND_KINDS = ("ok", "carried")
 
-_STEP = re.compile(r"(?P<clause>(?:\(\d+\) )?(?P<name>[A-Z][a-z]+) [^:]+): "
-                   r"(?P<a>\d+) ?(?P<op>[-+*/]) ?(?P<b>\d+) ?= ?(?P<c>\d+)\.")
+_STEP = re.compile(r"(?P<clause>\(?(?P<name>[A-Z][a-z]+) [^:]+):\s*"
+                   r"(?P<a>\d+)\s*(?P<op>[-+*/])\s*(?P<b>\d+)\s*=\s*(?P<c>\d+)\.")
 _ANSWER = re.compile(r"The answer is \\boxed\{(?P<v>-?\d+)\}\.")
 
 
