@@ -54,7 +54,7 @@ def problems(out: Path = typer.Argument(..., help="Output JSONL of problem recor
 
 
 @toy_app.command("policy")
-def policy(steps: Optional[int] = typer.Option(None, help="Optimizer steps (default 600)."),
+def policy(steps: Optional[int] = typer.Option(None, help="Optimizer steps (default 1200)."),
            preset: str = typer.Option("mixed", help="Problem settings to train on."),
            seed: int = typer.Option(0),
            max_seconds: Optional[float] = typer.Option(None, help=(
