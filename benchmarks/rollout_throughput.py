@@ -28,8 +28,8 @@ def prefixes(n: int) -> list[str]:
 
 def measure(policy: str, prompts: list[str], workers: int, batch_size: int, n: int) -> dict:
     from prmkit.backends import SamplingParams, load_backend
-    from prmkit.toyworld.problems import PRESETS, Spec, make_problems, token_budget
-    budget = token_budget(Spec.from_dict(make_problems(PRESETS["mixed"], 1)[0]["toy"]))
+    from prmkit.toyworld.problems import PRESETS, budget_for, make_problems
+    budget = budget_for(make_problems(PRESETS["mixed"], 1))
     params = SamplingParams(n=n, temperature=1.0, max_new_tokens=budget, seed=0)
     with load_backend("hf", policy, workers=workers, batch_size=batch_size) as backend:
         start = time.perf_counter()

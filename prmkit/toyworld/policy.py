@@ -263,10 +263,10 @@ def evaluate(model_path: str | Path, *, preset_name: str = "mixed", seed: int = 
     """Sampled accuracy on held-out problems, and how often a problem gets mixed outcomes."""
     from prmkit.backends import SamplingParams, load_backend
     from prmkit.prompting import render
-    from prmkit.toyworld.problems import Spec, token_budget
+    from prmkit.toyworld.problems import Spec, budget_for
     from prmkit.toyworld.truth import judge
     problems = make_problems(preset(preset_name), n_problems, seed=seed, split=EVAL_SPLIT)
-    budget = max(token_budget(Spec.from_dict(p["toy"])) for p in problems)
+    budget = budget_for(problems)
     with load_backend("hf", str(model_path), workers=workers, batch_size=batch_size) as backend:
         outputs = backend.generate([render("toy", p["problem"]) for p in problems],
                                    SamplingParams(n=samples, temperature=temperature,

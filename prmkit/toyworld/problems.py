@@ -379,6 +379,11 @@ def token_budget(spec: Spec) -> int:
     return len(spec.statements) * (spec.width + 2) + 64
 
 
+def budget_for(problems: list[dict]) -> int:
+    """The token budget that fits a solution to any of these problem records."""
+    return max((token_budget(Spec.from_dict(p["toy"])) for p in problems), default=1)
+
+
 def canonical_steps(spec: Spec) -> list[str]:
     steps = []
     for i, s in enumerate(spec.statements):

@@ -17,11 +17,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from prmkit.toyworld.problems import Spec, token_budget
-
-
-def _budget(problems: list[dict]) -> int:
-    return max((token_budget(Spec.from_dict(p["toy"])) for p in problems), default=1)
+from prmkit.toyworld.problems import Spec, budget_for
 
 
 def sample_and_judge(backend, problems: list[dict], *, samples: int, temperature: float,
@@ -32,7 +28,7 @@ def sample_and_judge(backend, problems: list[dict], *, samples: int, temperature
     from prmkit.toyworld.truth import judge
     outputs = backend.generate([render("toy", p["problem"]) for p in problems],
                                SamplingParams(n=samples, temperature=temperature,
-                                              max_new_tokens=_budget(problems), seed=seed))
+                                              max_new_tokens=budget_for(problems), seed=seed))
     solutions = []
     for p, completions in zip(problems, outputs):
         spec = Spec.from_dict(p["toy"])
@@ -67,7 +63,7 @@ def rollout_rates(backend, solutions: list[dict], *, rollouts: int, temperature:
     jobs = wrong + sound
     prompts = [render("toy", s["problem"]["problem"]) + join_steps(s["steps"][:k]) + "\n\n"
                for s, k in jobs]
-    budget = _budget([s["problem"] for s, _ in jobs])
+    budget = budget_for([s["problem"] for s, _ in jobs])
     outputs = backend.generate(prompts, SamplingParams(n=rollouts, temperature=temperature,
                                                        max_new_tokens=budget, seed=seed + 1))
     reached = []  # share of rollouts with a right answer, per prefix
