@@ -165,7 +165,7 @@ def test_a_wrong_result_is_the_first_error_and_its_consequences_are_carried(seed
 
 
 def test_side_statements_fill_every_problem_to_the_same_number_of_statements():
-    problems = make_problems(PRESETS["mixed"], 1000, seed=0, split="test")
+    problems = make_problems(PRESETS["long"], 1000, seed=0, split="test")
     assert {len(p["toy"]["statements"]) for p in problems} == {6}
     # the answer needs 2 to 6 of them, uniformly: 4 problems in 5 have a side statement
     assert {p["n_steps"] for p in problems} == {2, 3, 4, 5, 6}

@@ -42,7 +42,7 @@ def _toy_config(preset_name: str):
 def problems(out: Path = typer.Argument(..., help="Output JSONL of problem records."),
              n: int = typer.Option(200, help="How many problems."),
              split: str = typer.Option("test", help="'train', 'test' or any name."),
-             preset: str = typer.Option("mixed", help="easy, medium, hard or mixed."),
+             preset: str = typer.Option("mixed", help="easy, medium, hard, long or mixed."),
              seed: int = typer.Option(0), start: int = typer.Option(0, help="First index.")
              ) -> None:
     """Write toy problems (with their spec, canonical solution and gold answer)."""
@@ -54,8 +54,9 @@ def problems(out: Path = typer.Argument(..., help="Output JSONL of problem recor
 
 
 @toy_app.command("policy")
-def policy(steps: Optional[int] = typer.Option(None, help="Optimizer steps (default 1200)."),
-           preset: str = typer.Option("mixed", help="Problem settings to train on."),
+def policy(steps: Optional[int] = typer.Option(None, help="Optimizer steps (default 1000)."),
+           preset: str = typer.Option("mixed", help=(
+               "Problem settings to train on: easy, medium, hard, long or mixed.")),
            seed: int = typer.Option(0),
            max_seconds: Optional[float] = typer.Option(None, help=(
                "Stop this call after so many seconds; the next call resumes.")),

@@ -46,14 +46,14 @@ class PolicyConfig:
     preset: str = "mixed"          # toy problem settings (prmkit.toyworld.problems.PRESETS)
     seed: int = 0
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
-    steps: int = 1200              # about 18 minutes on 2 cores (0.9 s a step)
+    steps: int = 1000              # about 10 minutes on 2 cores (0.6 s a step)
     batch_size: int = 16
     lr: float = 3e-3
     warmup_steps: int = 20
     weight_decay: float = 0.1
     bf16: bool = True              # bf16 autocast on CPU (about 1.3x faster than fp32 here)
     loss_on_problem: bool = False  # also learn to predict the (random) problem text
-    snapshots: tuple[int, ...] = (400, 800)
+    snapshots: tuple[int, ...] = (400, 700)
 
     def validate(self) -> "PolicyConfig":
         preset(self.preset)
@@ -148,6 +148,24 @@ def _save(model, tokenizer, path: Path, state: dict | None = None) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _attention_in_fp32(model) -> None:
+    """Run every attention block outside bf16 autocast (the MLPs keep it).
+
+    The policy copies digits from exact distances (the previous step's result, the given), which
+    needs sharp position-only attention; bf16 query/key products blur it. Measured on the toy
+    world: held-out accuracy after 400 steps 9.6% with full bf16 autocast, 15.2% in fp32."""
+    import functools
+
+    import torch
+
+    def fp32_forward(forward, hidden_states, *args, **kwargs):
+        with torch.autocast("cpu", enabled=False):
+            return forward(hidden_states.float(), *args, **kwargs)
+
+    for layer in model.model.layers:
+        layer.self_attn.forward = functools.partial(fp32_forward, layer.self_attn.forward)
+
+
 def _lr_at(cfg: PolicyConfig, step: int) -> float:
     """Linear warm-up, then cosine decay to a tenth of the peak."""
     if step < cfg.warmup_steps:
@@ -196,6 +214,8 @@ def train(cfg: PolicyConfig, out: Path, *, max_seconds: float | None = None,
     if state["optimizer"] is not None:
         optimizer.load_state_dict(state["optimizer"])
     stream = ProblemStream(cfg)
+    if cfg.bf16:
+        _attention_in_fp32(model)
     model.train()
     start = state["step"]
     seconds_before, began = state["seconds"], time.monotonic()
