@@ -51,7 +51,7 @@ class PolicyConfig:
     lr: float = 3e-3
     warmup_steps: int = 20
     weight_decay: float = 0.1
-    bf16: bool = True              # bf16 autocast on CPU (about 1.3x faster than fp32 here)
+    bf16: bool = True              # bf16 autocast on CPU for the MLPs (1.2x faster than fp32)
     loss_on_problem: bool = False  # also learn to predict the (random) problem text
     snapshots: tuple[int, ...] = (400, 700)
 
@@ -152,8 +152,9 @@ def _attention_in_fp32(model) -> None:
     """Run every attention block outside bf16 autocast (the MLPs keep it).
 
     The policy copies digits from exact distances (the previous step's result, the given), which
-    needs sharp position-only attention; bf16 query/key products blur it. Measured on the toy
-    world: held-out accuracy after 400 steps 9.6% with full bf16 autocast, 15.2% in fp32."""
+    needs sharp position-only attention; bf16 query/key products blur it. Measured on the default
+    toy world, held-out accuracy after 400 steps: 9.6% with full bf16 autocast, 15.2% all in
+    fp32 (0.75 s a step), 17.1% with fp32 attention only (0.62 s a step, as fast as full bf16)."""
     import functools
 
     import torch
