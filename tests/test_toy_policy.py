@@ -109,3 +109,21 @@ def test_labels_cover_the_solution_and_the_end_token_only_when_asked():
     assert learned[-1] == tok.eos_token_id
     ids, labels, attention = training_batch(tok, problems, loss_on_problem=True)
     assert (labels[0][attention[0].bool()] != -100).all()
+
+
+def test_snapshot_names_are_resolved_with_or_without_padding(tmp_path, monkeypatch):
+    from prmkit import rundir
+    from prmkit.errors import InputError
+    from prmkit.toyworld.cli import resolve_policy
+    from prmkit.toyworld.policy import PolicyConfig, policy_dir
+    monkeypatch.setenv("PRMKIT_CACHE", str(tmp_path))
+    cfg = PolicyConfig()
+    out = policy_dir(cfg)
+    rundir.begin(out)
+    (out / "final").mkdir()
+    (out / "step-000700").mkdir()
+    rundir.finish(out, cfg.to_dict())
+    for name in ("toy@step-700", "toy@700", "toy@step-000700"):
+        assert resolve_policy(name, progress=False) == out / "step-000700"
+    with pytest.raises(InputError, match="step-000005"):
+        resolve_policy("toy@step-5", progress=False)

@@ -15,13 +15,16 @@ toy_app = typer.Typer(no_args_is_help=True, help=(
 
 def resolve_policy(policy: str, *, progress: bool = True) -> Path:
     """A policy folder from PATH, ``toy`` (the default toy policy, trained on first use) or
-    ``toy@step-000150`` (a snapshot of it)."""
+    ``toy@step-700`` (a snapshot of it; ``toy@700`` and ``toy@step-000700`` too)."""
     if policy == "toy" or policy.startswith("toy@"):
         from prmkit.toyworld.policy import PolicyConfig, ensure_policy
         final = ensure_policy(PolicyConfig(), progress=progress)
         if "@" not in policy:
             return final
-        snapshot = final.parent / policy.split("@", 1)[1]
+        name = policy.split("@", 1)[1]
+        if name.removeprefix("step-").isdigit():  # toy@step-700 and toy@700 name step-000700
+            name = f"step-{int(name.removeprefix('step-')):06d}"
+        snapshot = final.parent / name
         if not snapshot.is_dir():
             known = sorted(p.name for p in final.parent.glob("step-*"))
             raise InputError(f"no snapshot {snapshot.name!r}; have {known}", field="policy")
