@@ -21,8 +21,9 @@ def small_config(**overrides) -> PolicyConfig:
     return PolicyConfig(**values)
 
 
-def test_training_lowers_the_loss(tmp_path):
-    record = train(small_config(), tmp_path / "run", progress=False)
+@pytest.mark.parametrize("optimizer", ["muon", "adamw"])
+def test_training_lowers_the_loss(tmp_path, optimizer):
+    record = train(small_config(optimizer=optimizer), tmp_path / "run", progress=False)
     losses = record["losses"]
     assert record["finished"] and len(losses) == 40
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
@@ -89,6 +90,8 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("overrides,field", [({"steps": 0}, "steps"), ({"lr": 0.0}, "lr"),
+                                             ({"muon_lr": -1.0}, "muon_lr"),
+                                             ({"optimizer": "sgd"}, "optimizer"),
                                              ({"snapshots": (50,)}, "snapshots"),
                                              ({"preset": "huge"}, "preset")])
 def test_invalid_settings_name_the_field(overrides, field):
@@ -121,9 +124,9 @@ def test_snapshot_names_are_resolved_with_or_without_padding(tmp_path, monkeypat
     out = policy_dir(cfg)
     rundir.begin(out)
     (out / "final").mkdir()
-    (out / "step-000700").mkdir()
+    (out / "step-000300").mkdir()
     rundir.finish(out, cfg.to_dict())
-    for name in ("toy@step-700", "toy@700", "toy@step-000700"):
-        assert resolve_policy(name, progress=False) == out / "step-000700"
+    for name in ("toy@step-300", "toy@300", "toy@step-000300"):
+        assert resolve_policy(name, progress=False) == out / "step-000300"
     with pytest.raises(InputError, match="step-000005"):
         resolve_policy("toy@step-5", progress=False)

@@ -15,14 +15,14 @@ toy_app = typer.Typer(no_args_is_help=True, help=(
 
 def resolve_policy(policy: str, *, progress: bool = True) -> Path:
     """A policy folder from PATH, ``toy`` (the default toy policy, trained on first use) or
-    ``toy@step-700`` (a snapshot of it; ``toy@700`` and ``toy@step-000700`` too)."""
+    ``toy@step-300`` (a snapshot of it; ``toy@300`` and ``toy@step-000300`` too)."""
     if policy == "toy" or policy.startswith("toy@"):
         from prmkit.toyworld.policy import PolicyConfig, ensure_policy
         final = ensure_policy(PolicyConfig(), progress=progress)
         if "@" not in policy:
             return final
         name = policy.split("@", 1)[1]
-        if name.removeprefix("step-").isdigit():  # toy@step-700 and toy@700 name step-000700
+        if name.removeprefix("step-").isdigit():  # toy@step-300 and toy@300 name step-000300
             name = f"step-{int(name.removeprefix('step-')):06d}"
         snapshot = final.parent / name
         if not snapshot.is_dir():
@@ -57,7 +57,7 @@ def problems(out: Path = typer.Argument(..., help="Output JSONL of problem recor
 
 
 @toy_app.command("policy")
-def policy(steps: Optional[int] = typer.Option(None, help="Optimizer steps (default 1000)."),
+def policy(steps: Optional[int] = typer.Option(None, help="Optimizer steps (default 370)."),
            preset: str = typer.Option("mixed", help=(
                "Problem settings to train on: easy, medium, hard, long or mixed.")),
            seed: int = typer.Option(0),
@@ -67,9 +67,12 @@ def policy(steps: Optional[int] = typer.Option(None, help="Optimizer steps (defa
            ) -> None:
     """Train the tiny policy (cached by config; resumes an interrupted run) and report it."""
     import json
+    from dataclasses import replace
 
     from prmkit.toyworld.policy import PolicyConfig, ensure_policy
-    cfg = PolicyConfig(preset=preset, seed=seed, **({"steps": steps} if steps else {}))
+    cfg = PolicyConfig(preset=preset, seed=seed)
+    if steps:  # snapshots past a shorter run are dropped, not an error
+        cfg = replace(cfg, steps=steps, snapshots=tuple(s for s in cfg.snapshots if s < steps))
     try:
         final = ensure_policy(cfg, max_seconds=max_seconds, evaluate_after=evaluate)
     except TimeoutError as e:
