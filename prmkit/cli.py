@@ -20,12 +20,14 @@ eval_app = typer.Typer(no_args_is_help=True, help="Evaluate PRMs and critics.")
 app.add_typer(eval_app, name="eval")
 
 
-def _add_toy_app() -> None:
+def _add_sub_apps() -> None:
+    from prmkit.annotate.cli import annotate_app
     from prmkit.toyworld.cli import toy_app
     app.add_typer(toy_app, name="toy")
+    app.add_typer(annotate_app, name="annotate")
 
 
-_add_toy_app()
+_add_sub_apps()
 
 
 def _console():

@@ -254,6 +254,27 @@ def grade_answer(answer: str | None, gold: str | None) -> Grade:
     return _pool_for_threads().submit(_grade_answer_cached, answer, str(gold)).result()
 
 
+def _gold_readable_here(gold: str) -> bool:
+    from math_verify.errors import TimeoutException
+    from sympy import Basic, MatrixBase
+    if plain_number(gold) is not None:
+        return True
+    try:
+        return any(isinstance(p, (Basic, MatrixBase)) for p in _parse(gold))
+    except TimeoutException:
+        return False
+
+
+def gold_readable(gold: str | None) -> bool:
+    """Whether a gold answer reads as math: a number, or something math-verify parses into an
+    expression (not its raw-string fallback). A stage that grades against gold skips the rest."""
+    if gold is None or not str(gold).strip():
+        return False
+    if _in_main_thread():
+        return _gold_readable_here(str(gold))
+    return _pool_for_threads().submit(_gold_readable_here, str(gold)).result()
+
+
 def grade(text: str, gold: str | None) -> Grade:
     """Extract the final answer of ``text`` and grade it against ``gold``."""
     return grade_answer(extract_answer(text), gold)

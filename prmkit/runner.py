@@ -8,6 +8,12 @@ order into one file.
 
 The shard layout is fixed by the stage's config (``shards/config.json``): resuming with another
 config is refused rather than mixing outputs of two configs.
+
+Executors: ``local`` runs the shards in this process (the work parallelises inside, for example
+over the generation backend's worker processes); ``ray`` hands them to Ray actors, each of which
+builds its worker (a backend, a model) once and then handles many shards. Either way the driver
+writes every shard, so the files, their atomicity and the resume logic are the same, and for a
+fixed seed the merged output does not depend on the executor.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from prmkit.errors import InputError
 from prmkit.records import atomic_write_text, iter_json_items, write_json, write_jsonl
 
 Work = Callable[[list[Any], int], list[dict]]  # (shard items, shard index) -> records
+WorkFactory = Callable[[], Work]  # builds a Work once per process or actor (picklable for Ray)
+EXECUTORS = ("local", "ray")
 
 
 class Shards:
@@ -69,13 +77,38 @@ class Shards:
     def read(self, index: int) -> list[dict]:
         return [record for _, record in iter_json_items(self.path(index))]
 
-    def merge(self, path: str | Path) -> list[dict]:
+    def records(self) -> list[dict]:
+        """Every shard's records, in order; all shards must be done."""
         missing = self.pending()
         if missing:
             raise RuntimeError(f"cannot merge: shards {missing[:5]} are not done")
-        records = [r for i in range(self.count) for r in self.read(i)]
+        return [r for i in range(self.count) for r in self.read(i)]
+
+    def merge(self, path: str | Path) -> list[dict]:
+        records = self.records()
         write_jsonl(path, records)
         return records
+
+
+class _Bar:
+    """A rich progress bar over shards, or nothing."""
+
+    def __init__(self, enabled: bool, label: str, total: int, done: int):
+        self.bar = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+            self.bar = Progress(f"{label or 'shards'}", BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn())
+            self.task = self.bar.add_task(label, total=total, completed=done)
+            self.bar.start()
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def run_local(shards: Shards, work: Work, *, progress: bool = True, label: str = "") -> None:
@@ -83,18 +116,87 @@ def run_local(shards: Shards, work: Work, *, progress: bool = True, label: str =
     pending = shards.pending()
     if not pending:
         return
-    bar = None
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-        bar = Progress(f"{label or 'shards'}", BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn())
-        task = bar.add_task(label, total=shards.count, completed=shards.count - len(pending))
-        bar.start()
+    bar = _Bar(progress, label, shards.count, shards.count - len(pending))
     try:
         for index in pending:
             shards.write(index, work(shards.items_of(index), index))
-            if bar is not None:
-                bar.update(task, advance=1)
+            bar.advance()
     finally:
-        if bar is not None:
-            bar.stop()
+        bar.stop()
+
+
+def run(shards: Shards, factory: WorkFactory, *, executor: str = "local", actors: int = 2,
+        actor_cpus: float = 1.0, actor_gpus: float = 0.0, progress: bool = True,
+        label: str = "") -> None:
+    """Run every pending shard with the chosen executor; builds workers only if there is work."""
+    if executor not in EXECUTORS:
+        raise InputError(f"unknown executor {executor!r}; choose one of {list(EXECUTORS)}",
+                         field="executor")
+    if not shards.pending():
+        return
+    if executor == "local":
+        run_local(shards, factory(), progress=progress, label=label)
+    else:
+        run_ray(shards, factory, actors=actors, actor_cpus=actor_cpus, actor_gpus=actor_gpus,
+                progress=progress, label=label)
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise InputError("the ray executor needs Ray: pip install 'prmkit[ray]'",
+                         field="executor") from None
+    return ray
+
+
+def run_ray(shards: Shards, factory: WorkFactory, *, actors: int = 2, actor_cpus: float = 1.0,
+            actor_gpus: float = 0.0, progress: bool = True, label: str = "") -> None:
+    """Run the pending shards on Ray actors, one shard in flight per actor.
+
+    Connects to the cluster named by ``RAY_ADDRESS`` when set, else starts a local Ray. Each
+    actor calls ``factory()`` once; the driver writes each shard as its records come back, so a
+    killed driver or a lost actor costs only the shards in flight."""
+    ray = _ray()
+    pending = shards.pending()
+    if not pending:
+        return
+    if actors < 1:
+        raise InputError(f"{actors}: must be at least 1", field="actors")
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+    @ray.remote
+    class ShardWorker:
+        def __init__(self, factory: WorkFactory):
+            self.work = factory()
+
+        def run(self, items: list, index: int) -> tuple[int, list[dict]]:
+            return index, self.work(items, index)
+
+    options = {"num_cpus": actor_cpus, "num_gpus": actor_gpus}
+    workers = [ShardWorker.options(**options).remote(factory)
+               for _ in range(min(actors, len(pending)))]
+    queue, in_flight = list(pending), {}
+
+    def submit(worker) -> None:
+        index = queue.pop(0)
+        in_flight[worker.run.remote(shards.items_of(index), index)] = worker
+
+    bar = _Bar(progress, label, shards.count, shards.count - len(pending))
+    try:
+        for worker in workers:
+            if queue:
+                submit(worker)
+        while in_flight:
+            [ref], _ = ray.wait(list(in_flight), num_returns=1)
+            worker = in_flight.pop(ref)
+            index, records = ray.get(ref)
+            shards.write(index, records)
+            bar.advance()
+            if queue:
+                submit(worker)
+    finally:
+        bar.stop()
+        for worker in workers:
+            ray.kill(worker)

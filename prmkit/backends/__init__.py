@@ -13,6 +13,7 @@ from prmkit.errors import InputError
 
 BACKENDS = {
     "hf": "prmkit.backends.hf:HFBackend",
+    "openai": "prmkit.backends.openai_compat:OpenAIBackend",
 }
 
 __all__ = ["BACKENDS", "Backend", "Completion", "SamplingParams", "check_outputs", "load_backend"]

@@ -1,0 +1,143 @@
+"""Consensus filtering (``prmkit annotate consensus``): keep a solution only where its label
+sources agree on the earliest error (both -1 counts as agreement), as the paper keeps about 40%
+of its data where MC estimation and an LLM judge agree.
+
+Sources are fields of the input records (``prmkit.annotate.sources``), so this works on prmkit's
+own annotations (``mc.hard``, ``mc.values:0.5``, ``judge.first_error``) and on outside data
+(PRM800K-style step labels, a ProcessBench ``label``). Several input files are joined by ``id``:
+the first file decides which solutions there are, later files add their fields.
+
+Writes ``consensus.jsonl`` (the kept solutions, each with a ``consensus`` field: the agreed
+``first_error`` and the ``step_labels`` it implies), ``annotated.jsonl`` (every solution, with
+``consensus.kept``) and ``metrics.json``: the kept share, the pairwise agreement and the
+agreement matrix of the first two sources, and, where a reference is present (the toy world's
+exact truth), each source's and the consensus's first-error accuracy and negative-step precision
+and recall.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from prmkit import rundir
+from prmkit.annotate.sources import Source, default_truth, first_errors, quality
+from prmkit.errors import InputError
+from prmkit.records import iter_json_items, validate, write_json, write_jsonl
+
+BUCKETS = ("-1", "0", "1", "2", "3", "4+", "none")
+
+
+@dataclass(frozen=True)
+class ConsensusConfig:
+    inputs: tuple[str, ...]
+    sources: tuple[str, ...] = ("mc.hard", "judge.first_error")
+    truth: str | None = None       # a source to measure against; default: truth.label if present
+    name: str = "consensus"
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["inputs"], out["sources"] = list(self.inputs), list(self.sources)
+        return out
+
+
+def join(paths: list[str]) -> list[tuple[int, dict]]:
+    """Records of the first file (with their lines), with the fields of later files added."""
+    first, *others = paths
+    records = [(line, validate(value, "solution", path=first, line=line))
+               for line, value in iter_json_items(first)]
+    by_id = {r["id"]: r for _, r in records}
+    for path in others:
+        for line, value in iter_json_items(path):
+            if not isinstance(value, dict) or "id" not in value:
+                raise InputError("expected an object with an id", path=path, line=line,
+                                 field="id")
+            if value["id"] in by_id:
+                target = by_id[value["id"]]
+                target.update({k: v for k, v in value.items() if k not in target})
+    return records
+
+
+def bucket(first_error: int | None) -> str:
+    if first_error is None:
+        return "none"
+    return str(first_error) if first_error < 4 else "4+"
+
+
+def cost(record: dict, sources: list[Source]) -> dict:
+    """What the sources spent on this solution: rollouts (MC) and model judge calls."""
+    spent = Counter()
+    for top in dict.fromkeys(s.path.split(".")[0] for s in sources):
+        value = record.get(top)
+        if isinstance(value, dict):
+            spent["rollouts"] += value.get("rollouts", 0)
+            spent["judge_calls"] += value.get("calls", 0)
+    return dict(spent)
+
+
+def run(cfg: ConsensusConfig, out: str | Path, *, force: bool = False) -> dict:
+    out = Path(out)
+    sources = [Source.parse(s) for s in cfg.sources]
+    if len(sources) < 2:
+        raise InputError("consensus needs at least two sources", field="sources")
+    config = {"stage": "annotate-consensus", **cfg.to_dict(),
+              "inputs_sha256": [rundir.file_digest(p) for p in cfg.inputs]}
+    if not force and rundir.is_complete(out, config):
+        return json.loads((out / "metrics.json").read_text())
+    joined = join(list(cfg.inputs))
+    records = [r for _, r in joined]
+    verdicts = {s.spec: first_errors(joined, s, cfg.inputs[0]) for s in sources}
+    truth_source = Source.parse(cfg.truth) if cfg.truth else default_truth(records)
+    truth = first_errors(joined, truth_source, cfg.inputs[0]) if truth_source else None
+
+    annotated, kept = [], []
+    for i, record in enumerate(records):
+        votes = {spec: v[i] for spec, v in verdicts.items()}
+        agreed = None not in votes.values() and len(set(votes.values())) == 1
+        first = next(iter(votes.values())) if agreed else None
+        mark = {"kept": agreed, "first_error": first, "sources": votes,
+                "cost": cost(record, sources)}
+        if agreed:
+            n = len(record["steps"])
+            mark["step_labels"] = [int(first < 0 or j < first) for j in range(n)]
+        annotated.append({**record, cfg.name: mark})
+        if agreed:
+            kept.append(annotated[-1])
+
+    metrics = report(records, verdicts, [m[cfg.name]["first_error"] for m in annotated],
+                     truth, truth_source)
+    rundir.begin(out)
+    write_jsonl(out / "annotated.jsonl", annotated)
+    write_jsonl(out / "consensus.jsonl", kept)
+    write_json(out / "metrics.json", metrics)
+    rundir.finish(out, config)
+    return metrics
+
+
+def report(records: list[dict], verdicts: dict[str, list], consensus: list[int | None],
+           truth: list[int] | None, truth_source: Source | None) -> dict:
+    n = len(records)
+    kept = sum(c is not None for c in consensus)
+    specs = list(verdicts)
+    metrics = {
+        "n_solutions": n, "kept": kept, "kept_share": kept / n if n else None,
+        "no_verdict": {s: sum(v is None for v in verdicts[s]) for s in specs},
+        "pairwise_agreement": {
+            f"{a} ~ {b}": sum(x == y and x is not None for x, y in zip(verdicts[a], verdicts[b]))
+            / n if n else None for a, b in itertools.combinations(specs, 2)},
+        "agreement_matrix": {"rows": specs[0], "columns": specs[1], "counts": {
+            r: {c: sum(bucket(x) == r and bucket(y) == c
+                       for x, y in zip(verdicts[specs[0]], verdicts[specs[1]]))
+                for c in BUCKETS} for r in BUCKETS}},
+    }
+    if truth is not None:
+        steps = [len(r["steps"]) for r in records]
+        metrics["reference"] = truth_source.spec
+        metrics["quality"] = {s: quality(verdicts[s], truth, steps) for s in specs}
+        metrics["quality"]["consensus"] = quality(consensus, truth, steps)
+        for q in metrics["quality"].values():
+            q["kept_share"] = q["n"] / n if n else None
+    return metrics

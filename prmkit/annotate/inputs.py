@@ -1,0 +1,91 @@
+"""Reading the solutions an annotation stage works on, and the stage's folder.
+
+A solution that cannot be annotated is reported and skipped, never fatal: one with no steps, and
+(for MC, which grades against the gold answer) one whose gold answer is missing or unreadable.
+A record that is not a solution at all (bad JSON, a missing field) is still an error naming the
+file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from prmkit import rundir
+from prmkit.records import iter_json_items, validate, write_json, write_jsonl
+
+
+def read_solutions(path: str | Path) -> tuple[list[dict], list[dict]]:
+    """(solutions, skipped): skipped entries are ``{"id", "line", "reason"}``."""
+    from prmkit.errors import InputError
+    solutions, skipped, seen = [], [], {}
+    for line, value in iter_json_items(path):
+        if isinstance(value, dict) and value.get("steps") == []:
+            skipped.append({"id": value.get("id"), "line": line, "reason": "no-steps"})
+            continue
+        record = validate(value, "solution", path=path, line=line)
+        if record["id"] in seen:
+            raise InputError(f"duplicate id {record['id']!r} (first on line {seen[record['id']]})",
+                             path=path, line=line, field="id")
+        seen[record["id"]] = line
+        record["_line"] = line
+        solutions.append(record)
+    return solutions, skipped
+
+
+def drop_unreadable_gold(solutions: list[dict], skipped: list[dict]) -> list[dict]:
+    """Solutions whose gold answer can be read; the others join ``skipped``."""
+    from prmkit.grading import gold_readable
+    kept = []
+    for s in solutions:
+        if not gold_readable(s.get("gold_answer")):
+            skipped.append({"id": s["id"], "line": s["_line"], "reason": "gold-unparseable"})
+        else:
+            kept.append(s)
+    return kept
+
+
+def strip_private(record: dict) -> dict:
+    return {k: v for k, v in record.items() if not k.startswith("_")}
+
+
+def run_stage(out: str | Path, config: dict, solutions_path: str | Path, *,
+              prepare: Callable[[list[dict], list[dict]], list[dict]],
+              execute: Callable[[list[dict], Path, dict], list[dict]],
+              summarize: Callable[[list[dict], list[dict]], dict], force: bool = False) -> dict:
+    """The life of an annotation stage folder: skip when complete, read the input, run the
+    shards (``execute(solutions, out, config)`` returns the merged records), write
+    ``annotated.jsonl``, ``skipped.jsonl`` and ``metrics.json``, then mark the folder complete
+    (last)."""
+    out = Path(out)
+    config = {**config, "input_sha256": rundir.file_digest(solutions_path)}
+    if force:
+        shutil.rmtree(out / "shards", ignore_errors=True)
+    elif rundir.is_complete(out, config):
+        return json.loads((out / "metrics.json").read_text())
+    solutions, skipped = read_solutions(solutions_path)
+    solutions = prepare(solutions, skipped)
+    rundir.begin(out)
+    records = execute(solutions, out, config)
+    write_jsonl(out / "annotated.jsonl", records)
+    write_jsonl(out / "skipped.jsonl", skipped)
+    metrics = summarize(records, skipped)
+    write_json(out / "metrics.json", metrics)
+    rundir.finish(out, config)
+    return metrics
+
+
+def skipped_summary(skipped: list[dict]) -> dict:
+    return {"count": len(skipped), "reasons": dict(Counter(s["reason"] for s in skipped))}
+
+
+# Backend options that change only the speed, never the output (completions are seeded per
+# prompt and sample): a resumed run may change them freely.
+SPEED_ONLY = ("workers", "batch_size", "threads", "concurrency", "timeout", "max_retries")
+
+
+def output_relevant(options: dict | None) -> dict:
+    return {k: v for k, v in sorted((options or {}).items()) if k not in SPEED_ONLY}

@@ -1,0 +1,290 @@
+"""Judges that name the earliest wrong step (``prmkit annotate judge``).
+
+Model judge: the ProcessBench critique prompt (``prompts/processbench_critique.txt``: the
+problem, then the steps as ``<paragraph_i>`` blocks indexed from 0, the answer as ``\\boxed{i}``,
+-1 when every paragraph is right), ``samples`` generations through any backend (``hf`` for a
+local model, ``openai`` for any OpenAI-compatible server), then a majority vote over the indices
+that parse. An output with no index or with one out of range is counted under its status and
+kept in the log; it never crashes a run. A solution none of whose samples parse has no verdict
+(``first_error`` null). Ties go to the earliest step: an error that as many samples find as
+"no error" wins.
+
+Rule judge: recomputes every explicit arithmetic claim of a step exactly (``12*3=36``,
+``36 - 7 = 29``, GSM8K's ``<<48/2=24>>``, toy ledger lines) and flags the first step with a false
+one; a step without claims passes. It is the toy world's judge (it sees arithmetic errors, not
+misread numbers) and a cheap one for GSM8K-style data.
+
+Each record gains a field (``judge`` unless ``--name`` says otherwise)::
+
+    {"kind": "model" | "rule", "first_error": int | null,
+     model: "votes": [int | null], "statuses": ["ok" | "no-index" | "out-of-range"],
+            "calls": int, "prompt_sha256": str
+     rule:  "claims": int, "false_claims": [{"step", "claim"}], "calls": 0}
+
+Every model call is logged in ``judge_log.jsonl``: solution id, sample, prompt hash, sampling
+parameters, raw output, parsed index and status.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import operator
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from prmkit.prompting import PROMPTS
+
+KINDS = ("rule", "model")
+TEMPLATE = PROMPTS / "processbench_critique.txt"
+
+
+# --- the model judge's prompt and its answer ----------------------------------------------------
+
+def tagged_paragraphs(steps: list[str]) -> str:
+    return "\n\n".join(f"<paragraph_{i}>\n{step}\n</paragraph_{i}>" for i, step in enumerate(steps))
+
+
+def critique_prompt(problem: str, steps: list[str], template: str | Path = TEMPLATE) -> str:
+    from prmkit.prompting import _read
+    text = _read(str(template))
+    return text.replace("{problem}", problem).replace("{tagged_paragraphs}",
+                                                      tagged_paragraphs(steps))
+
+
+def parse_verdict(output: str, n_steps: int) -> tuple[int | None, str]:
+    """(index, status): the boxed paragraph index, -1 for none; status ok, no-index or
+    out-of-range."""
+    from prmkit.grading import last_boxed
+    boxed = last_boxed(output)
+    if boxed is None or not re.fullmatch(r"\s*-?\d+\s*", boxed):
+        return None, "no-index"
+    index = int(boxed)
+    if not -1 <= index < n_steps:
+        return None, "out-of-range"
+    return index, "ok"
+
+
+def majority(votes: list[int | None]) -> int | None:
+    counts = Counter(v for v in votes if v is not None)
+    if not counts:
+        return None
+    top = max(counts.values())
+    tied = [v for v, c in counts.items() if c == top]
+    errors = sorted(v for v in tied if v >= 0)
+    return errors[0] if errors else -1
+
+
+# --- the rule judge -----------------------------------------------------------------------------
+
+_NUM = r"\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"  # commas only as thousands separators
+_OPERAND = rf"\(*\s*-?{_NUM}\s*\)*"
+_CLAIM = re.compile(rf"(?<![\w.,$%])(?P<expr>{_OPERAND}(?:\s*[-+*/×÷]\s*{_OPERAND})+)"
+                    rf"\s*=\s*(?P<value>-?{_NUM})(?![\d%])")
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+        ast.Div: operator.truediv}
+
+
+def _number(text: str) -> Fraction:
+    return Fraction(text.replace("$", "").replace(",", ""))
+
+
+def _evaluate(expr: str) -> Fraction | None:
+    """The exact value of an arithmetic expression, or None where it is not one we can read."""
+    cleaned = expr.strip().replace("×", "*").replace("÷", "/").replace("$", "")
+    cleaned = re.sub(r"(?<=\d),(?=\d{3})", "", cleaned)
+    try:
+        tree = ast.parse(cleaned, mode="eval").body
+    except SyntaxError:
+        return None
+
+    def value(node) -> Fraction:
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return Fraction(str(node.value))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -value(node.operand)
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](value(node.left), value(node.right))
+        raise ValueError("not arithmetic")
+
+    try:
+        return value(tree)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _holds(true: Fraction, claimed_text: str) -> bool:
+    """A claim holds when exact, or when rounded to the decimals it is written with."""
+    claimed = _number(claimed_text)
+    if true == claimed:
+        return True
+    decimals = len(claimed_text.split(".")[1]) if "." in claimed_text else 0
+    return decimals > 0 and abs(true - claimed) <= Fraction(1, 2 * 10 ** decimals)
+
+
+def arithmetic_claims(step: str) -> list[tuple[str, bool]]:
+    """Every ``expression = value`` claim of a step, with whether it holds."""
+    claims = []
+    for m in _CLAIM.finditer(step):
+        true = _evaluate(m["expr"])
+        if true is not None:
+            claims.append((m.group(0).strip(), _holds(true, m["value"])))
+    return claims
+
+
+def rule_verdict(steps: list[str]) -> dict:
+    false_claims, checked = [], 0
+    for i, step in enumerate(steps):
+        claims = arithmetic_claims(step)
+        checked += len(claims)
+        false_claims += [{"step": i, "claim": c} for c, ok in claims if not ok]
+    first = false_claims[0]["step"] if false_claims else -1
+    return {"kind": "rule", "first_error": first, "claims": checked,
+            "false_claims": false_claims, "calls": 0}
+
+
+# --- the stage ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    solutions: str
+    kind: str = "rule"
+    model: str | None = None       # the judge model (hf: a folder; openai: the served name)
+    samples: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 2048
+    seed: int = 0
+    chat: bool = True              # hf: wrap the critique in the model's chat template
+    template: str = str(TEMPLATE)
+    name: str = "judge"
+    shard_size: int = 64
+
+    def validate(self) -> "JudgeConfig":
+        from prmkit.errors import InputError
+        if self.kind not in KINDS:
+            raise InputError(f"{self.kind!r}: choose one of {list(KINDS)}", field="kind")
+        if self.kind == "model" and not self.model:
+            raise InputError("a model judge needs --model", field="model")
+        if not isinstance(self.samples, int) or self.samples < 1:
+            raise InputError(f"{self.samples!r}: must be a positive integer", field="samples")
+        if not self.name.isidentifier():
+            raise InputError(f"{self.name!r}: must be a plain field name", field="name")
+        if self.kind == "model" and not Path(self.template).is_file():
+            raise InputError("judge template not found", path=self.template, field="template")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class RuleJudgeWorker:
+    def __init__(self, cfg: JudgeConfig):
+        self.cfg = cfg
+
+    def __call__(self, solutions: list[dict], index: int) -> list[dict]:
+        from prmkit.annotate.inputs import strip_private
+        return [{**strip_private(s), self.cfg.name: rule_verdict(s["steps"])} for s in solutions]
+
+
+class ModelJudgeWorker:
+    def __init__(self, cfg: JudgeConfig, backend):
+        from prmkit.backends import SamplingParams
+        self.cfg, self.backend = cfg, backend
+        self.params = SamplingParams(n=cfg.samples, temperature=cfg.temperature,
+                                     top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                                     seed=cfg.seed)
+
+    def prompt(self, solution: dict) -> str:
+        text = critique_prompt(solution["problem"], solution["steps"], self.cfg.template)
+        tokenizer = getattr(self.backend, "tokenizer", None)
+        if self.cfg.chat and tokenizer is not None and getattr(tokenizer, "chat_template", None):
+            return tokenizer.apply_chat_template([{"role": "user", "content": text}],
+                                                 tokenize=False, add_generation_prompt=True)
+        return text  # a chat API backend wraps it as the user turn itself
+
+    def __call__(self, solutions: list[dict], index: int) -> list[dict]:
+        from prmkit.annotate.inputs import strip_private
+        prompts = [self.prompt(s) for s in solutions]
+        outputs = self.backend.generate(prompts, self.params)
+        params = asdict(self.params)
+        records = []
+        for s, prompt, out in zip(solutions, prompts, outputs):
+            parsed = [parse_verdict(c.text, len(s["steps"])) for c in out]
+            digest = hashlib.sha256(prompt.encode()).hexdigest()
+            log = [{"id": s["id"], "sample": j, "prompt_sha256": digest, "params": params,
+                    "output": c.text, "finish_reason": c.finish_reason, "index": v,
+                    "status": status} for j, (c, (v, status)) in enumerate(zip(out, parsed))]
+            votes = [v for v, _ in parsed]
+            records.append({**strip_private(s), self.cfg.name: {
+                "kind": "model", "first_error": majority(votes), "votes": votes,
+                "statuses": [st for _, st in parsed], "calls": len(out),
+                "prompt_sha256": digest, "log": log}})
+        return records
+
+
+@dataclass(frozen=True)
+class JudgeWorkerFactory:
+    cfg: JudgeConfig
+    backend: str = "hf"
+    backend_options: tuple = ()
+
+    def __call__(self):
+        if self.cfg.kind == "rule":
+            return RuleJudgeWorker(self.cfg)
+        from prmkit.backends import load_backend
+        return ModelJudgeWorker(self.cfg, load_backend(self.backend, self.cfg.model,
+                                                       **dict(self.backend_options)))
+
+
+def summarize(records: list[dict], skipped: list[dict], name: str = "judge") -> dict:
+    from prmkit.annotate.inputs import skipped_summary
+    verdicts = [r[name] for r in records]
+    metrics = {"n_solutions": len(records), "skipped": skipped_summary(skipped),
+               "no_verdict": sum(v["first_error"] is None for v in verdicts),
+               "calls": sum(v["calls"] for v in verdicts),
+               "first_error": {str(k): c for k, c in sorted(
+                   Counter(v["first_error"] for v in verdicts).items(),
+                   key=lambda kv: (kv[0] is None, kv[0] or 0))}}
+    statuses = Counter(st for v in verdicts for st in v.get("statuses", []))
+    if statuses:
+        metrics["output_statuses"] = dict(statuses)
+    if any(v["kind"] == "rule" for v in verdicts):
+        metrics["claims_checked"] = sum(v.get("claims", 0) for v in verdicts)
+    truth = [(v["first_error"], r["truth"]["label"]) for v, r in zip(verdicts, records)
+             if "truth" in r and v["first_error"] is not None]
+    if truth:
+        metrics["first_error_accuracy_vs_truth"] = sum(a == b for a, b in truth) / len(truth)
+    return metrics
+
+
+def run(cfg: JudgeConfig, out: str | Path, *, executor: str = "local", actors: int = 2,
+        backend: str = "hf", backend_options: dict | None = None, force: bool = False,
+        progress: bool = True) -> dict:
+    """Judge ``cfg.solutions`` into ``out`` (resuming an interrupted run); returns metrics."""
+    from prmkit.annotate.inputs import output_relevant, run_stage
+    from prmkit.records import write_jsonl
+    from prmkit.runner import Shards
+    from prmkit.runner import run as run_shards
+    cfg.validate()
+    config = {"stage": "annotate-judge", **cfg.to_dict(),
+              "backend": backend if cfg.kind == "model" else None,
+              "backend_options": output_relevant(backend_options) if cfg.kind == "model" else None}
+
+    def execute(solutions, folder, full_config):
+        shards = Shards(folder, solutions, cfg.shard_size, full_config)
+        factory = JudgeWorkerFactory(cfg, backend, tuple(sorted((backend_options or {})
+                                                                .items())))
+        run_shards(shards, factory, executor=executor, actors=actors, progress=progress,
+                   label=f"judge ({cfg.kind})")
+        records = shards.records()
+        logs = [entry for r in records for entry in r[cfg.name].pop("log", [])]
+        if cfg.kind == "model":
+            write_jsonl(folder / "judge_log.jsonl", logs)
+        return records
+
+    return run_stage(out, config, cfg.solutions, prepare=lambda s, _: s, execute=execute,
+                     summarize=lambda r, s: summarize(r, s, cfg.name), force=force)

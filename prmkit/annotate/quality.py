@@ -1,0 +1,66 @@
+"""The label-quality table (``prmkit annotate report``): every label source of an annotated
+file against a reference, normally the toy world's exact truth.
+
+For each source: its first-error accuracy, the share of solutions it keeps (has a verdict on:
+consensus keeps only those its sources agree on), the precision and recall of its negative
+steps, and what it cost (MC rollouts, model judge calls). The default sources are the ones
+prmkit's stages write, where present:
+
+    MC-hard      mc.hard                  any of K completions reaches the gold answer
+    MC-soft      mc.values:0.5            more than half of them do
+    judge        judge.first_error        the rule judge or a model judge
+    consensus    consensus.first_error    where the consensus sources agree
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prmkit.annotate.sources import MISSING, Source, default_truth, first_errors, quality
+from prmkit.errors import InputError
+from prmkit.records import iter_json_items, validate
+
+DEFAULT_SOURCES = {"MC-hard": "mc.hard", "MC-soft": "mc.values:0.5",
+                   "judge": "judge.first_error", "consensus": "consensus.first_error"}
+
+
+def _cost(record: dict, source: Source) -> dict:
+    top = record.get(source.path.split(".")[0])
+    if not isinstance(top, dict):
+        return {}
+    if "cost" in top:                       # consensus: what its sources spent
+        return top["cost"]
+    return {"rollouts": top.get("rollouts", 0), "judge_calls": top.get("calls", 0)}
+
+
+def label_quality(path: str | Path, sources: dict[str, str] | None = None,
+                  truth: str | None = None) -> dict:
+    """{"reference", "n_solutions", "rows": [{"source", "spec", "kept_share", ...}]}."""
+    records = [(line, validate(v, "solution", path=path, line=line))
+               for line, v in iter_json_items(path)]
+    plain = [r for _, r in records]
+    if sources is None:
+        sources = {label: spec for label, spec in DEFAULT_SOURCES.items()
+                   if plain and Source.parse(spec).value(plain[0]) is not MISSING}
+    if not sources:
+        raise InputError("no label source found; name them with --source LABEL=FIELD",
+                         path=path, field="sources")
+    reference = Source.parse(truth) if truth else default_truth(plain)
+    if reference is None:
+        raise InputError("no reference labels (truth.label or label); name one with --truth",
+                         path=path, field="truth")
+    expected = first_errors(records, reference, path)
+    steps = [len(r["steps"]) for r in plain]
+    rows = []
+    for label, spec in sources.items():
+        source = Source.parse(spec)
+        predicted = first_errors(records, source, path)
+        spent = {}
+        for r in plain:
+            for key, value in _cost(r, source).items():
+                spent[key] = spent.get(key, 0) + value
+        row = {"source": label, "spec": source.spec, **quality(predicted, expected, steps),
+               "kept_share": sum(p is not None for p in predicted) / len(plain),
+               "rollouts": spent.get("rollouts", 0), "judge_calls": spent.get("judge_calls", 0)}
+        rows.append(row)
+    return {"reference": reference.spec, "n_solutions": len(plain), "rows": rows}

@@ -1,0 +1,94 @@
+"""The sharded runner under the annotation stages: a killed run resumes to the same output, and
+the local and Ray executors give identical files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from prmkit import rundir
+from prmkit.annotate import mc
+from prmkit.errors import InputError
+from prmkit.records import read_records, write_jsonl
+from prmkit.runner import Shards, run
+from prmkit.toyworld.problems import PRESETS, Spec, canonical_steps, make_problems
+
+
+@pytest.fixture
+def toy_solutions(tmp_path):
+    """Canonical toy solutions, every other one with its first step's result off by one."""
+    rows = []
+    for p in make_problems(PRESETS["easy"], 12, seed=3):
+        steps = canonical_steps(Spec.from_dict(p["toy"]))
+        if len(rows) % 2:
+            steps[0] = steps[0][:-2] + str((int(steps[0][-2]) + 1) % 10) + "."
+        rows.append({"id": p["id"], "problem": p["problem"], "steps": steps,
+                     "gold_answer": p["answer"], "toy": p["toy"]})
+    write_jsonl(tmp_path / "solutions.jsonl", rows)
+    return tmp_path / "solutions.jsonl"
+
+
+def mc_command(solutions, model, out) -> list[str]:
+    return [sys.executable, "-m", "prmkit.cli", "annotate", "mc", str(solutions), "--model",
+            str(model), "--out", str(out), "--k", "2", "--max-new-tokens", "12",
+            "--shard-size", "2", "--workers", "1"]
+
+
+def test_a_run_killed_with_sigkill_resumes_with_every_solution_once(tmp_path, toy_solutions,
+                                                                    tiny_lm):
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(mc_command(toy_solutions, tiny_lm, out), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list((out / "shards").glob("*.done")):  # wait for the first finished shard
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / rundir.MARKER).exists()
+    done_before = len(list((out / "shards").glob("*.done")))
+    assert 1 <= done_before < 6
+    subprocess.run(mc_command(toy_solutions, tiny_lm, out), check=True, env=env,
+                   capture_output=True)
+    records = read_records(out / "annotated.jsonl", "solution")
+    expected = [r["id"] for r in read_records(toy_solutions, "solution")]
+    assert [r["id"] for r in records] == expected  # each exactly once, in order
+    subprocess.run(mc_command(toy_solutions, tiny_lm, tmp_path / "straight"), check=True,
+                   env=env, capture_output=True)
+    assert (out / "annotated.jsonl").read_text() == \
+        (tmp_path / "straight" / "annotated.jsonl").read_text()
+
+
+@pytest.fixture
+def ray_session():
+    ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    yield ray
+    ray.shutdown()
+
+
+def test_local_and_ray_executors_give_identical_files(tmp_path, toy_solutions, tiny_lm,
+                                                      ray_session):
+    cfg = mc.MCConfig(solutions=str(toy_solutions), model=str(tiny_lm), k=2, max_new_tokens=12,
+                      shard_size=3)
+    local = tmp_path / "local"
+    mc.run(cfg, local, backend_options={"workers": 1}, progress=False)
+    ray_out = tmp_path / "ray"
+    ray_session.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    mc.run(cfg, ray_out, executor="ray", actors=2, backend_options={"workers": 1},
+           progress=False)
+    assert len(list((ray_out / "shards").glob("*.done"))) == 4
+    assert (local / "annotated.jsonl").read_text() == (ray_out / "annotated.jsonl").read_text()
+
+
+def test_unknown_executor_is_refused(tmp_path):
+    shards = Shards(tmp_path, [1, 2], 1, {})
+    with pytest.raises(InputError) as error:
+        run(shards, lambda: (lambda items, i: items), executor="dask")
+    assert error.value.field == "executor"
