@@ -84,6 +84,15 @@ def test_binary_costs_nothing_on_a_correct_answer_and_stays_close_to_linear():
                                                                  for r in linear)
 
 
+def test_a_prefix_shared_by_several_solutions_is_rolled_out_once():
+    records, backend = annotate([solution("a", ["x", "y", "BAD"]),
+                                 solution("b", ["x", "z", "BAD"])], "linear", k=2)
+    assert len(backend.prompts) == 3  # "x" once, then "x y" and "x z"
+    assert [r["mc"]["rollouts"] for r in records] == [4, 4]
+    assert [r["mc"]["generated"] for r in records] == [4, 2]
+    assert records[0]["mc"]["values"][0] == records[1]["mc"]["values"][0]
+
+
 def test_rollout_prompts_continue_the_exact_prefix():
     _, backend = annotate([solution("s", ["one  ", "two", "three"])], "linear", k=1)
     assert backend.prompts == ["P\n\none  \n\n", "P\n\none  \n\ntwo\n\n"]

@@ -49,6 +49,12 @@ def _pct(x) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
 
 
+def _print_truth(console, metrics: dict) -> None:
+    if "first_error_accuracy_vs_truth" in metrics:
+        console.print(f"first-error accuracy against the exact truth: "
+                      f"{_pct(metrics['first_error_accuracy_vs_truth'])}")
+
+
 @annotate_app.command("mc")
 def mc(solutions: Path = typer.Argument(..., help="Solutions JSONL (e.g. prmkit sample's)."),
        model: str = typer.Option("toy", help="Completion model: a folder, toy, toy@step-N, or "
@@ -85,12 +91,11 @@ def mc(solutions: Path = typer.Argument(..., help="Solutions JSONL (e.g. prmkit 
     console.print(f"{metrics['n_solutions']} solutions -> {out / 'annotated.jsonl'}; "
                   f"skipped {metrics['skipped']}", markup=False, highlight=False)
     console.print(f"rollouts {metrics['rollouts']} "
-                  f"({metrics['rollouts_per_solution'] or 0:.1f} a solution); outcomes "
+                  f"({metrics['rollouts_per_solution'] or 0:.1f} a solution, "
+                  f"{metrics['rollouts_generated']} generated: shared prefixes once); outcomes "
                   f"{metrics['rollout_outcomes']}; first error {metrics['first_error']}",
                   markup=False, highlight=False)
-    if "first_error_accuracy_vs_truth" in metrics:
-        console.print(f"first-error accuracy against the exact truth: "
-                      f"{_pct(metrics['first_error_accuracy_vs_truth'])}")
+    _print_truth(console, metrics)
 
 
 @annotate_app.command("judge")
@@ -132,9 +137,7 @@ def judge(solutions: Path = typer.Argument(..., help="Solutions JSONL."),
         console.print(f"judge outputs: {metrics['output_statuses']}", markup=False,
                       highlight=False)
     console.print(f"first error {metrics['first_error']}", markup=False, highlight=False)
-    if "first_error_accuracy_vs_truth" in metrics:
-        console.print(f"first-error accuracy against the exact truth: "
-                      f"{_pct(metrics['first_error_accuracy_vs_truth'])}")
+    _print_truth(console, metrics)
 
 
 @annotate_app.command("consensus")

@@ -78,6 +78,13 @@ def run_stage(out: str | Path, config: dict, solutions_path: str | Path, *,
     return metrics
 
 
+def accuracy_vs_truth(first_errors: list[int | None], records: list[dict]) -> float | None:
+    """Share of the solutions with a verdict and a toy truth whose first error is the true one."""
+    pairs = [(e, r["truth"]["label"]) for e, r in zip(first_errors, records)
+             if e is not None and "truth" in r]
+    return sum(e == t for e, t in pairs) / len(pairs) if pairs else None
+
+
 def skipped_summary(skipped: list[dict]) -> dict:
     return {"count": len(skipped), "reasons": dict(Counter(s["reason"] for s in skipped))}
 

@@ -241,7 +241,7 @@ class JudgeWorkerFactory:
 
 
 def summarize(records: list[dict], skipped: list[dict], name: str = "judge") -> dict:
-    from prmkit.annotate.inputs import skipped_summary
+    from prmkit.annotate.inputs import accuracy_vs_truth, skipped_summary
     verdicts = [r[name] for r in records]
     metrics = {"n_solutions": len(records), "skipped": skipped_summary(skipped),
                "no_verdict": sum(v["first_error"] is None for v in verdicts),
@@ -254,10 +254,9 @@ def summarize(records: list[dict], skipped: list[dict], name: str = "judge") -> 
         metrics["output_statuses"] = dict(statuses)
     if any(v["kind"] == "rule" for v in verdicts):
         metrics["claims_checked"] = sum(v.get("claims", 0) for v in verdicts)
-    truth = [(v["first_error"], r["truth"]["label"]) for v, r in zip(verdicts, records)
-             if "truth" in r and v["first_error"] is not None]
-    if truth:
-        metrics["first_error_accuracy_vs_truth"] = sum(a == b for a, b in truth) / len(truth)
+    accuracy = accuracy_vs_truth([v["first_error"] for v in verdicts], records)
+    if accuracy is not None:
+        metrics["first_error_accuracy_vs_truth"] = accuracy
     return metrics
 
 

@@ -24,7 +24,9 @@ Each record gains a field (``mc`` unless ``--name`` says otherwise)::
      "first_error": int,           the first step with hard label 0, -1 when none
      "train_mask": [bool],         false after the first error: such steps are left out of
                                    PRM training by default, as in the paper
-     "rollouts": int,              completions generated for this solution
+     "rollouts": int,              K for every prefix estimated: what the labels cost
+     "generated": int,             completions actually sampled for it: a prefix that several
+                                   solutions of a shard share is rolled out once, by the first
      "outcomes": {"correct", "incorrect", "unparseable", "length"},
      "rollout_log"?: [[{"text", "answer", "outcome"}] | null]}   with --keep-rollouts
 
@@ -111,11 +113,19 @@ class MCWorker:
         from prmkit.prompting import render
         prompts = [render(self.cfg.prompt, st.solution["problem"], self.backend.tokenizer) +
                    join_steps(st.solution["steps"][:i + 1]) + STEP_SEPARATOR for st, i in jobs]
-        outputs = self.backend.generate(prompts, self.params)
-        grades = iter(grade_many([(extract_answer(c.text), st.solution["gold_answer"])
-                                  for (st, _), out in zip(jobs, outputs) for c in out]))
-        for (st, i), out in zip(jobs, outputs):
-            st.record(i, [(c, next(grades)) for c in out])
+        # samples of one problem often share their first steps; a prefix is rolled out once
+        # (its completions are seeded by its text, so every copy would get the same ones)
+        first = {}
+        for (st, _), prompt in zip(jobs, prompts):
+            first.setdefault(prompt, st)
+        unique = list(first)
+        outputs = dict(zip(unique, self.backend.generate(unique, self.params)))
+        golds = {prompt: st.solution["gold_answer"] for (st, _), prompt in zip(jobs, prompts)}
+        grades = iter(grade_many([(extract_answer(c.text), golds[p])
+                                  for p in unique for c in outputs[p]]))
+        graded = {p: [(c, next(grades)) for c in outputs[p]] for p in unique}
+        for (st, i), prompt in zip(jobs, prompts):
+            st.record(i, graded[prompt], generated=first[prompt] is st)
 
 
 class _State:
@@ -129,7 +139,7 @@ class _State:
         self.values[-1] = 1.0 if _final_correct(solution) else 0.0  # the solution itself
         self.outcomes: Counter = Counter({o: 0 for o in OUTCOMES})
         self.log: list[list[dict] | None] = [None] * self.n
-        self.rollouts = 0
+        self.rollouts = self.generated = 0
         # binary search: the first error lies in [lo, hi]; hi is known to fail
         self.lo, self.hi = 0, self.n - 1
         self.solved = self.values[-1] > cfg.threshold  # correct answer: no error to find
@@ -143,12 +153,13 @@ class _State:
             return None
         return (self.lo + self.hi) // 2
 
-    def record(self, i: int, graded: list) -> None:
+    def record(self, i: int, graded: list, generated: bool = True) -> None:
         outcomes = [rollout_outcome(g, c) for c, g in graded]
         self.correct[i] = outcomes.count("correct")
         self.values[i] = self.correct[i] / len(graded)
         self.outcomes.update(outcomes)
         self.rollouts += len(graded)
+        self.generated += len(graded) if generated else 0
         if self.cfg.keep_rollouts:
             self.log[i] = [{"text": c.text, "answer": g.answer, "outcome": o}
                            for (c, g), o in zip(graded, outcomes)]
@@ -171,7 +182,8 @@ class _State:
                "values": self.values, "correct": self.correct, "hard": hard,
                "first_error": first,
                "train_mask": [first < 0 or i <= first for i in range(self.n)],
-               "rollouts": self.rollouts, "outcomes": dict(self.outcomes)}
+               "rollouts": self.rollouts, "generated": self.generated,
+               "outcomes": dict(self.outcomes)}
         if self.cfg.keep_rollouts:
             out["rollout_log"] = self.log
         return out
@@ -209,7 +221,7 @@ def resolve_budget(cfg: MCConfig, solutions: list[dict]) -> MCConfig:
 
 
 def summarize(records: list[dict], skipped: list[dict], name: str = "mc") -> dict:
-    from prmkit.annotate.inputs import skipped_summary
+    from prmkit.annotate.inputs import accuracy_vs_truth, skipped_summary
     marks = [r[name] for r in records]
     outcomes = Counter()
     for m in marks:
@@ -219,13 +231,13 @@ def summarize(records: list[dict], skipped: list[dict], name: str = "mc") -> dic
         "n_solutions": len(records), "skipped": skipped_summary(skipped),
         "rollouts": rollouts,
         "rollouts_per_solution": rollouts / len(records) if records else None,
+        "rollouts_generated": sum(m["generated"] for m in marks),
         "rollout_outcomes": dict(outcomes),
         "first_error": dict(sorted(Counter(m["first_error"] for m in marks).items())),
     }
-    truth = [(m["first_error"], r["truth"]["label"]) for m, r in zip(marks, records)
-             if "truth" in r]
-    if truth:
-        metrics["first_error_accuracy_vs_truth"] = sum(a == b for a, b in truth) / len(truth)
+    accuracy = accuracy_vs_truth([m["first_error"] for m in marks], records)
+    if accuracy is not None:
+        metrics["first_error_accuracy_vs_truth"] = accuracy
     return metrics
 
 
