@@ -108,6 +108,57 @@ def sample(problems: Path = typer.Argument(..., help="Problems file (prmkit JSON
 
 
 @app.command()
+def train(config: Optional[Path] = typer.Option(None, help="YAML config (see prmkit.prm.train)."),
+          set_: Optional[list[str]] = typer.Option(None, "--set", help=(
+              "key=value override, e.g. --set labels=mc.values --set loss=soft (repeat).")),
+          out: Path = typer.Option(..., help="Run folder: final/ is the PRM.")) -> None:
+    """Train a PRM: a step head on a backbone, hard or soft labels from any field."""
+    from prmkit.prm.train import TrainConfig
+    from prmkit.prm.train import train as run_training
+    cfg = TrainConfig.load(config, set_ or [])
+    metrics = run_training(cfg, out)
+    held = metrics["final_held_out"]
+    _console().print(f"{metrics['steps']} steps on {metrics['train_examples']} solutions in "
+                     f"{metrics['seconds']}s -> {out / 'final'}; held-out step accuracy "
+                     f"{100 * held.get('step_accuracy', float('nan')):.1f}% "
+                     f"({held.get('steps', 0)} steps)")
+
+
+@app.command()
+def score(solutions: str = typer.Argument(..., help=(
+              "Solutions: prmkit JSONL, or a ProcessBench file/folder with --format "
+              "processbench.")),
+          prm: Path = typer.Option(..., help="PRM folder (prmkit, Qwen2.5-Math-PRM, or a "
+                                             "causal LM with --prm-format math-shepherd)."),
+          out: Path = typer.Option(..., help="Output JSONL of {id, step_scores}."),
+          fmt: str = typer.Option("prmkit", "--format", help="Solutions format."),
+          prm_format: Optional[str] = typer.Option(None, help=(
+              "prmkit, qwen2.5-math-prm or math-shepherd (default: from the folder).")),
+          batch_size: int = typer.Option(16), dtype: str = typer.Option("float32"),
+          device: str = typer.Option("cpu")) -> None:
+    """Score every step of every solution, one forward pass a solution."""
+    from prmkit.prm.model import load_prm
+    from prmkit.prm.score import score as score_steps
+    from prmkit.records import read_records, write_jsonl
+    if fmt == "prmkit":
+        records = read_records(solutions, "solution")
+    else:
+        from prmkit.formats import reader
+        read, kind = reader(fmt)
+        if kind != "solution":
+            raise InputError(f"format {fmt!r} gives {kind} records, not solutions",
+                             field="format")
+        records = read(solutions)
+    model = load_prm(prm, fmt=prm_format, dtype=dtype, device=device)
+    scores = score_steps([r["problem"] for r in records], [r["steps"] for r in records], model,
+                         batch_size=batch_size, progress=True)
+    write_jsonl(out, ({"id": r["id"], "step_scores": s} for r, s in zip(records, scores)))
+    dropped = sum(s.count(None) for s in scores)
+    _console().print(f"{len(records)} solutions scored -> {out}"
+                     + (f"; {dropped} trailing steps did not fit the context" if dropped else ""))
+
+
+@app.command()
 def convert(source: str = typer.Argument(..., help="Input file, folder, or hub:NAME."),
             output: Path = typer.Argument(..., help="Output file."),
             from_: str = typer.Option(..., "--from", help="Input format (see `prmkit formats`)."),

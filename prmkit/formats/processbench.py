@@ -38,13 +38,18 @@ def read_hub(name: str = "Qwen/ProcessBench", subsets=SUBSETS) -> list[dict]:
     return records
 
 
+RUN_FILES = {"config.json", "summary.json", "metrics.json"}
+
+
 def read(source: str | Path) -> list[dict]:
     """Read a ProcessBench file, a folder holding ``<subset>.json[l]`` files, or ``hub:NAME``."""
     if str(source).startswith(HUB_PREFIX):
         return read_hub(str(source)[len(HUB_PREFIX):] or "Qwen/ProcessBench")
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl"))
+        # a prmkit run folder also holds its bookkeeping (config.json, summary.json, ...)
+        files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl")
+                       and p.name not in RUN_FILES)
         if not files:
             raise InputError("no .json or .jsonl subset files in this folder", path=path)
         # official subsets first, in the paper's order, then any others

@@ -1,0 +1,84 @@
+"""PRM input formats: how a known kind of PRM wants a problem and its steps laid out, and how
+its step score is read. Chosen from a model folder's own config (``prm.json``, or the
+architecture in ``config.json``), never from a model id.
+
+    prmkit            our PRMs: the problem, a blank line, then every step followed by a
+                      dedicated ``<|step|>`` token (added to the tokenizer) and a blank line;
+                      score = the step head's positive class at the separator
+    qwen2.5-math-prm  Qwen2.5-Math-PRM: chat layout with the system prompt "Please reason step
+                      by step, and put your final answer within \\boxed{}.", the problem as the
+                      user turn, the steps each followed by ``<extra_0>``; score = softmax of the
+                      two-label head at each ``<extra_0>``, positive class
+    math-shepherd     Math-Shepherd: "question Step 1: ... ки\\nStep 2: ... ки"; score = softmax
+                      over the LM's logits of the ``+`` and ``-`` tokens at each ``ки`` tag
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prmkit.errors import InputError
+
+
+@dataclass(frozen=True)
+class PRMFormat:
+    name: str
+    separator: str                 # the token after every step, where its score is read
+    prompt: str                    # plain | chat | shepherd (see prefix_text)
+    readout: str                   # head: a step head; lm-tokens: LM logits of good/bad tokens
+    before: str = "{step}"         # a step's text before the separator ({index} counts from 1)
+    after: str = ""                # text after the separator
+    add_separator: bool = False    # add the separator to a tokenizer that lacks it
+    good_bad: str = ""             # lm-tokens: the text whose two tokens are (good, bad)
+
+
+FORMATS = {
+    "prmkit": PRMFormat("prmkit", "<|step|>", prompt="plain", readout="head", after="\n\n",
+                        add_separator=True),
+    "qwen2.5-math-prm": PRMFormat("qwen2.5-math-prm", "<extra_0>", prompt="chat",
+                                  readout="head"),
+    "math-shepherd": PRMFormat("math-shepherd", "ки", prompt="shepherd", readout="lm-tokens",
+                               before="Step {index}: {step} ", after="\n", good_bad="+ -"),
+}
+QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+def get_format(name: str) -> PRMFormat:
+    if name not in FORMATS:
+        raise InputError(f"unknown PRM format {name!r}; known: {sorted(FORMATS)}", field="format")
+    return FORMATS[name]
+
+
+def prefix_text(fmt: PRMFormat, problem: str, tokenizer) -> str:
+    if fmt.prompt == "plain":
+        return problem + "\n\n"
+    if fmt.prompt == "shepherd":
+        return problem + " "
+    if not getattr(tokenizer, "chat_template", None):
+        raise InputError(f"the {fmt.name} format needs a tokenizer with a chat template",
+                         field="format")
+    messages = [{"role": "system", "content": QWEN_SYSTEM}, {"role": "user", "content": problem}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def separator_id(fmt: PRMFormat, tokenizer) -> int:
+    """The separator's token id; a format that owns its separator adds it when missing."""
+    vocab = tokenizer.get_vocab()
+    if fmt.separator in vocab:
+        return vocab[fmt.separator]
+    if fmt.add_separator:
+        tokenizer.add_special_tokens({"additional_special_tokens": [fmt.separator]})
+        return tokenizer.convert_tokens_to_ids(fmt.separator)
+    ids = tokenizer(fmt.separator, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise InputError(f"the tokenizer has no single token for the step separator "
+                         f"{fmt.separator!r} ({len(ids)} tokens)", field="format")
+    return ids[0]
+
+
+def good_bad_ids(fmt: PRMFormat, tokenizer) -> tuple[int, int]:
+    ids = tokenizer(fmt.good_bad, add_special_tokens=False)["input_ids"]
+    if len(ids) != 2:
+        raise InputError(f"{fmt.good_bad!r} is not two tokens for this tokenizer",
+                         field="format")
+    return ids[0], ids[1]

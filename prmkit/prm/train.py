@@ -1,0 +1,320 @@
+"""Training a PRM (``prmkit train``): a step head on any backbone, hard or soft labels.
+
+Labels come from one field of the solution records (``labels``), any shape a label source has
+(``prmkit.annotate.sources``): per-step lists (``truth.step_labels``, ``mc.hard``, ``mc.values``,
+``consensus.step_labels``, booleans, 0/1 or floats) or an earliest-error index
+(``judge.first_error``, ``label``). A step is negative when its value is at most ``threshold``
+(default 0, as the paper's MC-hard labels). Steps after the first negative are left out unless
+``include_after_error`` (the paper's practice); null labels are left out.
+
+Losses: ``hard`` trains on 0/1 targets, ``soft`` on the value itself. With the two-output head
+(``ce``) the hard loss is cross-entropy and the soft loss is cross-entropy against [1-p, p]; with
+the one-output head (``bce``) both are binary cross-entropy. Soft values are never cast to
+integers (TRL's PRM trainer does that silently).
+
+Tokens go through ``prmkit.steps.encode_steps`` with the PRM's format: the positions trained
+are exactly the positions ``prmkit score`` reads. bf16 autocast on CPU, gradient accumulation,
+a held-out split evaluated during training, checkpoints that resume, a progress bar. The config
+is typed: YAML plus ``--set key=value`` overrides, unknown keys rejected; it is saved beside the
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from prmkit import rundir
+from prmkit.errors import InputError
+from prmkit.records import write_json
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str = ""                 # solutions JSONL with the label field
+    labels: str = "truth.step_labels"
+    loss: str = "hard"             # hard | soft
+    threshold: float = 0.0         # a step is negative when its label is at most this
+    include_after_error: bool = False
+    init: str = "toy"              # a model folder (or toy, toy@step-N) to start the backbone from
+    head: str = "ce"               # ce (two outputs) | bce (one output)
+    epochs: float = 2.0
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 1e-3
+    warmup_steps: int = 10
+    weight_decay: float = 0.0
+    eval_fraction: float = 0.1     # held-out share of problems, evaluated during training
+    eval_every: int = 50
+    save_every: int = 100
+    max_length: int | None = None  # default: the backbone's context
+    seed: int = 0
+    bf16: bool = True
+
+    def validate(self) -> "TrainConfig":
+        def bad(name, why):
+            return InputError(f"{getattr(self, name)!r}: {why}", field=name)
+        if not self.data:
+            raise bad("data", "the training solutions file is required")
+        if self.loss not in ("hard", "soft"):
+            raise bad("loss", "choose hard or soft")
+        if self.head not in ("ce", "bce"):
+            raise bad("head", "choose ce or bce")
+        for name in ("batch_size", "grad_accum", "eval_every", "save_every"):
+            if getattr(self, name) < 1:
+                raise bad(name, "must be at least 1")
+        if not self.epochs > 0 or not self.lr > 0:
+            raise bad("epochs" if not self.epochs > 0 else "lr", "must be positive")
+        if not 0 <= self.eval_fraction < 1:
+            raise bad("eval_fraction", "must be in [0, 1)")
+        return self
+
+    @classmethod
+    def load(cls, yaml_path: str | Path | None = None, overrides: list[str] = ()) -> "TrainConfig":
+        """Defaults, then a YAML file, then ``key=value`` overrides; unknown keys are errors."""
+        values: dict = {}
+        if yaml_path:
+            import yaml
+            try:
+                loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
+            except (OSError, yaml.YAMLError) as e:
+                raise InputError(f"unreadable config ({e})", path=yaml_path) from None
+            if not isinstance(loaded, dict):
+                raise InputError("expected a mapping of settings", path=yaml_path)
+            values.update(loaded)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise InputError(f"{item!r}: expected key=value", field="set")
+            values[key] = _coerce(raw, fields.get(key))
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise InputError(f"unknown setting(s) {unknown}; known: {sorted(fields)}",
+                             path=yaml_path, field=unknown[0])
+        return cls(**values).validate()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _coerce(raw: str, f):
+    import yaml
+    value = yaml.safe_load(raw)
+    if f is not None and f.type in ("str", "str | None") and value is not None:
+        return str(value)
+    return value
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def step_targets(record: dict, cfg: TrainConfig) -> list[float | None]:
+    """One target a step (None: left out), from the label field."""
+    from prmkit.annotate.sources import MISSING, Source
+    value = Source(cfg.labels).value(record)
+    n = len(record["steps"])
+    if value is MISSING:
+        raise ValueError("missing")
+    if value is None:
+        return [None] * n
+    if isinstance(value, int) and not isinstance(value, bool):
+        first = value
+        return [1.0] * n if first < 0 else [1.0] * first + [0.0] + [None] * (n - first - 1)
+    if not isinstance(value, list) or len(value) != n:
+        raise ValueError(f"expected {n} step labels or an index")
+    targets: list[float | None] = []
+    seen_negative = False
+    for v in value:
+        if v is None or (seen_negative and not cfg.include_after_error):
+            targets.append(None)
+            continue
+        v = float(v)
+        negative = v <= cfg.threshold
+        targets.append(v if cfg.loss == "soft" else float(not negative))
+        seen_negative = seen_negative or negative
+    return targets
+
+
+def load_examples(cfg: TrainConfig, prm) -> tuple[list[dict], list[dict]]:
+    """(train, held-out) examples: token ids, label positions and targets; split by problem."""
+    from prmkit.prm.score import encode
+    from prmkit.records import iter_json_items, validate
+    examples = []
+    for line, value in iter_json_items(cfg.data):
+        record = validate(value, "solution", path=cfg.data, line=line)
+        try:
+            targets = step_targets(record, cfg)
+        except ValueError as e:
+            raise InputError(str(e), path=cfg.data, line=line, field=cfg.labels) from None
+        tokens = encode(prm, record["problem"], record["steps"], cfg.max_length)
+        kept = [(p, t) for p, t in zip(tokens.positions, targets) if t is not None]
+        if kept:
+            examples.append({"problem": record.get("problem_id", record["problem"]),
+                             "ids": tokens.input_ids, "positions": [p for p, _ in kept],
+                             "targets": [t for _, t in kept]})
+    if not examples:
+        raise InputError("no solution with a usable label", path=cfg.data, field=cfg.labels)
+    problems = sorted({e["problem"] for e in examples})
+    random.Random(cfg.seed).shuffle(problems)
+    held = set(problems[:int(len(problems) * cfg.eval_fraction)])
+    return ([e for e in examples if e["problem"] not in held],
+            [e for e in examples if e["problem"] in held])
+
+
+def _batch(examples: list[dict], pad: int):
+    import torch
+    width = max(len(e["ids"]) for e in examples)
+    ids = torch.full((len(examples), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    rows, cols, targets = [], [], []
+    for r, e in enumerate(examples):
+        ids[r, :len(e["ids"])] = torch.tensor(e["ids"])
+        mask[r, :len(e["ids"])] = 1
+        rows += [r] * len(e["positions"])
+        cols += e["positions"]
+        targets += e["targets"]
+    return ids, mask, torch.tensor(rows), torch.tensor(cols), torch.tensor(targets)
+
+
+def step_loss(prm, logits, targets):
+    """Loss at the label positions: logits (n, 2) or (n, 1), targets in [0, 1]."""
+    import torch.nn.functional as F
+    logits = logits.float()
+    if prm.module.head == "bce":
+        return F.binary_cross_entropy_with_logits(logits[:, 0], targets)
+    # cross-entropy against [1-p, p] (for hard targets the same as against the class index)
+    import torch
+    return F.cross_entropy(logits, torch.stack([1 - targets, targets], dim=-1))
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+def _evaluate(prm, examples: list[dict], cfg: TrainConfig) -> dict:
+    import torch
+    if not examples:
+        return {}
+    prm.module.eval()
+    total, right, loss_sum = 0, 0, 0.0
+    with torch.inference_mode():
+        for i in range(0, len(examples), cfg.batch_size):
+            ids, mask, rows, cols, targets = _batch(examples[i:i + cfg.batch_size],
+                                                    prm.tokenizer.pad_token_id)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                logits = prm.module(ids, mask)[rows, cols]
+            loss_sum += step_loss(prm, logits, targets).item() * len(targets)
+            probs = prm.module.probabilities(logits)
+            right += ((probs > 0.5) == (targets > 0.5)).sum().item()
+            total += len(targets)
+    prm.module.train()
+    return {"loss": loss_sum / total, "step_accuracy": right / total, "steps": total}
+
+
+def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=None) -> dict:
+    """Train (or resume) a PRM into ``out``; ``out/final`` is the PRM folder."""
+    import torch
+
+    from prmkit.models import load_tokenizer, quiet_transformers
+    from prmkit.prm.model import build_prm, load_prm, save_prm
+    quiet_transformers()
+    cfg.validate()
+    out = Path(out)
+    config = {"stage": "train", **cfg.to_dict(), "data_sha256": rundir.file_digest(cfg.data)}
+    if rundir.is_complete(out, config):
+        return json.loads((out / "metrics.json").read_text())
+    rundir.begin(out)
+    write_json(out / "train_config.json", config)
+    last = out / "last"
+    if (last / "trainer_state.pt").exists():
+        prm = load_prm(last)
+        state = torch.load(last / "trainer_state.pt", weights_only=False)
+    else:
+        from prmkit.toyworld.cli import resolve_policy
+        init = str(resolve_policy(cfg.init, progress=progress))
+        prm = build_prm(init, load_tokenizer(init, padding_side="right"), head=cfg.head,
+                        seed=cfg.seed)
+        state = {"step": 0, "optimizer": None, "history": [], "seconds": 0.0}
+    prm.module.train()
+    train_set, held_out = load_examples(cfg, prm)
+    per_epoch = math.ceil(len(train_set) / (cfg.batch_size * cfg.grad_accum))
+    total_steps = max(1, math.ceil(cfg.epochs * per_epoch))
+    optimizer = torch.optim.AdamW(prm.module.parameters(), lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    if state["optimizer"] is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    order = _order(len(train_set), total_steps * cfg.batch_size * cfg.grad_accum, cfg.seed)
+    began, bar = time.monotonic(), _bar(progress, total_steps, state["step"])
+    try:
+        for step in range(state["step"], total_steps):
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps)) * \
+                    0.5 * (1 + math.cos(math.pi * step / total_steps))
+            losses = []
+            for micro in range(cfg.grad_accum):
+                start = (step * cfg.grad_accum + micro) * cfg.batch_size
+                batch = [train_set[i] for i in order[start:start + cfg.batch_size]]
+                ids, mask, rows, cols, targets = _batch(batch, prm.tokenizer.pad_token_id)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                    logits = prm.module(ids, mask)[rows, cols]
+                loss = step_loss(prm, logits, targets) / cfg.grad_accum
+                loss.backward()
+                losses.append(loss.item())
+            torch.nn.utils.clip_grad_norm_(prm.module.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            entry = {"step": step + 1, "loss": round(sum(losses), 5)}
+            if (step + 1) % cfg.eval_every == 0 or step + 1 == total_steps:
+                entry["held_out"] = _evaluate(prm, held_out, cfg)
+            state["history"].append(entry)
+            if on_step is not None:
+                on_step(step, entry["loss"])
+            if bar is not None:
+                bar[0].update(bar[1], advance=1, description=f"PRM  loss {entry['loss']:.3f}")
+            if (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
+                _checkpoint(prm, last, state, step + 1, optimizer, began, save_prm)
+    finally:
+        if bar is not None:
+            bar[0].stop()
+    state["seconds"] += time.monotonic() - began
+    save_prm(prm, out / "final")
+    metrics = {"steps": total_steps, "train_examples": len(train_set),
+               "held_out_examples": len(held_out), "seconds": round(state["seconds"], 1),
+               "history": state["history"],
+               "final_held_out": state["history"][-1].get("held_out", {})}
+    write_json(out / "metrics.json", metrics)
+    rundir.finish(out, config)
+    return metrics
+
+
+def _order(n: int, needed: int, seed: int) -> list[int]:
+    """Epochs of shuffled indices, long enough for the whole run (a function of the seed, so a
+    resumed run sees the batches it would have seen)."""
+    rng, order = random.Random(seed), []
+    while len(order) < needed:
+        epoch = list(range(n))
+        rng.shuffle(epoch)
+        order += epoch
+    return order
+
+
+def _checkpoint(prm, last: Path, state: dict, step: int, optimizer, began: float,
+                save_prm) -> None:
+    import torch
+    state.update(step=step, optimizer=optimizer.state_dict())
+    snapshot = {**state, "seconds": state["seconds"] + time.monotonic() - began}
+    # the trainer state goes into the folder before it is renamed into place: all or nothing
+    save_prm(prm, last, extra=lambda folder: torch.save(snapshot, folder / "trainer_state.pt"))
+
+
+def _bar(enabled: bool, total: int, done: int):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    task = bar.add_task("PRM", total=total, completed=done)
+    bar.start()
+    return bar, task

