@@ -59,13 +59,12 @@ def score_encoded(prm, encoded: list[StepTokens], *, batch_size: int = 16,
         for batch in batches:
             width = max(len(encoded[i].input_ids) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
             for row, i in enumerate(batch):
-                n = len(encoded[i].input_ids)
-                ids[row, :n] = torch.tensor(encoded[i].input_ids)
-                mask[row, :n] = 1
+                ids[row, :len(encoded[i].input_ids)] = torch.tensor(encoded[i].input_ids)
+            # right padding needs no attention mask: a causal model's output at a real position
+            # never sees the padding after it, and without a mask attention takes its fast path
             with torch.inference_mode():
-                probs = prm.probabilities(ids.to(device), mask.to(device)).cpu()
+                probs = prm.probabilities(ids.to(device), None).cpu()
             for row, i in enumerate(batch):
                 out[i] = probs[row, encoded[i].positions].tolist()
             if bar is not None:

@@ -246,7 +246,8 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
                                   weight_decay=cfg.weight_decay)
     if state["optimizer"] is not None:
         optimizer.load_state_dict(state["optimizer"])
-    order = _order(len(train_set), total_steps * cfg.batch_size * cfg.grad_accum, cfg.seed)
+    order = _order([len(e["ids"]) for e in train_set], cfg.batch_size,
+                   total_steps * cfg.batch_size * cfg.grad_accum, cfg.seed)
     began, bar = time.monotonic(), _bar(progress, total_steps, state["step"])
     try:
         for step in range(state["step"], total_steps):
@@ -290,14 +291,20 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
     return metrics
 
 
-def _order(n: int, needed: int, seed: int) -> list[int]:
+def _order(lengths: list[int], batch: int, needed: int, seed: int) -> list[int]:
     """Epochs of shuffled indices, long enough for the whole run (a function of the seed, so a
-    resumed run sees the batches it would have seen)."""
+    resumed run sees the batches it would have seen). Within windows of 8 batches, examples are
+    sorted by length, so a batch pads little; the batches themselves stay in shuffled order."""
     rng, order = random.Random(seed), []
+    window = 8 * batch
     while len(order) < needed:
-        epoch = list(range(n))
+        epoch = list(range(len(lengths)))
         rng.shuffle(epoch)
-        order += epoch
+        for start in range(0, len(epoch), window):
+            chunk = sorted(epoch[start:start + window], key=lambda i: lengths[i])
+            batches = [chunk[i:i + batch] for i in range(0, len(chunk), batch)]
+            rng.shuffle(batches)
+            order += [i for b in batches for i in b]
     return order
 
 
