@@ -1,4 +1,4 @@
-"""The step contract, text side: how a solution text becomes steps and back.
+"""The step contract: how a solution text becomes steps, and steps become tokens.
 
 Steps are paragraphs: a policy's completion is split on blank lines ("\\n\\n"), as ProcessBench and
 the Qwen PRM papers do; blank paragraphs are dropped. A step keeps its spaces (only stray

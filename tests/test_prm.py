@@ -237,10 +237,16 @@ def test_targets_hard_soft_index_and_after_the_first_error():
 
 
 def test_config_from_yaml_and_overrides_rejects_unknown_keys(tmp_path):
-    (tmp_path / "c.yaml").write_text("data: d.jsonl\nlabels: mc.hard\nlr: 0.01\n")
-    cfg = TrainConfig.load(tmp_path / "c.yaml", ["lr=0.002", "loss=soft", "init=toy@step-150"])
-    assert (cfg.data, cfg.labels, cfg.lr, cfg.loss, cfg.init) == ("d.jsonl", "mc.hard", 0.002,
+    (tmp_path / "c.yaml").write_text("data: d.jsonl\nlabels: mc.hard\nlr: 0.01\n"
+                                     "weight_decay: 1e-4\n")  # YAML reads 1e-4 as a string
+    cfg = TrainConfig.load(tmp_path / "c.yaml", ["lr=5e-4", "loss=soft", "init=toy@step-150",
+                                                 "max_length=null", "bf16=false"])
+    assert (cfg.data, cfg.labels, cfg.lr, cfg.loss, cfg.init) == ("d.jsonl", "mc.hard", 5e-4,
                                                                   "soft", "toy@step-150")
+    assert (cfg.weight_decay, cfg.max_length, cfg.bf16) == (1e-4, None, False)
+    with pytest.raises(InputError) as error:
+        TrainConfig.load(tmp_path / "c.yaml", ["batch_size=eight"])
+    assert error.value.field == "batch_size"
     with pytest.raises(InputError) as error:
         TrainConfig.load(tmp_path / "c.yaml", ["learning_rate=1"])
     assert error.value.field == "learning_rate"

@@ -92,23 +92,41 @@ class TrainConfig:
             key, sep, raw = item.partition("=")
             if not sep:
                 raise InputError(f"{item!r}: expected key=value", field="set")
-            values[key] = _coerce(raw, fields.get(key))
+            values[key] = raw
         unknown = sorted(set(values) - set(fields))
         if unknown:
             raise InputError(f"unknown setting(s) {unknown}; known: {sorted(fields)}",
                              path=yaml_path, field=unknown[0])
-        return cls(**values).validate()
+        return cls(**{k: _typed(v, fields[k].type, k) for k, v in values.items()}).validate()
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _coerce(raw: str, f):
-    import yaml
-    value = yaml.safe_load(raw)
-    if f is not None and f.type in ("str", "str | None") and value is not None:
+def _typed(value, kind: str, name: str):
+    """A setting as its field's type (YAML reads 5e-4 as a string, overrides are all strings)."""
+    if isinstance(value, str) and value.strip().lower() in ("null", "none", "~") and \
+            kind.endswith("| None"):
+        return None
+    base = kind.removesuffix(" | None")
+    try:
+        if base == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).strip().lower() in ("true", "yes", "1"):
+                return True
+            if str(value).strip().lower() in ("false", "no", "0"):
+                return False
+            raise ValueError
+        if base == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if base == "float":
+            return float(value)
         return str(value)
-    return value
+    except (TypeError, ValueError):
+        raise InputError(f"{value!r}: expected {base}", field=name) from None
 
 
 # --- data ----------------------------------------------------------------------------------------
