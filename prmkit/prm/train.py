@@ -13,7 +13,8 @@ the one-output head (``bce``) both are binary cross-entropy. Soft values are nev
 integers (TRL's PRM trainer does that silently).
 
 Tokens go through ``prmkit.steps.encode_steps`` with the PRM's format: the positions trained
-are exactly the positions ``prmkit score`` reads. bf16 autocast on CPU, gradient accumulation,
+are exactly the positions ``prmkit score`` reads. bf16 autocast on CPU (attention kept in fp32,
+as for the toy policy), gradient accumulation,
 a held-out split evaluated during training, checkpoints that resume, a progress bar. The config
 is typed: YAML plus ``--set key=value`` overrides, unknown keys rejected; it is saved beside the
 checkpoint.
@@ -236,7 +237,7 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
     """Train (or resume) a PRM into ``out``; ``out/final`` is the PRM folder."""
     import torch
 
-    from prmkit.models import load_tokenizer, quiet_transformers
+    from prmkit.models import attention_in_fp32, load_tokenizer, quiet_transformers
     from prmkit.prm.model import build_prm, load_prm, save_prm
     quiet_transformers()
     cfg.validate()
@@ -256,6 +257,8 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
         prm = build_prm(init, load_tokenizer(init, padding_side="right"), head=cfg.head,
                         seed=cfg.seed)
         state = {"step": 0, "optimizer": None, "history": [], "seconds": 0.0}
+    if cfg.bf16:  # bf16 for the MLPs only: comparing digits needs sharp attention
+        attention_in_fp32(prm.module)
     prm.module.train()
     train_set, held_out = load_examples(cfg, prm)
     per_epoch = math.ceil(len(train_set) / (cfg.batch_size * cfg.grad_accum))

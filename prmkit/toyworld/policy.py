@@ -155,25 +155,6 @@ def _save(model, tokenizer, path: Path, state: dict | None = None) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _attention_in_fp32(model) -> None:
-    """Run every attention block outside bf16 autocast (the MLPs keep it).
-
-    The policy copies digits from exact distances (the previous step's result, the given), which
-    needs sharp position-only attention; bf16 query/key products blur it. Measured on the default
-    toy world, held-out accuracy after 400 steps: 9.6% with full bf16 autocast, 15.2% all in
-    fp32 (0.75 s a step), 17.1% with fp32 attention only (0.62 s a step, as fast as full bf16)."""
-    import functools
-
-    import torch
-
-    def fp32_forward(forward, hidden_states, *args, **kwargs):
-        with torch.autocast("cpu", enabled=False):
-            return forward(hidden_states.float(), *args, **kwargs)
-
-    for layer in model.model.layers:
-        layer.self_attn.forward = functools.partial(fp32_forward, layer.self_attn.forward)
-
-
 def _lr_at(cfg: PolicyConfig, step: int) -> float:
     """The share of the peak learning rate at ``step``: linear warm-up, then cosine decay to a
     tenth of the peak."""
@@ -216,7 +197,7 @@ def train(cfg: PolicyConfig, out: Path, *, max_seconds: float | None = None,
     """
     import torch
 
-    from prmkit.models import load_tokenizer, quiet_transformers
+    from prmkit.models import attention_in_fp32, load_tokenizer, quiet_transformers
     from prmkit.toyworld.model import build_causal_lm
     from prmkit.toyworld.tokenizer import build_char_tokenizer
     quiet_transformers()
@@ -245,7 +226,7 @@ def train(cfg: PolicyConfig, out: Path, *, max_seconds: float | None = None,
             optimizer.load_state_dict(saved)
     stream = ProblemStream(cfg)
     if cfg.bf16:
-        _attention_in_fp32(model)
+        attention_in_fp32(model)
     model.train()
     start = state["step"]
     seconds_before, began = state["seconds"], time.monotonic()
