@@ -77,11 +77,13 @@ def test_local_and_ray_executors_give_identical_files(tmp_path, toy_solutions, t
                                                       ray_session):
     cfg = mc.MCConfig(solutions=str(toy_solutions), model=str(tiny_lm), k=2, max_new_tokens=12,
                       shard_size=3)
+    # one thread each, as Ray actors run: float sums in another order can flip a near-tied
+    # sample, so identical files need identical thread counts
     local = tmp_path / "local"
-    mc.run(cfg, local, backend_options={"workers": 1}, progress=False)
+    mc.run(cfg, local, backend_options={"workers": 2, "threads": 1}, progress=False)
     ray_out = tmp_path / "ray"
     ray_session.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    mc.run(cfg, ray_out, executor="ray", actors=2, backend_options={"workers": 1},
+    mc.run(cfg, ray_out, executor="ray", actors=2, backend_options={"workers": 1, "threads": 1},
            progress=False)
     assert len(list((ray_out / "shards").glob("*.done"))) == 4
     assert (local / "annotated.jsonl").read_text() == (ray_out / "annotated.jsonl").read_text()
