@@ -77,3 +77,20 @@ def finish(out: str | Path, config: dict[str, Any]) -> None:
     write_json(out / "config.json", {"config": config, "versions": versions(),
                                      "git_commit": git_commit()})
     atomic_write_text(out / MARKER, lambda f: f.write("ok\n"))
+
+
+def replace_folder(path: str | Path, fill) -> Path:
+    """Build a folder through ``fill(tmp)`` beside ``path``, then move it into place, so a
+    reader (or a resumed run) sees the old folder or the new one, never half of one."""
+    import shutil
+    path = Path(path)
+    tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    fill(tmp)
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+    return path

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from prmkit.errors import InputError
+from prmkit.progress import Bar
 from prmkit.records import atomic_write_text, iter_json_items, write_json, write_jsonl
 
 Work = Callable[[list[Any], int], list[dict]]  # (shard items, shard index) -> records
@@ -90,33 +91,12 @@ class Shards:
         return records
 
 
-class _Bar:
-    """A rich progress bar over shards, or nothing."""
-
-    def __init__(self, enabled: bool, label: str, total: int, done: int):
-        self.bar = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-            self.bar = Progress(f"{label or 'shards'}", BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn())
-            self.task = self.bar.add_task(label, total=total, completed=done)
-            self.bar.start()
-
-    def advance(self) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1)
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def run_local(shards: Shards, work: Work, *, progress: bool = True, label: str = "") -> None:
     """Run every pending shard in this process (the work function parallelises inside)."""
     pending = shards.pending()
     if not pending:
         return
-    bar = _Bar(progress, label, shards.count, shards.count - len(pending))
+    bar = Bar(progress, label or "shards", shards.count, shards.count - len(pending))
     try:
         for index in pending:
             shards.write(index, work(shards.items_of(index), index))
@@ -183,7 +163,7 @@ def run_ray(shards: Shards, factory: WorkFactory, *, actors: int = 2, actor_cpus
         index = queue.pop(0)
         in_flight[worker.run.remote(shards.items_of(index), index)] = worker
 
-    bar = _Bar(progress, label, shards.count, shards.count - len(pending))
+    bar = Bar(progress, label or "shards", shards.count, shards.count - len(pending))
     try:
         for worker in workers:
             if queue:

@@ -99,36 +99,28 @@ def build_prm(backbone_path_or_config, tokenizer, *, head: str = "ce", seed: int
 
 
 def save_prm(prm: LoadedPRM, path: str | Path, extra=None) -> Path:
-    """Write a PRM folder atomically (a temporary folder, then renamed); ``extra(folder)`` may
-    add files before the rename."""
-    import shutil
-
+    """Write a PRM folder atomically (``rundir.replace_folder``); ``extra(folder)`` may add
+    files before it is moved into place."""
     from safetensors.torch import save_file
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    prm.module.config.save_pretrained(tmp)
-    state = {k: v.detach().contiguous() for k, v in prm.module.state_dict().items()}
-    # tied embeddings are one tensor under two names; safetensors keeps one copy
-    seen, unique = set(), {}
-    for k, v in state.items():
-        if v.data_ptr() not in seen:
-            seen.add(v.data_ptr())
-            unique[k] = v
-    save_file(unique, str(tmp / "model.safetensors"))
-    prm.tokenizer.save_pretrained(tmp)
-    (tmp / "prm.json").write_text(json.dumps({"format": prm.format.name,
-                                              "head": prm.module.head}, indent=2) + "\n")
-    if extra is not None:
-        extra(tmp)
-    old = path.with_name(f".{path.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        path.rename(old)
-    tmp.rename(path)
-    shutil.rmtree(old, ignore_errors=True)
-    return path
+
+    from prmkit.rundir import replace_folder
+
+    def fill(folder: Path) -> None:
+        prm.module.config.save_pretrained(folder)
+        # tied weights are one tensor under two names; safetensors keeps one copy
+        seen, unique = set(), {}
+        for name, value in prm.module.state_dict().items():
+            if value.data_ptr() not in seen:
+                seen.add(value.data_ptr())
+                unique[name] = value.detach().contiguous()
+        save_file(unique, str(folder / "model.safetensors"))
+        prm.tokenizer.save_pretrained(folder)
+        (folder / "prm.json").write_text(json.dumps({"format": prm.format.name,
+                                                     "head": prm.module.head}, indent=2) + "\n")
+        if extra is not None:
+            extra(folder)
+
+    return replace_folder(Path(path), fill)
 
 
 def _state_dict(path: Path) -> dict:

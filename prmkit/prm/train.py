@@ -32,6 +32,7 @@ from pathlib import Path
 
 from prmkit import rundir
 from prmkit.errors import InputError
+from prmkit.progress import Bar
 from prmkit.records import write_json
 
 
@@ -269,7 +270,7 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
         optimizer.load_state_dict(state["optimizer"])
     order = _order([len(e["ids"]) for e in train_set], cfg.batch_size,
                    total_steps * cfg.batch_size * cfg.grad_accum, cfg.seed)
-    began, bar = time.monotonic(), _bar(progress, total_steps, state["step"])
+    began, bar = time.monotonic(), Bar(progress, "PRM", total_steps, state["step"])
     try:
         for step in range(state["step"], total_steps):
             for group in optimizer.param_groups:
@@ -294,13 +295,11 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
             state["history"].append(entry)
             if on_step is not None:
                 on_step(step, entry["loss"])
-            if bar is not None:
-                bar[0].update(bar[1], advance=1, description=f"PRM  loss {entry['loss']:.3f}")
+            bar.advance(f"PRM  loss {entry['loss']:.3f}")
             if (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
                 _checkpoint(prm, last, state, step + 1, optimizer, began, save_prm)
     finally:
-        if bar is not None:
-            bar[0].stop()
+        bar.stop()
     state["seconds"] += time.monotonic() - began
     save_prm(prm, out / "final")
     metrics = {"steps": total_steps, "train_examples": len(train_set),
@@ -336,13 +335,3 @@ def _checkpoint(prm, last: Path, state: dict, step: int, optimizer, began: float
     snapshot = {**state, "seconds": state["seconds"] + time.monotonic() - began}
     # the trainer state goes into the folder before it is renamed into place: all or nothing
     save_prm(prm, last, extra=lambda folder: torch.save(snapshot, folder / "trainer_state.pt"))
-
-
-def _bar(enabled: bool, total: int, done: int):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-    bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    task = bar.add_task("PRM", total=total, completed=done)
-    bar.start()
-    return bar, task

@@ -25,13 +25,13 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from prmkit import rundir
 from prmkit.errors import InputError
+from prmkit.progress import Bar
 from prmkit.records import write_json
 from prmkit.toyworld.model import TinyModelConfig
 from prmkit.toyworld.problems import make_problem, make_problems, preset
@@ -139,20 +139,16 @@ def training_batch(tokenizer, problems: list[dict], loss_on_problem: bool = Fals
 # --- training -----------------------------------------------------------------------------------
 
 def _save(model, tokenizer, path: Path, state: dict | None = None) -> None:
-    """Write a checkpoint folder atomically: into a temporary folder, then renamed."""
+    """Write a checkpoint folder atomically (``rundir.replace_folder``)."""
     import torch
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if state is not None:
-        torch.save(state, tmp / "trainer_state.pt")
-    old = path.with_name(f".{path.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        path.rename(old)
-    tmp.rename(path)
-    shutil.rmtree(old, ignore_errors=True)
+
+    def fill(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        if state is not None:
+            torch.save(state, folder / "trainer_state.pt")
+
+    rundir.replace_folder(path, fill)
 
 
 def _lr_at(cfg: PolicyConfig, step: int) -> float:
@@ -230,7 +226,7 @@ def train(cfg: PolicyConfig, out: Path, *, max_seconds: float | None = None,
     model.train()
     start = state["step"]
     seconds_before, began = state["seconds"], time.monotonic()
-    bar = _progress(progress, cfg.steps, start)
+    bar = Bar(progress, "toy policy", cfg.steps, start)
     step = start
     try:
         for step in range(start, cfg.steps):
@@ -254,8 +250,7 @@ def train(cfg: PolicyConfig, out: Path, *, max_seconds: float | None = None,
             state["losses"].append(round(loss.item(), 5))
             if on_step is not None:
                 on_step(step, loss.item())
-            if bar is not None:
-                bar[0].update(bar[1], advance=1, description=f"toy policy  loss {loss.item():.3f}")
+            bar.advance(f"toy policy  loss {loss.item():.3f}")
             done = step + 1
             if done in cfg.snapshots:
                 _save(model, tokenizer, out / f"step-{done:06d}")
@@ -266,8 +261,7 @@ def train(cfg: PolicyConfig, out: Path, *, max_seconds: float | None = None,
         else:
             step = cfg.steps
     finally:
-        if bar is not None:
-            bar[0].stop()
+        bar.stop()
     finished = step >= cfg.steps
     state.update(step=step, optimizer=[o.state_dict() for o in optimizers],
                  seconds=seconds_before + time.monotonic() - began)
@@ -277,16 +271,6 @@ def train(cfg: PolicyConfig, out: Path, *, max_seconds: float | None = None,
         _save(model, tokenizer, out / "final")
     return {"step": step, "finished": finished, "seconds": round(state["seconds"], 1),
             "losses": state["losses"]}
-
-
-def _progress(enabled: bool, total: int, done: int):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-    bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    task = bar.add_task("toy policy", total=total, completed=done)
-    bar.start()
-    return bar, task
 
 
 # --- held-out evaluation ------------------------------------------------------------------------
