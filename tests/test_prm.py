@@ -298,3 +298,26 @@ def test_a_prm_trained_on_exact_truth_beats_an_untrained_one(tmp_path, tiny_lm):
     untrained = build_prm(str(tiny_lm), char_tokenizer(), seed=0)
     trained, before = f1(tmp_path / "run" / "final"), f1(untrained)
     assert trained > before + 40, (trained, before)
+
+
+def test_an_interrupted_training_run_resumes_where_it_stopped(tmp_path, tiny_lm):
+    write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(60, seed=3))
+    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), init=str(tiny_lm), epochs=2,
+                      batch_size=8, save_every=3, eval_fraction=0.0, bf16=False)
+    straight = train(cfg, tmp_path / "straight", progress=False)
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_5(step, loss):
+        if step == 4:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(cfg, tmp_path / "resumed", progress=False, on_step=crash_at_5)
+    assert (tmp_path / "resumed" / "last" / "trainer_state.pt").exists()
+    assert not (tmp_path / "resumed" / "final").exists()
+    resumed = train(cfg, tmp_path / "resumed", progress=False)
+    # steps 1-3 come from the checkpoint, 4 on were recomputed from the restored state
+    assert [h["loss"] for h in resumed["history"]] == \
+        pytest.approx([h["loss"] for h in straight["history"]], abs=1e-3)
