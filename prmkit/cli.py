@@ -162,13 +162,24 @@ def score(solutions: str = typer.Argument(..., help=(
 def convert(source: str = typer.Argument(..., help="Input file, folder, or hub:NAME."),
             output: Path = typer.Argument(..., help="Output file."),
             from_: str = typer.Option(..., "--from", help="Input format (see `prmkit formats`)."),
-            to: str = typer.Option("prmkit", help="Output format; 'prmkit' writes prmkit JSONL.")
-            ) -> None:
+            to: str = typer.Option("prmkit", help="Output format; 'prmkit' writes prmkit JSONL."),
+            labels: Optional[str] = typer.Option(None, help=(
+                "Label source for the step labels written (mc.hard, mc.values:0.5, "
+                "consensus.step_labels, judge.first_error, truth.step_labels, ...).")),
+            keep_after_error: bool = typer.Option(False, help=(
+                "Keep the steps after the first error (labelled by the source) instead of "
+                "cutting each solution at its first error."))) -> None:
     """Convert between prmkit records and other formats."""
     from prmkit.formats import reader, writer
-    from prmkit.records import write_jsonl
+    from prmkit.records import read_records_with_lines, write_jsonl
     read, kind = reader(from_)
     records = read(source)
+    dropped = 0
+    if labels:
+        # prmkit JSONL has one record a line, so an error can name the line
+        lines = ([line for line, _ in read_records_with_lines(source, "solution")]
+                 if from_ == "prmkit" else None)
+        records, dropped = _with_hard_labels(records, labels, keep_after_error, source, lines)
     if to == "prmkit":
         write_jsonl(output, records)
     else:
@@ -177,7 +188,25 @@ def convert(source: str = typer.Argument(..., help="Input file, folder, or hub:N
             raise InputError(f"'{from_}' gives {kind} records but '{to}' writes {wanted} records",
                              field="to")
         write(records, output)
-    _console().print(f"{len(records)} {kind} records -> {output}")
+    _console().print(f"{len(records)} {kind} records -> {output}"
+                     + (f"; {dropped} without a verdict from {labels} left out" if dropped else ""))
+
+
+def _with_hard_labels(records: list[dict], spec: str, keep_after_error: bool, path,
+                      lines: Optional[list[int]]) -> tuple[list[dict], int]:
+    """Records relabelled from a label source (step_labels: one boolean a step)."""
+    from prmkit.annotate.sources import Source, hard_labelled
+    source, out = Source.parse(spec), []
+    for i, record in enumerate(records):
+        try:
+            labelled = hard_labelled(record, source, keep_after_error)
+        except ValueError as e:
+            if lines:
+                raise InputError(str(e), path=path, line=lines[i], field=source.path) from None
+            raise InputError(f"record {i + 1}: {e}", path=path, field=source.path) from None
+        if labelled is not None:
+            out.append(labelled)
+    return out, len(records) - len(out)
 
 
 @app.command()

@@ -44,3 +44,38 @@ def test_demo_quick_completes_and_reruns_as_a_no_op(tmp_path):
     assert f1["sharp"] > f1["noisy"] + 20
     again = run("demo", "--quick", "--out", str(out))
     assert "is complete" in again.stdout
+
+
+def test_export_annotated_solutions_to_trl_with_a_chosen_label_source(tmp_path):
+    solutions = tmp_path / "annotated.jsonl"
+    rows = [{"id": "a", "problem": "P", "steps": ["s0", "s1", "s2", "s3"],
+             "mc": {"values": [0.75, 0.5, 0.0, 0.25]}, "judge": {"first_error": 1}},
+            {"id": "b", "problem": "Q", "steps": ["t0", "t1"],
+             "mc": {"values": [1.0, 1.0]}, "judge": {"first_error": None}}]
+    solutions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "trl.jsonl"
+
+    def export(*options):
+        done = run("convert", str(solutions), str(out), "--from", "prmkit",
+                   "--to", "trl_stepwise", *options)
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in out.read_text().splitlines()], done.stdout
+
+    # MC-hard: cut at the first step no completion rescued; soft values never cast to True
+    lines, _ = export("--labels", "mc.values")
+    assert lines[0] == {"id": "a", "prompt": "P", "completions": ["s0", "s1", "s2"],
+                        "labels": [True, True, False]}
+    assert lines[1]["labels"] == [True, True]
+    # a threshold turns the soft value into a label; steps after the error can be kept
+    lines, _ = export("--labels", "mc.values:0.5", "--keep-after-error")
+    assert lines[0]["labels"] == [True, False, False, False]
+    # an earliest-error source; a solution without a verdict is left out and counted
+    lines, stdout = export("--labels", "judge.first_error")
+    assert [x["labels"] for x in lines] == [[True, False]]
+    assert "1 without a verdict" in " ".join(stdout.split())
+    # a missing field names the file, the line and the field
+    bad = run("convert", str(solutions), str(out), "--from", "prmkit", "--to", "trl_stepwise",
+              "--labels", "consensus.step_labels")
+    assert bad.returncode == 2
+    assert "annotated.jsonl:1:" in bad.stderr
+    assert "consensus.step_labels" in bad.stderr

@@ -81,6 +81,51 @@ class Source:
                          f"{type(value).__name__}")
 
 
+def step_targets(record: dict, source: Source, *, soft: bool = False,
+                 include_after_error: bool = False) -> list[float | None]:
+    """One training target a step from a source, None where a step is left out: null labels,
+    and steps after the first negative unless ``include_after_error``. Hard targets are 0/1
+    (negative: at most the threshold); soft targets are the value itself, never rounded. An
+    earliest-error index gives 1 before it, 0 at it, and nothing after.
+
+    Raises ValueError when the field is absent or of the wrong shape."""
+    value = source.value(record)
+    n = len(record["steps"])
+    if value is MISSING:
+        raise ValueError("missing")
+    if value is None:
+        return [None] * n
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [1.0] * n if value < 0 else [1.0] * value + [0.0] + [None] * (n - value - 1)
+    if not isinstance(value, list) or len(value) != n:
+        raise ValueError(f"expected {n} step labels or an index")
+    targets: list[float | None] = []
+    seen_negative = False
+    for v in value:
+        if v is None or (seen_negative and not include_after_error):
+            targets.append(None)
+            continue
+        v = float(v)
+        negative = v <= source.threshold
+        targets.append(v if soft else float(not negative))
+        seen_negative = seen_negative or negative
+    return targets
+
+
+def hard_labelled(record: dict, source: Source, keep_after_error: bool = False) -> dict | None:
+    """The record with boolean ``step_labels`` from a source, for formats that want one hard
+    label a step (TRL stepwise, Math-Shepherd). Steps after the first error are cut off (the
+    paper trains on none of them) unless ``keep_after_error``; None when the source has no
+    verdict on a step before the cut."""
+    targets = step_targets(record, source, include_after_error=keep_after_error)
+    if 0.0 in targets and not keep_after_error:
+        targets = targets[:targets.index(0.0) + 1]
+    if not targets or None in targets:
+        return None
+    return {**record, "steps": record["steps"][:len(targets)],
+            "step_labels": [t == 1.0 for t in targets]}
+
+
 def first_errors(records: list[tuple[int, dict]], source: Source, path=None) -> list[int | None]:
     """The first error of every record by one source; a record without the field is an error
     naming the file, the line and the field."""

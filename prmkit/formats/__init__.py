@@ -15,6 +15,8 @@ from prmkit.errors import InputError
 
 # name -> (module:function, record kind produced or consumed, one-line description)
 READERS: dict[str, tuple[str, str, str]] = {
+    "prmkit": ("prmkit.formats:read_prmkit_solutions", "solution",
+               "prmkit solution JSONL (sampled, annotated or scored records)"),
     "processbench": ("prmkit.formats.processbench:read", "solution",
                      "ProcessBench JSON/JSONL file, a folder of subsets, or hub:Qwen/ProcessBench"),
     "prm800k": ("prmkit.formats.prm800k:read", "solution", "PRM800K raw labeler lines"),
@@ -56,6 +58,11 @@ def reader(name: str) -> tuple[Callable, str]:
 def writer(name: str) -> tuple[Callable, str]:
     """The writer function of a format and the record kind it takes."""
     return _lookup(WRITERS, name, "output")
+
+
+def read_prmkit_solutions(path) -> list[dict]:
+    from prmkit.records import read_records
+    return read_records(path, "solution")
 
 
 def first_error(step_ok: list[bool]) -> int:

@@ -135,29 +135,9 @@ def _typed(value, kind: str, name: str):
 
 def step_targets(record: dict, cfg: TrainConfig) -> list[float | None]:
     """One target a step (None: left out), from the label field."""
-    from prmkit.annotate.sources import MISSING, Source
-    value = Source(cfg.labels).value(record)
-    n = len(record["steps"])
-    if value is MISSING:
-        raise ValueError("missing")
-    if value is None:
-        return [None] * n
-    if isinstance(value, int) and not isinstance(value, bool):
-        first = value
-        return [1.0] * n if first < 0 else [1.0] * first + [0.0] + [None] * (n - first - 1)
-    if not isinstance(value, list) or len(value) != n:
-        raise ValueError(f"expected {n} step labels or an index")
-    targets: list[float | None] = []
-    seen_negative = False
-    for v in value:
-        if v is None or (seen_negative and not cfg.include_after_error):
-            targets.append(None)
-            continue
-        v = float(v)
-        negative = v <= cfg.threshold
-        targets.append(v if cfg.loss == "soft" else float(not negative))
-        seen_negative = seen_negative or negative
-    return targets
+    from prmkit.annotate.sources import Source, step_targets
+    return step_targets(record, Source(cfg.labels, cfg.threshold), soft=cfg.loss == "soft",
+                        include_after_error=cfg.include_after_error)
 
 
 def load_examples(cfg: TrainConfig, prm) -> tuple[list[dict], list[dict]]:
