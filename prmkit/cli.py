@@ -117,6 +117,8 @@ def train(config: Optional[Path] = typer.Option(None, help="YAML config (see prm
     from prmkit.prm.train import train as run_training
     cfg = TrainConfig.load(config, set_ or [])
     metrics = run_training(cfg, out)
+    if not metrics:  # a data-parallel process other than the first: it writes nothing
+        return
     held = metrics["final_held_out"]
     _console().print(f"{metrics['steps']} steps on {metrics['train_examples']} solutions in "
                      f"{metrics['seconds']}s -> {out / 'final'}; held-out step accuracy "

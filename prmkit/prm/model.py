@@ -112,7 +112,7 @@ def save_prm(prm: LoadedPRM, path: str | Path, extra=None) -> Path:
         for name, value in prm.module.state_dict().items():
             if value.data_ptr() not in seen:
                 seen.add(value.data_ptr())
-                unique[name] = value.detach().contiguous()
+                unique[name] = value.detach().cpu().contiguous()
         save_file(unique, str(folder / "model.safetensors"))
         prm.tokenizer.save_pretrained(folder)
         (folder / "prm.json").write_text(json.dumps({"format": prm.format.name,

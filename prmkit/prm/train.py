@@ -18,6 +18,11 @@ as for the toy policy), gradient accumulation,
 a held-out split evaluated during training, checkpoints that resume, a progress bar. The config
 is typed: YAML plus ``--set key=value`` overrides, unknown keys rejected; it is saved beside the
 checkpoint.
+
+Devices: one GPU when there is one, else the CPU. Several processes (``accelerate launch`` or
+``torchrun``, on GPUs or CPUs) train data-parallel through Accelerate: each process takes its
+own micro-batches, so the global batch is ``batch_size * grad_accum * processes``; only the
+first process writes files.
 """
 
 from __future__ import annotations
@@ -194,7 +199,43 @@ def step_loss(prm, logits, targets):
 
 # --- the loop ------------------------------------------------------------------------------------
 
-def _evaluate(prm, examples: list[dict], cfg: TrainConfig) -> dict:
+class _Processes:
+    """One process on one device, or data-parallel processes through Accelerate."""
+
+    def __init__(self):
+        import os
+
+        import torch
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self._accelerator = None
+        if self.world > 1:
+            try:
+                from accelerate import Accelerator
+            except ImportError:
+                raise InputError("several processes need Accelerate: pip install "
+                                 "'prmkit[accelerate]'", field="WORLD_SIZE") from None
+            self._accelerator = Accelerator(cpu=not torch.cuda.is_available())
+            self.device, self.rank = self._accelerator.device, self._accelerator.process_index
+        else:
+            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            self.rank = 0
+        self.is_main = self.rank == 0
+
+    def prepare(self, model, optimizer):
+        model.to(self.device)
+        if self._accelerator is None:
+            return model, optimizer
+        return self._accelerator.prepare(model, optimizer)
+
+    def backward(self, loss) -> None:
+        (loss.backward() if self._accelerator is None else self._accelerator.backward(loss))
+
+    def wait(self) -> None:
+        if self._accelerator is not None:
+            self._accelerator.wait_for_everyone()
+
+
+def _evaluate(prm, examples: list[dict], cfg: TrainConfig, device) -> dict:
     import torch
     if not examples:
         return {}
@@ -202,9 +243,9 @@ def _evaluate(prm, examples: list[dict], cfg: TrainConfig) -> dict:
     total, right, loss_sum = 0, 0, 0.0
     with torch.inference_mode():
         for i in range(0, len(examples), cfg.batch_size):
-            ids, mask, rows, cols, targets = _batch(examples[i:i + cfg.batch_size],
-                                                    prm.tokenizer.pad_token_id)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            ids, mask, rows, cols, targets = (t.to(device) for t in _batch(
+                examples[i:i + cfg.batch_size], prm.tokenizer.pad_token_id))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits = prm.module(ids, mask)[rows, cols]
             loss_sum += step_loss(prm, logits, targets).item() * len(targets)
             probs = prm.module.probabilities(logits)
@@ -215,7 +256,8 @@ def _evaluate(prm, examples: list[dict], cfg: TrainConfig) -> dict:
 
 
 def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=None) -> dict:
-    """Train (or resume) a PRM into ``out``; ``out/final`` is the PRM folder."""
+    """Train (or resume) a PRM into ``out``; ``out/final`` is the PRM folder. Returns the
+    metrics; ``{}`` in data-parallel processes other than the first."""
     import torch
 
     from prmkit.models import attention_in_fp32, load_tokenizer, quiet_transformers
@@ -226,8 +268,12 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
     config = {"stage": "train", **cfg.to_dict(), "data_sha256": rundir.file_digest(cfg.data)}
     if rundir.is_complete(out, config):
         return json.loads((out / "metrics.json").read_text())
-    rundir.begin(out)
-    write_json(out / "train_config.json", config)
+    procs = _Processes()
+    if procs.is_main:
+        rundir.begin(out)
+        write_json(out / "train_config.json", config)
+    procs.wait()
+    progress = progress and procs.is_main
     last = out / "last"
     if (last / "trainer_state.pt").exists():
         prm = load_prm(last)
@@ -242,14 +288,17 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
         attention_in_fp32(prm.module)
     prm.module.train()
     train_set, held_out = load_examples(cfg, prm)
-    per_epoch = math.ceil(len(train_set) / (cfg.batch_size * cfg.grad_accum))
+    per_epoch = math.ceil(len(train_set) / (cfg.batch_size * cfg.grad_accum * procs.world))
     total_steps = max(1, math.ceil(cfg.epochs * per_epoch))
+    prm.module.to(procs.device)
     optimizer = torch.optim.AdamW(prm.module.parameters(), lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     if state["optimizer"] is not None:
         optimizer.load_state_dict(state["optimizer"])
+    model, optimizer = procs.prepare(prm.module, optimizer)
+    micro_batches = cfg.grad_accum * procs.world  # a step takes this many, each process its own
     order = _order([len(e["ids"]) for e in train_set], cfg.batch_size,
-                   total_steps * cfg.batch_size * cfg.grad_accum, cfg.seed)
+                   total_steps * cfg.batch_size * micro_batches, cfg.seed)
     began, bar = time.monotonic(), Bar(progress, "PRM", total_steps, state["step"])
     try:
         for step in range(state["step"], total_steps):
@@ -258,29 +307,33 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
                     0.5 * (1 + math.cos(math.pi * step / total_steps))
             losses = []
             for micro in range(cfg.grad_accum):
-                start = (step * cfg.grad_accum + micro) * cfg.batch_size
+                start = (step * micro_batches + micro * procs.world + procs.rank) * cfg.batch_size
                 batch = [train_set[i] for i in order[start:start + cfg.batch_size]]
-                ids, mask, rows, cols, targets = _batch(batch, prm.tokenizer.pad_token_id)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                    logits = prm.module(ids, mask)[rows, cols]
+                ids, mask, rows, cols, targets = (t.to(procs.device) for t in _batch(
+                    batch, prm.tokenizer.pad_token_id))
+                with torch.autocast(procs.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    logits = model(ids, mask)[rows, cols]
                 loss = step_loss(prm, logits, targets) / cfg.grad_accum
-                loss.backward()
+                procs.backward(loss)
                 losses.append(loss.item())
             torch.nn.utils.clip_grad_norm_(prm.module.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             entry = {"step": step + 1, "loss": round(sum(losses), 5)}
             if (step + 1) % cfg.eval_every == 0 or step + 1 == total_steps:
-                entry["held_out"] = _evaluate(prm, held_out, cfg)
+                entry["held_out"] = _evaluate(prm, held_out, cfg, procs.device)
             state["history"].append(entry)
             if on_step is not None:
                 on_step(step, entry["loss"])
             bar.advance(f"PRM  loss {entry['loss']:.3f}")
-            if (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
+            if (step + 1) % cfg.save_every == 0 and step + 1 < total_steps and procs.is_main:
                 _checkpoint(prm, last, state, step + 1, optimizer, began, save_prm)
     finally:
         bar.stop()
     state["seconds"] += time.monotonic() - began
+    procs.wait()
+    if not procs.is_main:
+        return {}
     save_prm(prm, out / "final")
     metrics = {"steps": total_steps, "train_examples": len(train_set),
                "held_out_examples": len(held_out), "seconds": round(state["seconds"], 1),
