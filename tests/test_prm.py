@@ -348,3 +348,27 @@ def test_two_data_parallel_processes_train_what_one_process_with_accumulation_do
     a = score(problems, steps, load_prm(tmp_path / "one" / "final"))
     b = score(problems, steps, load_prm(tmp_path / "two" / "final"))
     assert [x for s in a for x in s] == pytest.approx([x for s in b for x in s], abs=1e-4)
+
+
+def test_a_head_only_run_keeps_the_backbone_and_reuses_cached_features(tmp_path, tiny_lm):
+    from safetensors.torch import load_file
+    write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(200, seed=4))
+    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), init=str(tiny_lm), epochs=15,
+                      lr=3e-3, batch_size=32, eval_fraction=0.1, bf16=False,
+                      train_backbone=False, feature_cache=str(tmp_path / "cache"))
+    losses = []
+    first = train(cfg, tmp_path / "a", progress=False, on_step=lambda s, loss: losses.append(loss))
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5  # the head learned
+    before, after = load_file(tiny_lm / "model.safetensors"), \
+        load_file(tmp_path / "a" / "final" / "model.safetensors")
+    for name, value in before.items():  # the LM's base model is the PRM's, same names
+        if name.startswith("model.") and "embed" not in name:  # embeddings grew a separator
+            assert (after[name] == value).all(), name
+    [cache] = (tmp_path / "cache").iterdir()
+    written = cache.stat().st_mtime_ns
+    # another label field on the same solutions: features from the cache, same as computed
+    again = train(TrainConfig(**{**cfg.to_dict(), "labels": "label"}), tmp_path / "b",
+                  progress=False)
+    assert list((tmp_path / "cache").iterdir()) == [cache]
+    assert cache.stat().st_mtime_ns == written  # nothing was missing, nothing recomputed
+    assert again["history"][-1]["loss"] == pytest.approx(first["history"][-1]["loss"], abs=1e-6)

@@ -62,6 +62,8 @@ class TrainConfig:
     max_length: int | None = None  # default: the backbone's context
     seed: int = 0
     bf16: bool = True
+    train_backbone: bool = True    # false: only the head learns, on features computed once
+    feature_cache: str = ""        # a folder: frozen-backbone features kept for later runs
 
     def validate(self) -> "TrainConfig":
         def bad(name, why):
@@ -160,7 +162,9 @@ def load_examples(cfg: TrainConfig, prm) -> tuple[list[dict], list[dict]]:
         kept = [(p, t) for p, t in zip(tokens.positions, targets) if t is not None]
         if kept:
             examples.append({"problem": record.get("problem_id", record["problem"]),
-                             "ids": tokens.input_ids, "positions": [p for p, _ in kept],
+                             "line": line, "ids": tokens.input_ids,
+                             "all_positions": tokens.positions,
+                             "positions": [p for p, _ in kept],
                              "targets": [t for _, t in kept]})
     if not examples:
         raise InputError("no solution with a usable label", path=cfg.data, field=cfg.labels)
@@ -184,6 +188,75 @@ def _batch(examples: list[dict], pad: int):
         cols += e["positions"]
         targets += e["targets"]
     return ids, mask, torch.tensor(rows), torch.tensor(cols), torch.tensor(targets)
+
+
+def _logits(model, examples: list[dict], prm, cfg: TrainConfig, device):
+    """(head logits, targets) at the label positions of a batch. With a frozen backbone the
+    examples carry their features and ``model`` is the head alone."""
+    import torch
+    if "features" in examples[0]:
+        features = torch.cat([e["features"] for e in examples]).to(device)
+        targets = torch.tensor([t for e in examples for t in e["targets"]], device=device)
+        return model(features), targets
+    ids, mask, rows, cols, targets = (t.to(device) for t in _batch(
+        examples, prm.tokenizer.pad_token_id))
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        return model(ids, mask)[rows, cols], targets
+
+
+def _add_features(prm, examples: list[dict], cfg: TrainConfig, device, init: Path) -> None:
+    """The frozen backbone's last hidden state at every label position, computed once: a
+    head-only run then costs one forward pass of the data, not one per epoch. In full
+    precision, as ``prmkit score`` computes them.
+
+    With ``feature_cache`` the features of every step of every solution are kept in a file
+    named by the backbone, the data and the length limit, so runs that train heads on other
+    labels of the same solutions (the demo's five PRMs) skip the forward pass."""
+    import torch
+
+    from prmkit.records import atomic_write_bytes
+    cache_file, cached = None, {}
+    if cfg.feature_cache:
+        cache_file = Path(cfg.feature_cache) / f"features-{_feature_key(cfg, init)}.pt"
+        if cache_file.exists():
+            cached = torch.load(cache_file, weights_only=True)
+    missing = [e for e in examples if e["line"] not in cached]
+    missing.sort(key=lambda e: -len(e["ids"]))
+    with torch.inference_mode():
+        for start in range(0, len(missing), cfg.batch_size):
+            batch = missing[start:start + cfg.batch_size]
+            rows, cols = _all_positions(batch)
+            ids, mask, *_ = _batch(batch, prm.tokenizer.pad_token_id)
+            hidden = prm.module.model(input_ids=ids.to(device),
+                                      attention_mask=mask.to(device)).last_hidden_state
+            picked = hidden[rows.to(device), cols.to(device)].float().cpu()
+            for row, e in enumerate(batch):
+                cached[e["line"]] = picked[rows == row].clone()
+    if cache_file is not None and missing:
+        import io
+        buffer = io.BytesIO()
+        torch.save(cached, buffer)
+        atomic_write_bytes(cache_file, buffer.getvalue())
+    for e in examples:
+        at = {p: i for i, p in enumerate(e["all_positions"])}
+        e["features"] = cached[e["line"]][[at[p] for p in e["positions"]]]
+
+
+def _feature_key(cfg: TrainConfig, init: Path) -> str:
+    """Names the backbone by its folder and its files' sizes and times (hashing a 7B model's
+    weights would take longer than the features), the data by its content."""
+    import hashlib
+    files = sorted((str(f.relative_to(init)), f.stat().st_size, f.stat().st_mtime_ns)
+                   for f in init.rglob("*") if f.is_file())
+    key = json.dumps([str(init.resolve()), files, rundir.file_digest(cfg.data), cfg.max_length])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _all_positions(examples: list[dict]):
+    import torch
+    rows = [r for r, e in enumerate(examples) for _ in e["all_positions"]]
+    cols = [p for e in examples for p in e["all_positions"]]
+    return torch.tensor(rows), torch.tensor(cols)
 
 
 def step_loss(prm, logits, targets):
@@ -241,12 +314,10 @@ def _evaluate(prm, examples: list[dict], cfg: TrainConfig, device) -> dict:
         return {}
     prm.module.eval()
     total, right, loss_sum = 0, 0, 0.0
+    model = prm.module.score if "features" in examples[0] else prm.module
     with torch.inference_mode():
         for i in range(0, len(examples), cfg.batch_size):
-            ids, mask, rows, cols, targets = (t.to(device) for t in _batch(
-                examples[i:i + cfg.batch_size], prm.tokenizer.pad_token_id))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                logits = prm.module(ids, mask)[rows, cols]
+            logits, targets = _logits(model, examples[i:i + cfg.batch_size], prm, cfg, device)
             loss_sum += step_loss(prm, logits, targets).item() * len(targets)
             probs = prm.module.probabilities(logits)
             right += ((probs > 0.5) == (targets > 0.5)).sum().item()
@@ -275,14 +346,15 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
     procs.wait()
     progress = progress and procs.is_main
     last = out / "last"
+    from prmkit.toyworld.cli import resolve_policy
+    init = resolve_policy(cfg.init, progress=progress)
+    began = time.monotonic()
     if (last / "trainer_state.pt").exists():
         prm = load_prm(last)
         state = torch.load(last / "trainer_state.pt", weights_only=False)
     else:
-        from prmkit.toyworld.cli import resolve_policy
-        init = str(resolve_policy(cfg.init, progress=progress))
-        prm = build_prm(init, load_tokenizer(init, padding_side="right"), head=cfg.head,
-                        seed=cfg.seed)
+        prm = build_prm(str(init), load_tokenizer(str(init), padding_side="right"),
+                        head=cfg.head, seed=cfg.seed)
         state = {"step": 0, "optimizer": None, "history": [], "seconds": 0.0}
     if cfg.bf16:  # bf16 for the MLPs only: comparing digits needs sharp attention
         attention_in_fp32(prm.module)
@@ -291,15 +363,19 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
     per_epoch = math.ceil(len(train_set) / (cfg.batch_size * cfg.grad_accum * procs.world))
     total_steps = max(1, math.ceil(cfg.epochs * per_epoch))
     prm.module.to(procs.device)
-    optimizer = torch.optim.AdamW(prm.module.parameters(), lr=cfg.lr,
+    trained = prm.module if cfg.train_backbone else prm.module.score
+    if not cfg.train_backbone:
+        prm.module.model.requires_grad_(False).eval()
+        _add_features(prm, train_set + held_out, cfg, procs.device, Path(init))
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     if state["optimizer"] is not None:
         optimizer.load_state_dict(state["optimizer"])
-    model, optimizer = procs.prepare(prm.module, optimizer)
+    model, optimizer = procs.prepare(trained, optimizer)
     micro_batches = cfg.grad_accum * procs.world  # a step takes this many, each process its own
     order = _order([len(e["ids"]) for e in train_set], cfg.batch_size,
                    total_steps * cfg.batch_size * micro_batches, cfg.seed)
-    began, bar = time.monotonic(), Bar(progress, "PRM", total_steps, state["step"])
+    bar = Bar(progress, "PRM", total_steps, state["step"])
     try:
         for step in range(state["step"], total_steps):
             for group in optimizer.param_groups:
@@ -309,14 +385,11 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
             for micro in range(cfg.grad_accum):
                 start = (step * micro_batches + micro * procs.world + procs.rank) * cfg.batch_size
                 batch = [train_set[i] for i in order[start:start + cfg.batch_size]]
-                ids, mask, rows, cols, targets = (t.to(procs.device) for t in _batch(
-                    batch, prm.tokenizer.pad_token_id))
-                with torch.autocast(procs.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                    logits = model(ids, mask)[rows, cols]
+                logits, targets = _logits(model, batch, prm, cfg, procs.device)
                 loss = step_loss(prm, logits, targets) / cfg.grad_accum
                 procs.backward(loss)
                 losses.append(loss.item())
-            torch.nn.utils.clip_grad_norm_(prm.module.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             entry = {"step": step + 1, "loss": round(sum(losses), 5)}
