@@ -372,3 +372,23 @@ def test_a_head_only_run_keeps_the_backbone_and_reuses_cached_features(tmp_path,
     assert list((tmp_path / "cache").iterdir()) == [cache]
     assert cache.stat().st_mtime_ns == written  # nothing was missing, nothing recomputed
     assert again["history"][-1]["loss"] == pytest.approx(first["history"][-1]["loss"], abs=1e-6)
+
+
+def test_prms_sharing_a_backbone_score_in_one_pass_as_each_alone(tmp_path, tiny_lm):
+    from prmkit.prm.score import same_backbone, score_many
+    import torch
+    first, second, other = (build_prm(str(tiny_lm), char_tokenizer(), seed=0) for _ in range(3))
+    with torch.no_grad():
+        for p in second.module.score.parameters():  # another head on the same backbone
+            p.normal_()
+        other.module.model.norm.weight.add_(0.5)  # a backbone of its own
+    rows = flawed_toy_solutions(6, seed=7)
+    problems, steps = [r["problem"] for r in rows], [r["steps"] for r in rows]
+    assert same_backbone([first, second]) and not same_backbone([first, other])
+    for prms in ({"a": first, "b": second}, {"a": first, "c": other}):
+        together = score_many(problems, steps, prms)
+        for name, prm in prms.items():
+            alone = score(problems, steps, prm)
+            assert [x for s in together[name] for x in s] == \
+                pytest.approx([x for s in alone for x in s], abs=1e-6)
+    assert together["a"] != together["c"]

@@ -97,3 +97,54 @@ def score_per_prefix(prm, problem: str, steps: list[str]) -> list[float]:
         [[*_, last]] = score_encoded(prm, [encode(prm, problem, steps[:k])], batch_size=1)
         scores.append(last)
     return scores
+
+
+def same_backbone(prms: list) -> bool:
+    """Whether head PRMs share one backbone (the same format, tokenizer and weights), as PRMs
+    trained head-only from one policy do."""
+    import torch
+    first = prms[0]
+    if any(p.format.readout != "head" for p in prms):
+        return False
+    reference = first.module.model.state_dict()
+    for other in prms[1:]:
+        if other.format.name != first.format.name or len(other.tokenizer) != len(first.tokenizer):
+            return False
+        state = other.module.model.state_dict()
+        if state.keys() != reference.keys() or not all(
+                torch.equal(state[k], reference[k]) for k in reference):
+            return False
+    return True
+
+
+def score_many(problems: list[str], steps: list[list[str]], prms: dict, *,
+               batch_size: int = 16, max_tokens: int = 32768,
+               progress: bool = False) -> dict[str, list[list[float | None]]]:
+    """Step scores of several PRMs (name -> folder or loaded PRM). PRMs that share a backbone
+    (``same_backbone``) cost one backbone pass for all: every head reads the same hidden
+    states. Otherwise each PRM scores on its own."""
+    import torch
+
+    from prmkit.prm.model import load_prm
+    loaded = {name: load_prm(p) if isinstance(p, (str, Path)) else p for name, p in prms.items()}
+    if len(loaded) < 2 or not same_backbone(list(loaded.values())):
+        return {name: score(problems, steps, prm, batch_size=batch_size,
+                            max_tokens=max_tokens, progress=progress)
+                for name, prm in loaded.items()}
+    first = next(iter(loaded.values()))
+    encoded = [encode(first, p, s) for p, s in zip(problems, steps, strict=True)]
+    pad = first.tokenizer.pad_token_id if first.tokenizer.pad_token_id is not None else 0
+    out = {name: [[] for _ in encoded] for name in loaded}
+    for batch in _batches([len(e.input_ids) for e in encoded], batch_size, max_tokens):
+        width = max(len(encoded[i].input_ids) for i in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        for row, i in enumerate(batch):
+            ids[row, :len(encoded[i].input_ids)] = torch.tensor(encoded[i].input_ids)
+        with torch.inference_mode():
+            hidden = first.module.model(input_ids=ids).last_hidden_state
+            for name, prm in loaded.items():
+                probs = prm.module.probabilities(prm.module.score(hidden))
+                for row, i in enumerate(batch):
+                    out[name][i] = probs[row, encoded[i].positions].tolist()
+    return {name: [s + [None] * e.dropped for s, e in zip(scores, encoded)]
+            for name, scores in out.items()}
