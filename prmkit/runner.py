@@ -32,6 +32,10 @@ WorkFactory = Callable[[], Work]  # builds a Work once per process or actor (pic
 EXECUTORS = ("local", "ray")
 
 
+class StaleShards(InputError):
+    """The folder holds shards made with other settings."""
+
+
 class Shards:
     def __init__(self, out: str | Path, items: Sequence[Any], shard_size: int, config: dict):
         if shard_size < 1:
@@ -50,7 +54,7 @@ class Shards:
             except json.JSONDecodeError:
                 previous = None
             if previous != self.config:
-                raise InputError("these shards were made with another config; use --force to "
+                raise StaleShards("these shards were made with another config; use --force to "
                                  "start over (or another --out)", path=saved)
         else:
             write_json(saved, self.config)

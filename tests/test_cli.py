@@ -33,19 +33,6 @@ def test_convert_math_shepherd_to_trl_and_bad_format(tmp_path):
     assert mismatch.returncode == 2 and "problem records" in mismatch.stderr
 
 
-def test_demo_quick_completes_and_reruns_as_a_no_op(tmp_path):
-    out = tmp_path / "demo"
-    first = run("demo", "--quick", "--out", str(out))
-    assert first.returncode == 0, first.stderr
-    assert (out / "COMPLETE").exists()
-    metrics = json.loads((out / "metrics.json").read_text())
-    # a sharper simulated PRM finds more first errors than a noisy one
-    f1 = {name: m["processbench"]["average_f1"] for name, m in metrics.items()}
-    assert f1["sharp"] > f1["noisy"] + 20
-    again = run("demo", "--quick", "--out", str(out))
-    assert "is complete" in again.stdout
-
-
 def test_export_annotated_solutions_to_trl_with_a_chosen_label_source(tmp_path):
     solutions = tmp_path / "annotated.jsonl"
     rows = [{"id": "a", "problem": "P", "steps": ["s0", "s1", "s2", "s3"],

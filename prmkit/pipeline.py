@@ -1,0 +1,283 @@
+"""``prmkit run RECIPE`` and ``prmkit demo``: the paper's pipeline in one run folder.
+
+    policy      the toy policy (cached under ~/.cache/prmkit) or a model folder
+    problems/   training and held-out problems (toy world: every step's truth is known)
+    sample/     N solutions a training problem          (prmkit sample)
+    mc/         Monte Carlo values, hard and soft      (prmkit annotate mc)
+    judge/      the judge's earliest error             (prmkit annotate judge)
+    consensus/  where MC and the judge agree           (prmkit annotate consensus)
+    prm-*/      one PRM a label source                 (prmkit train)
+    heldout/    N solutions a held-out problem: the toy ProcessBench (bench/) and Best-of-N
+    scores/     every PRM's step scores of the held-out solutions and the viewer's share of
+                the training solutions
+    results.json, report.md, report.html
+
+Every stage folder is marked complete last and skipped when its inputs and settings are
+unchanged, so a second run, or one after an interruption, redoes only what is missing.
+``timings.json`` says what each stage cost in the latest run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from pathlib import Path
+
+from prmkit import rundir
+from prmkit.records import read_records, write_json, write_jsonl
+
+
+class Stages:
+    """Runs stages in order, timing each and noting the ones found complete."""
+
+    def __init__(self, out: Path, console):
+        self.out, self.console, self.timings = out, console, {}
+
+    def __call__(self, name: str, folder: Path | None, work):
+        """``work(force)`` runs the stage; ``force`` starts a stage over whose unfinished
+        shards were made with other settings (the recipe changed since)."""
+        from prmkit.runner import StaleShards
+        marker = folder / rundir.MARKER if folder is not None else None
+        before = marker.stat().st_mtime_ns if marker is not None and marker.exists() else None
+        began = time.monotonic()
+        try:
+            result = work(False)
+        except StaleShards:
+            self.console.print(f"[yellow]{name}: the settings changed since the last run; "
+                               "starting this stage over[/yellow]")
+            result = work(True)
+        seconds = time.monotonic() - began
+        # finished earlier and not redone: the marker is the one that was there before
+        reused = before is not None and marker.exists() and marker.stat().st_mtime_ns == before
+        self.timings[name] = {"seconds": round(seconds, 1), "reused": reused}
+        self.console.print(f"[green]✓[/green] {name}: {seconds:.1f}s"
+                           + (" (finished earlier, reused)" if reused else ""))
+        write_json(self.out / "timings.json", self.timings)
+        return result
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _policy(recipe: dict, progress: bool) -> Path:
+    from dataclasses import replace
+
+    from prmkit.toyworld.cli import resolve_policy
+    from prmkit.toyworld.policy import PolicyConfig, ensure_policy
+    spec = recipe["policy"]
+    if spec["name"] == "toy" and spec.get("steps"):
+        steps = int(spec["steps"])
+        cfg = PolicyConfig()
+        cfg = replace(cfg, steps=steps, snapshots=tuple(s for s in cfg.snapshots if s < steps))
+        return ensure_policy(cfg, progress=progress, evaluate_after=False)
+    if spec["name"] == "toy":
+        from prmkit.toyworld.policy import PolicyConfig
+        return ensure_policy(PolicyConfig(), progress=progress, evaluate_after=False)
+    return resolve_policy(spec["name"], progress=progress)
+
+
+def _problems(recipe: dict, out: Path) -> dict[str, Path]:
+    """Training and held-out toy problems: their own splits, apart from the policy's."""
+    from prmkit.toyworld.problems import make_problems, preset
+    spec, paths = recipe["problems"], {}
+    for split in ("train", "heldout"):
+        path = out / "problems" / f"{split}.jsonl"
+        records = make_problems(preset(spec["preset"]), int(spec[split]), seed=int(spec["seed"]),
+                                split=f"prm-{split}")
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        if not path.exists() or path.read_text() != text:  # unchanged: later stages reuse
+            write_jsonl(path, records)
+        paths[split] = path
+    return paths
+
+
+def bench_items(solutions: list[dict], seed: int = 0) -> list[dict]:
+    """A toy ProcessBench from held-out solutions, in ProcessBench's format and balanced as it
+    is: complete solutions (stopped, with a readable answer), the first correct and the first
+    erroneous solution of each problem, as many of each kind. Item ids are solution ids."""
+    firsts: dict[tuple[str, bool], dict] = {}
+    for s in solutions:
+        if s["finish_reason"] != "stop" or s["outcome"] == "unparseable":
+            continue
+        firsts.setdefault((s["problem_id"], s["truth"]["label"] >= 0), s)
+    correct = [s for (_, wrong), s in firsts.items() if not wrong]
+    erroneous = [s for (_, wrong), s in firsts.items() if wrong]
+    rng = random.Random(seed)
+    n = min(len(correct), len(erroneous))
+    chosen = {s["id"] for s in rng.sample(correct, n) + rng.sample(erroneous, n)}
+    return [{"id": s["id"], "generator": s["generator"], "subset": "toy",
+             "problem": s["problem"], "steps": s["steps"],
+             "final_answer_correct": s["truth"]["answer_correct"], "label": s["truth"]["label"]}
+            for s in solutions if s["id"] in chosen]
+
+
+def viewer_subset(solutions: list[dict], specs: list[str], n: int, seed: int = 0) -> list[dict]:
+    """The training solutions the step viewer shows: those whose label sources disagree on the
+    first error come first (a seeded draw when there are more than ``n``), then a seeded draw of
+    the others; in file order."""
+    from prmkit.annotate.sources import Source
+    sources = [Source.parse(spec) for spec in specs]
+
+    def disagree(s: dict) -> bool:
+        verdicts = set()
+        for source in sources:
+            try:
+                verdicts.add(source.first_error(s))
+            except ValueError:
+                continue
+        return len(verdicts - {None}) > 1
+    rng = random.Random(seed)
+    split = [s for s in solutions if disagree(s)], [s for s in solutions if not disagree(s)]
+    chosen = rng.sample(split[0], min(n, len(split[0])))
+    chosen += rng.sample(split[1], min(n - len(chosen), len(split[1])))
+    ids = {s["id"] for s in chosen}
+    return [s for s in solutions if s["id"] in ids]
+
+
+def candidate_sets(solutions: list[dict], scores: dict[str, list]) -> list[dict]:
+    """Best-of-N sets: a problem's solutions in sample order, graded, with one PRM's scores."""
+    sets: dict[str, dict] = {}
+    for s in solutions:
+        entry = sets.setdefault(s["problem_id"], {"id": s["problem_id"],
+                                                  "gold_answer": s["gold_answer"],
+                                                  "candidates": []})
+        entry["candidates"].append({"answer": s["final_answer"], "steps": s["steps"],
+                                    "correct": s["final_answer_correct"],
+                                    "step_scores": scores[s["id"]]})
+    return list(sets.values())
+
+
+def _train_prms(recipe: dict, out: Path, data: Path, policy: Path, stages: Stages,
+                progress: bool) -> dict[str, Path]:
+    from prmkit.prm.train import TrainConfig, train
+    spec, folders = recipe["prms"], {}
+    for name, field in spec["sources"].items():
+        if field is None:
+            continue
+        settings = {**spec["train"], "data": str(data), "labels": field, "init": str(policy),
+                    "loss": "soft" if name in spec["soft"] else "hard",
+                    "feature_cache": str(out / "features")}
+        cfg = TrainConfig.load(None, [f"{k}={v}" for k, v in settings.items()])
+        folder = out / f"prm-{slug(name)}"
+        stages(f"PRM ({name})", folder,
+               lambda force, cfg=cfg, folder=folder: train(cfg, folder, progress=progress))
+        folders[name] = folder / "final"
+    return folders
+
+
+def _score(out: Path, prms: dict[str, Path], solutions: dict[str, list[dict]]) -> dict:
+    """Every PRM's scores of every solution set, one backbone pass for PRMs sharing one."""
+    from prmkit.prm.score import score_many
+    folder = out / "scores"
+    config = {"stage": "scores", "prms": {n: rundir.file_digest(p) for n, p in prms.items()},
+              "solutions": {k: [s["id"] for s in v] for k, v in solutions.items()}}
+    if rundir.is_complete(folder, config):
+        return json.loads((folder / "scores.json").read_text())
+    rundir.begin(folder)
+    everything = [s for group in solutions.values() for s in group]
+    scored = score_many([s["problem"] for s in everything], [s["steps"] for s in everything],
+                        prms)
+    result = {name: {s["id"]: row for s, row in zip(everything, rows)}
+              for name, rows in scored.items()}
+    write_json(folder / "scores.json", result)
+    rundir.finish(folder, config)
+    return result
+
+
+def _evaluate(recipe: dict, bench: list[dict], heldout: list[dict], scores: dict) -> dict:
+    from prmkit.evaluate import bon as bon_eval
+    from prmkit.evaluate import processbench
+    ns = recipe["bon"]["ns"]
+    results = {}
+    for name, by_id in scores.items():
+        pb = None
+        if bench:  # empty when the policy wrote no correct or no erroneous complete solution
+            bench_scores = {b["id"]: by_id[b["id"]] for b in bench}
+            pb = processbench(bench, step_scores=bench_scores)
+            best = pb["best_threshold_per_subset"]["toy"]["threshold"]
+            pb["at_best"] = processbench(bench, step_scores=bench_scores,
+                                         threshold=best)["subsets"]["toy"]
+        sets = candidate_sets(heldout, by_id)
+        bon = bon_eval({"toy": sets}, ns=ns, group_by="string")["benchmarks"]["toy"]
+        results[name] = {"processbench": pb, "bon": bon}
+    return results
+
+
+def run(recipe: dict, *, progress: bool = True, console=None) -> dict:
+    """Run (or resume) a recipe; returns the results written to ``results.json``."""
+    from rich.console import Console
+
+    from prmkit.annotate import consensus, judge, mc
+    from prmkit.annotate.quality import label_quality
+    from prmkit.sample import SampleConfig
+    from prmkit.sample import run as sample_run
+    console = console or Console()
+    out = Path(recipe["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "recipe.json", recipe)
+    stages = Stages(out, console)
+    began = time.monotonic()
+    workers = {"workers": int(recipe["workers"]), "batch_size": 64}
+
+    policy = stages("policy", None, lambda force: _policy(recipe, progress))
+    problems = _problems(recipe, out)
+    for split, folder in (("train", "sample"), ("heldout", "heldout")):
+        cfg = SampleConfig(problems=str(problems[split]), policy=str(policy),
+                           n=int(recipe["sample"]["n"]),
+                           temperature=float(recipe["sample"]["temperature"]),
+                           seed=int(recipe["problems"]["seed"]))
+        stages(f"sample ({split})", out / folder,
+               lambda force, cfg=cfg, folder=folder: sample_run(
+                   cfg, out / folder, backend_options=workers, progress=progress, force=force))
+    mc_cfg = mc.MCConfig(solutions=str(out / "sample" / "solutions.jsonl"), model=str(policy),
+                         k=int(recipe["mc"]["k"]), mode=recipe["mc"]["mode"])
+    stages("MC estimation", out / "mc",
+           lambda force: mc.run(mc_cfg, out / "mc", backend_options=workers, progress=progress,
+                                force=force))
+    judge_cfg = judge.JudgeConfig(solutions=str(out / "mc" / "annotated.jsonl"),
+                                  kind=recipe["judge"]["kind"])
+    stages("judge", out / "judge", lambda force: judge.run(judge_cfg, out / "judge",
+                                                           progress=progress, force=force))
+    consensus_cfg = consensus.ConsensusConfig(
+        inputs=(str(out / "judge" / "annotated.jsonl"),),
+        sources=tuple(recipe["consensus"]["sources"]))
+    stages("consensus", out / "consensus",
+           lambda force: consensus.run(consensus_cfg, out / "consensus", force=force))
+    annotated = out / "consensus" / "annotated.jsonl"
+    quality = label_quality(annotated)
+
+    prms = _train_prms(recipe, out, annotated, policy, stages, progress)
+    heldout = read_records(out / "heldout" / "solutions.jsonl", "solution")
+    training = read_records(annotated, "solution")
+    bench = bench_items(heldout, seed=int(recipe["problems"]["seed"]))
+    write_json(out / "bench" / "toy.json", bench)
+    viewer = viewer_subset(training, [r["spec"] for r in quality["rows"]],
+                           int(recipe["report"]["viewer_solutions"]),
+                           seed=int(recipe["problems"]["seed"]))
+    scores = stages("scoring", out / "scores",
+                    lambda force: _score(out, prms, {"heldout": heldout, "viewer": viewer}))
+    evaluation = stages("evaluation", None,
+                        lambda force: _evaluate(recipe, bench, heldout, scores))
+    results = {
+        "policy": str(policy),
+        "counts": {"train_solutions": len(training), "heldout_solutions": len(heldout),
+                   "viewer_solutions": len(viewer),
+                   "bench_items": len(bench),
+                   "bench_erroneous": sum(b["label"] >= 0 for b in bench)},
+        "label_quality": quality,
+        "prms": evaluation,
+        "ceiling": recipe["prms"]["ceiling"],
+        "mc_sources": [n for n, f in recipe["prms"]["sources"].items()
+                       if f and f.startswith("mc.")],
+    }
+    write_json(out / "results.json", results)
+
+    from prmkit.report import demo as report
+    stages("report", None, lambda force: report.write(out, results, recipe, viewer, scores,
+                                                      stages.timings))
+    stages.timings["total"] = {"seconds": round(time.monotonic() - began, 1), "reused": False}
+    write_json(out / "timings.json", stages.timings)
+    return results

@@ -1,0 +1,81 @@
+"""``prmkit demo --quick`` end to end (the CI-sized recipe), its rerun, and its report in a
+real browser."""
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+def cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "prmkit.cli", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    began = time.monotonic()
+    done = cli("demo", "--quick", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, done.stdout, time.monotonic() - began
+
+
+def test_the_quick_demo_runs_every_stage_and_writes_the_report(quick_run):
+    out, stdout, _ = quick_run
+    for folder in ("sample", "heldout", "mc", "judge", "consensus", "scores"):
+        assert (out / folder / "COMPLETE").exists(), folder
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["prms"]) == {"exact truth", "MC-hard", "MC-soft", "judge", "consensus"}
+    for name, prm in results["prms"].items():
+        assert (out / f"prm-{name.lower().replace(' ', '-')}" / "final" / "prm.json").exists()
+        assert prm["bon"]["ns"] == [1, 2, 4]
+        assert set(prm["bon"]["accuracy"]) >= {"maj", "pass", "last", "min", "prod", "vote_min"}
+    # the label table measures every source against the exact truth
+    sources = {r["source"] for r in results["label_quality"]["rows"]}
+    assert sources == {"MC-hard", "MC-soft", "judge", "consensus"}
+    report = (out / "report.md").read_text()
+    assert "## Findings" in report and "Lesson 1" in report and "Lesson 3" in report
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3
+    assert '<script id="data" type="application/json">' in page
+    assert "%DATA%" not in page and "%FINDINGS%" not in page
+    assert "Findings" in stdout
+
+
+def test_a_second_run_reuses_every_finished_stage(quick_run):
+    out, _, first_seconds = quick_run
+    began = time.monotonic()
+    again = cli("demo", "--quick", "--out", str(out))
+    seconds = time.monotonic() - began
+    assert again.returncode == 0, again.stderr[-3000:]
+    timings = json.loads((out / "timings.json").read_text())
+    staged = [name for name in timings if name.startswith(("sample", "MC", "judge", "consensus",
+                                                          "PRM", "scoring"))]
+    assert len(staged) == 11
+    assert all(timings[name]["reused"] for name in staged), timings
+    assert seconds < first_seconds
+
+
+def test_the_report_renders_in_headless_chromium_with_its_step_viewer(quick_run):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (make test installs it with apt where it can)")
+    out, _, _ = quick_run
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--window-size=1280,2400", "--virtual-time-budget=5000"]
+    url = (out / "report.html").resolve().as_uri()
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True,
+                         timeout=120).stdout
+    # the viewer is built by the page's script: its cards exist only if the script ran
+    shown = json.loads((out / "results.json").read_text())["counts"]["viewer_solutions"]
+    assert shown == 30
+    assert f"showing 30 of {shown} matching ({shown} solutions)" in dom
+    assert dom.count('class="solution"') == 30
+    assert 'class="step' in dom and "first error at step" in dom
+    shot = out / "report.png"
+    subprocess.run([*flags, f"--screenshot={shot}", url], capture_output=True, timeout=120)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

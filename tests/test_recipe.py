@@ -1,0 +1,96 @@
+"""Recipes (prmkit.recipe) and the findings the report writes from the numbers."""
+
+import pytest
+
+from prmkit import recipe
+from prmkit.errors import InputError
+from prmkit.report import demo as report
+
+
+def test_the_shipped_demo_recipe_loads_and_quick_shrinks_it():
+    full = recipe.load(recipe.demo_path())
+    quick = recipe.load(recipe.demo_path(), quick=True)
+    assert full["mc"] == {"k": 8, "mode": "linear"}
+    assert quick["mc"]["k"] < full["mc"]["k"] and quick["mc"]["mode"] == "linear"
+    assert quick["problems"]["train"] < full["problems"]["train"]
+    assert quick["prms"]["train"]["epochs"] == 1  # sections merge, never replace
+    assert set(full["prms"]["sources"]) == {"exact truth", "MC-hard", "MC-soft", "judge",
+                                            "consensus"}
+
+
+def test_unknown_settings_name_the_file_and_the_key(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("mc:\n  kk: 4\n")
+    with pytest.raises(InputError) as e:
+        recipe.load(path)
+    assert e.value.field == "mc.kk" and "r.yaml" in str(e.value)
+    with pytest.raises(InputError, match="expected a mapping"):
+        recipe.load(None, ["mc=4"])
+    with pytest.raises(InputError) as e:
+        recipe.load(None, ["sample.temprature=0.5"])
+    assert e.value.field == "sample.temprature"
+
+
+def test_overrides_keep_their_types_and_null_drops_a_prm():
+    loaded = recipe.load(recipe.demo_path(), ["mc.k=4", "sample.temperature=0.7",
+                                              "prms.sources.judge=null", "prms.train.lr=1e-3"])
+    assert loaded["mc"]["k"] == 4 and loaded["sample"]["temperature"] == 0.7
+    assert loaded["prms"]["sources"]["judge"] is None
+    assert loaded["prms"]["train"]["lr"] == 1e-3 and loaded["prms"]["train"]["epochs"] == 1
+
+
+# --- findings from numbers -----------------------------------------------------------------------
+
+def prm(f1: float, bon_min: float, min_final: float, flawed: float = 50.0) -> dict:
+    accuracy = {m: {"8": v} for m, v in (("min", bon_min), ("last", bon_min),
+                                         ("prod", bon_min), ("vote_min", bon_min),
+                                         ("maj", 60.0), ("pass", 90.0))}
+    return {"processbench": {"best_threshold_per_subset": {"toy": {"f1": f1, "threshold": 0.5}},
+                             "subsets": {"toy": {"f1": f1}},
+                             "at_best": {"flawed_correct_answer": {"n": 10, "acc": flawed}},
+                             "sweep": [{"threshold": 0.5, "f1": {"toy": f1}}]},
+            "bon": {"ns": [8], "n_scored": 100, "accuracy": accuracy,
+                    "min_on_final_step": {"share": min_final}}}
+
+
+def results(consensus_acc=0.9, mc_acc=0.6, truth=(40.0, 70.0, 20.0), mc=(20.0, 72.0, 45.0)):
+    rows = [{"source": "MC-hard", "spec": "mc.hard", "first_error_accuracy": mc_acc,
+             "kept_share": 1.0, "negative_precision": 0.7, "negative_recall": 0.6,
+             "rollouts": 100, "judge_calls": 0},
+            {"source": "consensus", "spec": "consensus.first_error",
+             "first_error_accuracy": consensus_acc, "kept_share": 0.6,
+             "negative_precision": 1.0, "negative_recall": 0.7, "rollouts": 100,
+             "judge_calls": 0}]
+    return {"label_quality": {"rows": rows}, "ceiling": "exact truth", "mc_sources": ["MC-hard"],
+            "counts": {"bench_items": 100, "train_solutions": 10, "heldout_solutions": 10,
+                       "bench_erroneous": 50},
+            "prms": {"exact truth": prm(*truth), "MC-hard": prm(*mc)}, "policy": "p"}
+
+
+def test_each_lesson_is_stated_as_reproduced_or_not_from_the_numbers():
+    good = results()
+    assert "Lesson 1 reproduced:** consensus filtering beats the best MC labels (MC-hard) " \
+           "by 30.0 points" in report.lesson_labels(good)
+    assert "did not reproduce:** consensus trails MC-hard by 5.0 points" in \
+        report.lesson_labels(results(consensus_acc=0.55))
+    flip = report.lesson_bon_vs_processbench(good)
+    assert "Lesson 2 reproduced:** Best-of-8 ranks MC-hard above exact truth (72.0% vs 70.0%, " \
+           "2 of 100 problems)" in flip and "F1 40.0 vs 20.0" in flip
+    same = report.lesson_bon_vs_processbench(results(mc=(20.0, 60.0, 45.0)))
+    assert "Lesson 2 did not reproduce" in same
+    close = report.lesson_bon_vs_processbench(results(mc=(37.0, 72.0, 45.0)))  # within noise
+    assert "Lesson 2 did not reproduce" in close
+    assert "Lesson 3 reproduced:** 25.0 points more" in report.lesson_min_on_final(good)
+    assert "Lesson 3 did not reproduce" in report.lesson_min_on_final(
+        results(mc=(20.0, 72.0, 10.0)))
+    assert "+1.0 points" in report.lesson_min_on_final(results(mc=(20.0, 72.0, 21.0)))
+
+
+def test_the_report_tables_carry_every_prm_and_the_maj_and_pass_references():
+    head, rows = report.prm_table(results())
+    assert [r[0] for r in rows] == ["exact truth", "MC-hard", "maj@8 (no PRM)",
+                                    "pass@8 (oracle)"]
+    assert rows[0][head.index("best F1 (threshold)")] == "40.0 (0.5)"
+    assert rows[1][head.index("min on final step")] == "45.0%"
+    assert rows[2][head.index("BoN@8 prod")] == "60.0%" and rows[3][head.index("BoN@8 min")] == \
+        "90.0%"
