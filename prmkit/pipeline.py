@@ -137,6 +137,26 @@ def viewer_subset(solutions: list[dict], specs: list[str], n: int, seed: int = 0
     return [s for s in solutions if s["id"] in ids]
 
 
+def final_step_errors(solutions: list[dict], specs: dict[str, str]) -> dict[str, dict]:
+    """For each label source (and the truth): among solutions of 2+ steps it calls wrong, the
+    share whose first error is the final step. A PRM can only learn to blame the final step if
+    its labels do."""
+    from prmkit.annotate.sources import Source
+    out = {}
+    for name, spec in specs.items():
+        source, wrong, final = Source.parse(spec), 0, 0
+        for s in solutions:
+            try:
+                first = source.first_error(s)
+            except ValueError:
+                continue
+            if first is not None and first >= 0 and len(s["steps"]) >= 2:
+                wrong += 1
+                final += first == len(s["steps"]) - 1
+        out[name] = {"wrong": wrong, "share": 100.0 * final / wrong if wrong else None}
+    return out
+
+
 def candidate_sets(solutions: list[dict], scores: dict[str, list]) -> list[dict]:
     """Best-of-N sets: a problem's solutions in sample order, graded, with one PRM's scores."""
     sets: dict[str, dict] = {}
@@ -268,6 +288,9 @@ def run(recipe: dict, *, progress: bool = True, console=None) -> dict:
                    "bench_items": len(bench),
                    "bench_erroneous": sum(b["label"] >= 0 for b in bench)},
         "label_quality": quality,
+        "final_step_errors": final_step_errors(
+            training, {"exact truth": quality["reference"],
+                       **{r["source"]: r["spec"] for r in quality["rows"]}}),
         "prms": evaluation,
         "ceiling": recipe["prms"]["ceiling"],
         "mc_sources": [n for n, f in recipe["prms"]["sources"].items()

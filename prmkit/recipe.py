@@ -90,16 +90,10 @@ def _override(item: str) -> dict:
 def load(path: str | Path | None = None, overrides: list[str] = (), *, quick: bool = False
          ) -> dict:
     """The defaults, then the recipe file, then ``--quick``, then the overrides."""
-    import yaml
+    from prmkit.records import read_yaml_mapping
     recipe = copy.deepcopy(DEFAULTS)
     if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise InputError(f"unreadable recipe ({e})", path=path) from None
-        if not isinstance(loaded, dict):
-            raise InputError("expected a mapping of sections", path=path)
-        recipe = _merge(recipe, loaded, (), path)
+        recipe = _merge(recipe, read_yaml_mapping(path, "sections"), (), path)
     if quick:
         recipe = _merge(recipe, recipe["quick"], (), f"{path} (quick)")
     for item in overrides:

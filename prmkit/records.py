@@ -287,6 +287,18 @@ def read_records(path: str | Path, kind: str, *, unique_ids: bool = True,
                                                   require=require)]
 
 
+def read_yaml_mapping(path: str | Path, what: str = "settings") -> dict:
+    """A YAML file that must hold a mapping (a config, a recipe); errors name the file."""
+    import yaml
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise InputError(f"unreadable YAML ({e})", path=path) from None
+    if not isinstance(loaded, dict):
+        raise InputError(f"expected a mapping of {what}", path=path)
+    return loaded
+
+
 def atomic_write_text(path: str | Path, write: Callable[[Any], None]) -> Path:
     """Write a file through ``write(f)`` so that readers never see it half-written."""
     path = Path(path)

@@ -13,7 +13,8 @@ def test_the_shipped_demo_recipe_loads_and_quick_shrinks_it():
     assert full["mc"] == {"k": 8, "mode": "linear"}
     assert quick["mc"]["k"] < full["mc"]["k"] and quick["mc"]["mode"] == "linear"
     assert quick["problems"]["train"] < full["problems"]["train"]
-    assert quick["prms"]["train"]["epochs"] == 1  # sections merge, never replace
+    assert quick["prms"]["train"]["max_steps"] == 4
+    assert quick["prms"]["train"]["lr"] == 0.001  # sections merge, never replace
     assert set(full["prms"]["sources"]) == {"exact truth", "MC-hard", "MC-soft", "judge",
                                             "consensus"}
 
@@ -36,7 +37,7 @@ def test_overrides_keep_their_types_and_null_drops_a_prm():
                                               "prms.sources.judge=null", "prms.train.lr=1e-3"])
     assert loaded["mc"]["k"] == 4 and loaded["sample"]["temperature"] == 0.7
     assert loaded["prms"]["sources"]["judge"] is None
-    assert loaded["prms"]["train"]["lr"] == 1e-3 and loaded["prms"]["train"]["epochs"] == 1
+    assert loaded["prms"]["train"]["lr"] == 1e-3 and loaded["prms"]["train"]["max_steps"] == 50
 
 
 # --- findings from numbers -----------------------------------------------------------------------
@@ -78,6 +79,7 @@ def test_each_lesson_is_stated_as_reproduced_or_not_from_the_numbers():
            "2 of 100 problems)" in flip and "F1 40.0 vs 20.0" in flip
     same = report.lesson_bon_vs_processbench(results(mc=(20.0, 60.0, 45.0)))
     assert "Lesson 2 did not reproduce" in same
+    assert "the ranking itself is not significant" in flip
     close = report.lesson_bon_vs_processbench(results(mc=(37.0, 72.0, 45.0)))  # within noise
     assert "Lesson 2 did not reproduce" in close
     assert "Lesson 3 reproduced:** 25.0 points more" in report.lesson_min_on_final(good)

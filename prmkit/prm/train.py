@@ -51,6 +51,7 @@ class TrainConfig:
     init: str = "toy"              # a model folder (or toy, toy@step-N) to start the backbone from
     head: str = "ce"               # ce (two outputs) | bce (one output)
     epochs: float = 2.0
+    max_steps: int | None = None   # optimizer steps, whatever the data size (instead of epochs)
     batch_size: int = 16
     grad_accum: int = 1
     lr: float = 1e-3
@@ -78,6 +79,8 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "eval_every", "save_every"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be at least 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise bad("max_steps", "must be at least 1 (or null: use epochs)")
         if not self.epochs > 0 or not self.lr > 0:
             raise bad("epochs" if not self.epochs > 0 else "lr", "must be positive")
         if not 0 <= self.eval_fraction < 1:
@@ -89,14 +92,8 @@ class TrainConfig:
         """Defaults, then a YAML file, then ``key=value`` overrides; unknown keys are errors."""
         values: dict = {}
         if yaml_path:
-            import yaml
-            try:
-                loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
-            except (OSError, yaml.YAMLError) as e:
-                raise InputError(f"unreadable config ({e})", path=yaml_path) from None
-            if not isinstance(loaded, dict):
-                raise InputError("expected a mapping of settings", path=yaml_path)
-            values.update(loaded)
+            from prmkit.records import read_yaml_mapping
+            values.update(read_yaml_mapping(yaml_path))
         fields = {f.name: f for f in dataclasses.fields(cls)}
         for item in overrides:
             key, sep, raw = item.partition("=")
@@ -380,7 +377,7 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
     prm.module.train()
     train_set, held_out = load_examples(cfg, prm)
     per_epoch = math.ceil(len(train_set) / (cfg.batch_size * cfg.grad_accum * procs.world))
-    total_steps = max(1, math.ceil(cfg.epochs * per_epoch))
+    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
     prm.module.to(procs.device)
     trained = prm.module if cfg.train_backbone else prm.module.score
     if cfg.train_backbone and cfg.top_layers is not None:

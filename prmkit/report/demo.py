@@ -81,11 +81,31 @@ def lesson_labels(results: dict) -> str:
             f"{100 * cons['kept_share']:.0f}% of solutions they keep; MC labels do for {listed} "
             f"of all solutions. ")
     if c > m:
-        return text + (f"**Lesson 1 reproduced:** consensus filtering beats the best MC labels "
-                       f"({best_mc}) by {c - m:.1f} points, at the price of "
-                       f"{100 - 100 * cons['kept_share']:.0f}% of the data.")
-    return text + (f"**Lesson 1 did not reproduce:** consensus trails {best_mc} by "
-                   f"{m - c:.1f} points.")
+        text += (f"**Lesson 1 reproduced:** consensus filtering beats the best MC labels "
+                 f"({best_mc}) by {c - m:.1f} points, at the price of "
+                 f"{100 - 100 * cons['kept_share']:.0f}% of the data.")
+    else:
+        text += (f"**Lesson 1 did not reproduce:** consensus trails {best_mc} by "
+                 f"{m - c:.1f} points.")
+    return text + _label_lesson_in_prms(results, list(mc))
+
+
+def _label_lesson_in_prms(results: dict, mc: list[str]) -> str:
+    """Whether the better labels also made the better PRM (ProcessBench F1)."""
+    prms = results["prms"]
+    if "consensus" not in prms or _f1(prms["consensus"]) is None:
+        return ""
+    mc = [k for k in mc if k in prms]
+    if not mc:
+        return ""
+    cons, best = _f1(prms["consensus"]), max(mc, key=lambda k: _f1(prms[k]))
+    gap = cons - _f1(prms[best])
+    verdict = ("carries over to the PRMs" if gap >= MIN_F1_GAP else
+               "does not carry over to the PRMs at this scale" if gap <= -MIN_F1_GAP else
+               "is within noise at the PRM level")
+    return (f" Trained on them, the consensus PRM reaches ProcessBench F1 {cons:.1f} against "
+            f"{_f1(prms[best]):.1f} for the best MC-trained PRM ({best}): the label advantage "
+            f"{verdict} (seeds move F1 by about 3 points).")
 
 
 def lesson_bon_vs_processbench(results: dict) -> str:
@@ -98,7 +118,8 @@ def lesson_bon_vs_processbench(results: dict) -> str:
     f1 = {k: _f1(v) for k, v in prms.items()}
     if None in f1.values():
         return f"Lesson 2 (Best-of-N against ProcessBench) was {NO_BENCH}."
-    # pairs BoN orders one way and ProcessBench the other; the widest F1 gap is the story
+    # pairs BoN orders one way and ProcessBench the other (by a clear F1 margin); the widest
+    # Best-of-N gap is the story
     flips = [(a, b) for a in names for b in names
              if bon[a] is not None and bon[b] is not None and bon[a] > bon[b]
              and f1[b] >= f1[a] + MIN_F1_GAP]
@@ -110,12 +131,18 @@ def lesson_bon_vs_processbench(results: dict) -> str:
     if not flips:
         return spread + ("**Lesson 2 did not reproduce:** no PRM that Best-of-N ranks higher is "
                          f"worse by {MIN_F1_GAP:g}+ F1 points at finding the first error.")
-    a, b = max(flips, key=lambda p: f1[p[1]] - f1[p[0]])
+    a, b = max(flips, key=lambda p: (bon[p[0]] - bon[p[1]], f1[p[1]] - f1[p[0]]))
     diff = round((bon[a] - bon[b]) * problems / 100)
+    mean = (bon[a] + bon[b]) / 200
+    noise = 100 * (2 * mean * (1 - mean) / problems) ** 0.5  # std. error of the difference
     return spread + (f"**Lesson 2 reproduced:** Best-of-{n} ranks {a} above {b} "
                      f"({bon[a]:.1f}% vs {bon[b]:.1f}%, {diff} of {problems} problems), yet {b} "
                      f"finds the first error far more often (F1 {f1[b]:.1f} vs {f1[a]:.1f}). "
-                     f"Judged by Best-of-N alone, the weaker step verifier would win.")
+                     f"Judged by Best-of-N alone, the weaker step verifier would win. With "
+                     f"{problems} problems a Best-of-N gap carries about ±{noise:.0f} points of "
+                     f"sampling noise, so the ranking itself is "
+                     f"{'clear' if bon[a] - bon[b] > 2 * noise else 'not significant'}: "
+                     f"Best-of-N cannot tell these PRMs apart, while ProcessBench can.")
 
 
 def lesson_min_on_final(results: dict) -> str:
@@ -135,9 +162,28 @@ def lesson_min_on_final(results: dict) -> str:
         return text + (f"**Lesson 3 reproduced:** {mc_mean - other_mean:.1f} points more on "
                        f"average — MC labels judge a step by whether the answer can still be "
                        f"reached, so such PRMs act like outcome models and wait for the end.")
-    return text + (f"**Lesson 3 did not reproduce:** on average MC-trained PRMs put "
-                   f"{mc_mean - other_mean:+.1f} points of minimum scores on the final step "
-                   f"against the others (a reproduction needs +{MIN_SHARE_GAP:g}).")
+    text += (f"**Lesson 3 did not reproduce:** on average MC-trained PRMs put "
+             f"{round(mc_mean - other_mean, 1) + 0.0:+.1f} points of minimum scores on the final "
+             f"step against the others (a reproduction needs +{MIN_SHARE_GAP:g}).")
+    return text + _final_step_labels(results, mc)
+
+
+def _final_step_labels(results: dict, mc: list[str]) -> str:
+    """Whether the MC labels themselves blame the final step more than the truth does."""
+    labels = results.get("final_step_errors", {})
+    truth = labels.get(results.get("ceiling"), {}).get("share")
+    mc_shares = {k: labels[k]["share"] for k in mc if labels.get(k, {}).get("share") is not None}
+    if truth is None or not mc_shares:
+        return ""
+    named = _join([f"{v:.1f}% ({k})" for k, v in mc_shares.items()])
+    if max(mc_shares.values()) >= truth + MIN_SHARE_GAP:
+        return (f" The MC labels do carry the bias: of the training solutions they call wrong, "
+                f"they put the first error on the final step for {named}, against {truth:.1f}% "
+                f"by the exact truth; the PRMs trained on them did not pick it up at this "
+                f"scale.")
+    return (f" The labels explain it: MC labels put the first error on the final step for "
+            f"{named} of the training solutions they call wrong, no more often than the exact "
+            f"truth ({truth:.1f}%).")
 
 
 def ceiling_sentence(results: dict) -> str:
