@@ -392,3 +392,19 @@ def test_prms_sharing_a_backbone_score_in_one_pass_as_each_alone(tmp_path, tiny_
             assert [x for s in together[name] for x in s] == \
                 pytest.approx([x for s in alone for x in s], abs=1e-6)
     assert together["a"] != together["c"]
+
+
+def test_top_layers_trains_only_the_top_of_the_backbone_and_the_head(tmp_path, tiny_lm):
+    from safetensors.torch import load_file
+    write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(40, seed=8))
+    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), init=str(tiny_lm), max_steps=3,
+                      batch_size=8, eval_fraction=0.0, bf16=False, top_layers=1)
+    assert train(cfg, tmp_path / "run", progress=False)["steps"] == 3
+    before = load_file(tiny_lm / "model.safetensors")
+    after = load_file(tmp_path / "run" / "final" / "model.safetensors")
+    assert all((after[k] == v).all() for k, v in before.items() if k.startswith("model.layers.0."))
+    assert any((after[k] != v).any() for k, v in before.items() if k.startswith("model.layers.1."))
+    with pytest.raises(InputError) as e:
+        train(TrainConfig(**{**cfg.to_dict(), "top_layers": 5}), tmp_path / "bad",
+              progress=False)
+    assert e.value.field == "top_layers"
