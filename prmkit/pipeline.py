@@ -33,7 +33,7 @@ class Stages:
     """Runs stages in order, timing each and noting the ones found complete."""
 
     def __init__(self, out: Path, console):
-        self.out, self.console, self.timings = out, console, {}
+        self.out, self.console, self.timings, self.skipped = out, console, {}, {}
 
     def __call__(self, name: str, folder: Path | None, work):
         """``work(force)`` runs the stage; ``force`` starts a stage over whose unfinished
@@ -172,10 +172,18 @@ def candidate_sets(solutions: list[dict], scores: dict[str, list]) -> list[dict]
 
 def _train_prms(recipe: dict, out: Path, data: Path, policy: Path, stages: Stages,
                 progress: bool) -> dict[str, Path]:
+    from prmkit.annotate.sources import MISSING, Source
     from prmkit.prm.train import TrainConfig, train
     spec, folders = recipe["prms"], {}
+    records = read_records(data, "solution")
     for name, field in spec["sources"].items():
         if field is None:
+            continue
+        if all(Source(field).value(r) in (None, MISSING) for r in records):
+            # e.g. consensus kept nothing: say so instead of failing the run
+            stages.console.print(f"[yellow]PRM ({name}): no solution has a label in {field}; "
+                                 "skipped[/yellow]")
+            stages.skipped[name] = f"no solution has a label in {field}"
             continue
         settings = {**spec["train"], "data": str(data), "labels": field, "init": str(policy),
                     "loss": "soft" if name in spec["soft"] else "hard",
@@ -293,6 +301,7 @@ def run(recipe: dict, *, progress: bool = True, console=None) -> dict:
                        **{r["source"]: r["spec"] for r in quality["rows"]}}),
         "prms": evaluation,
         "ceiling": recipe["prms"]["ceiling"],
+        "skipped_prms": stages.skipped,
         "mc_sources": [n for n, f in recipe["prms"]["sources"].items()
                        if f and f.startswith("mc.")],
     }

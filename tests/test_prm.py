@@ -375,8 +375,9 @@ def test_a_head_only_run_keeps_the_backbone_and_reuses_cached_features(tmp_path,
 
 
 def test_prms_sharing_a_backbone_score_in_one_pass_as_each_alone(tmp_path, tiny_lm):
-    from prmkit.prm.score import same_backbone, score_many
     import torch
+
+    from prmkit.prm.score import same_backbone, score_many
     first, second, other = (build_prm(str(tiny_lm), char_tokenizer(), seed=0) for _ in range(3))
     with torch.no_grad():
         for p in second.module.score.parameters():  # another head on the same backbone

@@ -362,6 +362,7 @@ def markdown(results: dict, recipe: dict, timings: dict) -> str:
              f"({c['bench_items']} of them form the toy ProcessBench, {c['bench_erroneous']} "
              f"erroneous); the exact truth of every step is known.", "", "## Findings", ""]
     lines += [f"- {f}" for f in findings(results)]
+    lines += [f"- No {name} PRM: {why}." for name, why in results.get("skipped_prms", {}).items()]
     lines += ["", "## Label quality (against the exact truth)", "",
               _markdown_table(*label_table(results)), "",
               "## PRMs (toy ProcessBench and Best-of-N on held-out problems)", "",
