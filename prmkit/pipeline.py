@@ -63,20 +63,19 @@ def slug(name: str) -> str:
 
 
 def _policy(recipe: dict, progress: bool) -> Path:
+    """The toy policy (a shorter one with ``steps``: quick runs), cached; or a model folder."""
     from dataclasses import replace
 
     from prmkit.toyworld.cli import resolve_policy
     from prmkit.toyworld.policy import PolicyConfig, ensure_policy
     spec = recipe["policy"]
-    if spec["name"] == "toy" and spec.get("steps"):
+    if spec["name"] != "toy":
+        return resolve_policy(spec["name"], progress=progress)
+    cfg = PolicyConfig()
+    if spec.get("steps"):  # snapshots past a shorter run are dropped, as `prmkit toy policy`
         steps = int(spec["steps"])
-        cfg = PolicyConfig()
         cfg = replace(cfg, steps=steps, snapshots=tuple(s for s in cfg.snapshots if s < steps))
-        return ensure_policy(cfg, progress=progress, evaluate_after=False)
-    if spec["name"] == "toy":
-        from prmkit.toyworld.policy import PolicyConfig
-        return ensure_policy(PolicyConfig(), progress=progress, evaluate_after=False)
-    return resolve_policy(spec["name"], progress=progress)
+    return ensure_policy(cfg, progress=progress, evaluate_after=False)
 
 
 def _problems(recipe: dict, out: Path) -> dict[str, Path]:
