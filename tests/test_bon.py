@@ -58,6 +58,9 @@ def test_reproduces_qwen_rm_maj_eval(tmp_path):
         assert acc["response"][k] == pytest.approx(qwen_rm_at_k(rows, k), abs=1e-9)
         assert acc["pass"][k] == pytest.approx(
             100 * sum(any(r["score"][:k]) for r in rows) / len(rows), abs=1e-9)
+        # random pick: the expected accuracy of one of the first k, drawn uniformly
+        assert acc["random"][k] == pytest.approx(
+            100 * sum(sum(r["score"][:k]) / k for r in rows) / len(rows), abs=1e-9)
 
 
 def test_cli_on_the_qwen_format(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from prmkit import evaluate
 from prmkit.errors import InputError
-from prmkit.evaluate.processbench import first_below, parse_critique, vote
+from prmkit.evaluate.processbench import first_below, parse_critique, subset_metrics, vote
 
 
 def random_scores(items, seed=0):
@@ -132,3 +132,39 @@ def test_cli_writes_metrics_then_marker_and_refuses_bad_input(tmp_path, processb
     assert failed.returncode == 2
     assert f"{bad}:5: field 'step_scores'" in failed.stderr
     assert not (bad_out / "COMPLETE").exists()
+
+
+def _toy_items(n_problems: int = 40, seed: int = 0):
+    """Two solutions a problem, one right and one wrong at step 1, scored by a noisy PRM."""
+    rng, items, scores = random.Random(seed), [], {}
+    for p in range(n_problems):
+        for k, label in enumerate((-1, 1)):
+            item = {"id": f"p{p}-{k}", "problem": f"problem {p}", "label": label,
+                    "steps": ["a", "b", "c"], "final_answer_correct": label == -1}
+            items.append(item)
+            wrong = label == 1
+            scores[item["id"]] = [0.9, (0.3 if wrong else 0.8) + rng.uniform(-0.25, 0.25), 0.9]
+    return items, scores
+
+
+def test_cross_fitted_thresholds_come_from_the_other_half_of_the_problems():
+    from prmkit.evaluate.processbench import best_threshold, cross_fitted
+    items, scores = _toy_items()
+    fitted = cross_fitted(items, scores)
+    assert len(fitted["thresholds"]) == 2 and fitted["n"] == len(items)
+    best = best_threshold(items, scores)
+    in_sample = subset_metrics(items, {r["id"]: first_below(scores[r["id"]], best)
+                                       for r in items})["f1"]
+    assert 50 < fitted["f1"] <= in_sample  # tuned elsewhere: never above the in-sample best
+
+
+def test_the_f1_gap_has_a_paired_bootstrap_interval():
+    from prmkit.evaluate.processbench import f1_gap
+    items, scores = _toy_items()
+    good = {r["id"]: first_below(scores[r["id"]], 0.55) for r in items}
+    blind = {r["id"]: -1 for r in items}  # calls everything correct: F1 0
+    same = f1_gap(items, good, good)
+    assert same == {"gap": 0.0, "low": 0.0, "high": 0.0}
+    clear = f1_gap(items, good, blind)
+    assert clear["gap"] > 50 and 0 < clear["low"] <= clear["gap"] <= clear["high"]
+    assert f1_gap(items, blind, good)["high"] < 0

@@ -4,6 +4,9 @@ Methods
   maj        majority vote over answers (maj@N); the biggest group wins, ties go to the group
              whose first member comes first; the group's first member is the pick.
   pass       pass@N: whether any of the first N responses is correct (an upper bound).
+  random     random pick: the expected accuracy of one of the first N responses drawn
+             uniformly (the share of them that is correct; exact, no draw). A PRM that does
+             not beat it within problems ranks nothing.
   last, min, prod, mean
              the response whose aggregated step score is highest.
   response   the response with the highest response-level ``score``.
@@ -175,7 +178,7 @@ def evaluate_set(sets: list[dict], *, ns: Sequence[int] | None = None,
                          field="n")
     methods = available_methods(sets)
     outcomes = _correctness(sets, processes)
-    hits = {m: {n: [] for n in ns} for m in methods + ["pass"]}
+    hits = {m: {n: [] for n in ns} for m in methods + ["pass", "random"]}
     unparseable = gold_unreadable = 0
     for record, outcome in zip(sets, outcomes):
         if any(o is None for o in outcome):
@@ -187,6 +190,7 @@ def evaluate_set(sets: list[dict], *, ns: Sequence[int] | None = None,
             for method, pick in _picks(record["candidates"], answers, n, group_by, methods).items():
                 hits[method][n].append(outcome[pick] is Outcome.CORRECT)
             hits["pass"][n].append(any(o is Outcome.CORRECT for o in outcome[:n]))
+            hits["random"][n].append(sum(o is Outcome.CORRECT for o in outcome[:n]) / n)
     scored = len(sets) - gold_unreadable
     accuracy = {m: {n: (100.0 * sum(h) / len(h) if h else None) for n, h in by_n.items()}
                 for m, by_n in hits.items()}

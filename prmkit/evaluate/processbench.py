@@ -201,3 +201,52 @@ def _evaluate_critiques(benchmark: list[dict], critiques: Mapping[str, list[str]
     return {"mode": "critiques", "subsets": subsets, "average_f1": _average_f1(subsets),
             "critique_stats": {k: stats[k] for k in ("critiques", "unparseable", "out_of_range",
                                                       "solutions_without_prediction")}}
+
+
+def best_threshold(items: list[dict], step_scores: Mapping[str, list[float]]) -> float:
+    """The sweep threshold with the best F1 on ``items`` (ties: the one nearest 0.5)."""
+    f1 = {t: subset_metrics(items, {r["id"]: first_below(step_scores[r["id"]], t)
+                                    for r in items})["f1"] or -1.0 for t in SWEEP}
+    return max(f1, key=lambda t: (f1[t], -abs(t - 0.5)))
+
+
+def cross_fitted(items: list[dict], step_scores: Mapping[str, list[float]], *,
+                 group=lambda r: r["problem"], seed: int = 0) -> dict:
+    """F1 at a threshold chosen on other data: the items are split in two halves by ``group``
+    (by problem: the solutions of one problem never tune their own threshold); each half is
+    read at the best threshold of the other. No item's threshold saw that item, unlike the best
+    threshold of the benchmark itself (an upper bound)."""
+    import random
+    groups = sorted({group(r) for r in items})
+    random.Random(seed).shuffle(groups)
+    half = {g: i % 2 for i, g in enumerate(groups)}
+    folds = [[r for r in items if half[group(r)] == k] for k in (0, 1)]
+    if not all(folds):
+        return {"thresholds": [], **subset_metrics(items, {r["id"]: None for r in items})}
+    thresholds = [best_threshold(folds[1 - k], step_scores) for k in (0, 1)]
+    predictions = {r["id"]: first_below(step_scores[r["id"]], thresholds[k])
+                   for k in (0, 1) for r in folds[k]}
+    return {"thresholds": thresholds, **subset_metrics(items, predictions)}
+
+
+def f1_gap(items: list[dict], first: Mapping[str, int | None], second: Mapping[str, int | None],
+           *, group=lambda r: r["problem"], bootstrap: int = 1000, seed: int = 0,
+           confidence: float = 0.95) -> dict:
+    """F1(first) - F1(second) on the same items, with a paired bootstrap interval over groups
+    (problems): whether one set of predictions finds first errors better than another by more
+    than the benchmark's sampling noise."""
+    import random
+    groups: dict = {}
+    for r in items:
+        groups.setdefault(group(r), []).append(r)
+    keys = sorted(groups)
+
+    def gap(chosen: list) -> float:
+        drawn = [r for k in chosen for r in groups[k]]
+        return ((subset_metrics(drawn, first)["f1"] or 0.0)
+                - (subset_metrics(drawn, second)["f1"] or 0.0))
+    rng = random.Random(seed)
+    draws = sorted(gap([keys[rng.randrange(len(keys))] for _ in keys]) for _ in range(bootstrap))
+    tail = (1 - confidence) / 2
+    return {"gap": gap(keys), "low": draws[int(tail * (bootstrap - 1))],
+            "high": draws[int((1 - tail) * (bootstrap - 1))]}

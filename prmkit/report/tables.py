@@ -43,7 +43,7 @@ def bon_table(name: str, accuracy: dict, ns: list[int]) -> Table:
     table.add_column("method")
     for n in ns:
         table.add_column(f"N={n}", justify="right")
-    order = ["pass", "maj", "last", "min", "prod", "mean", "response",
+    order = ["pass", "maj", "random", "last", "min", "prod", "mean", "response",
              "vote_last", "vote_min", "vote_prod", "vote_mean"]
     for method in sorted(accuracy, key=lambda m: order.index(m) if m in order else len(order)):
         table.add_row(method, *(_fmt(accuracy[method].get(n)) for n in ns))

@@ -1,0 +1,75 @@
+"""How well a PRM ranks the solutions *of one problem*: within-problem AUC.
+
+A PRM's job in Best-of-N (and in RL) is to order the solutions of one problem. A pooled AUC
+over all solutions rewards a model that only knows which problems are hard: it can give every
+solution of a hard problem a low score and still look good. The within-problem AUC compares
+only solutions of the same problem:
+
+    AUC = P(score(good) > score(bad))   over every (good, bad) pair of one problem's solutions,
+                                        pooled over problems; ties count one half
+
+0.5 is chance, 1.0 a perfect ranking. Problems whose solutions are all good or all bad give no
+pairs and do not count. The interval is a percentile bootstrap over problems (resampling whole
+problems keeps the pairs of a problem together), seeded, so a report is reproducible.
+
+"Good" is whatever the caller says: a sound process (no step wrong) or a right final answer.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+
+
+def _pair_counts(scores: Sequence[float], labels: Sequence[bool]) -> tuple[float, int]:
+    """(wins, pairs) of one problem: wins counts ties as one half."""
+    good = [s for s, ok in zip(scores, labels) if ok]
+    bad = [s for s, ok in zip(scores, labels) if not ok]
+    wins = 0.0
+    for g in good:
+        for b in bad:
+            wins += 1.0 if g > b else 0.5 if g == b else 0.0
+    return wins, len(good) * len(bad)
+
+
+def within_problem_auc(groups: Mapping[str, Sequence[tuple[float, bool]]], *,
+                       bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """Within-problem AUC of ``groups`` (problem -> [(score, good)]), with a bootstrap interval.
+
+    Returns ``{"auc", "low", "high", "pairs", "problems"}``; ``auc`` is None when no problem has
+    both a good and a bad solution."""
+    counts = []
+    for members in groups.values():
+        wins, pairs = _pair_counts([s for s, _ in members], [bool(ok) for _, ok in members])
+        if pairs:
+            counts.append((wins, pairs))
+    if not counts:
+        return {"auc": None, "low": None, "high": None, "pairs": 0, "problems": 0}
+    total_wins, total_pairs = sum(w for w, _ in counts), sum(p for _, p in counts)
+    rng, estimates = random.Random(seed), []
+    for _ in range(bootstrap):
+        draw = [counts[rng.randrange(len(counts))] for _ in counts]
+        estimates.append(sum(w for w, _ in draw) / sum(p for _, p in draw))
+    estimates.sort()
+    tail = (1 - confidence) / 2
+    low = estimates[int(tail * (len(estimates) - 1))] if estimates else None
+    high = estimates[int((1 - tail) * (len(estimates) - 1))] if estimates else None
+    return {"auc": total_wins / total_pairs, "low": low, "high": high, "pairs": total_pairs,
+            "problems": len(counts)}
+
+
+def pooled_auc(pairs: Sequence[tuple[float, bool]]) -> float | None:
+    """The usual AUC over all solutions at once (for contrast with the within-problem one)."""
+    wins, count = _pair_counts([s for s, _ in pairs], [bool(ok) for _, ok in pairs])
+    return wins / count if count else None
+
+
+def solution_groups(solutions: Sequence[dict], scores: Mapping[str, float], good) -> dict:
+    """Group scored solutions by ``problem_id``: problem -> [(score, good(solution))]. Solutions
+    without a score (None: nothing scored) are left out."""
+    groups: dict[str, list[tuple[float, bool]]] = {}
+    for s in solutions:
+        score = scores.get(s["id"])
+        if score is not None:
+            groups.setdefault(s["problem_id"], []).append((score, bool(good(s))))
+    return groups
