@@ -29,10 +29,19 @@ class StepTokens:
     """A problem and its steps as token ids, with the position of every kept step's separator.
 
     ``positions[i]`` is the index in ``input_ids`` where step i's label is trained and its score
-    is read; ``dropped`` trailing steps did not fit ``max_length`` and have no position."""
+    is read; ``starts[i]`` where step i's own tokens begin (they run up to its separator);
+    ``dropped`` trailing steps did not fit ``max_length`` and have no position."""
     input_ids: list[int]
     positions: list[int]
     dropped: int
+    starts: list[int] = ()
+
+    def step_mask(self) -> list[bool]:
+        """True at every token of a step's own text (never the prompt or a separator)."""
+        mask = [False] * len(self.input_ids)
+        for start, end in zip(self.starts, self.positions):
+            mask[start:end] = [True] * (end - start)
+        return mask
 
 
 def encode_steps(tokenizer, prefix: str, steps: list[str], separator_id: int, *,
@@ -50,11 +59,13 @@ def encode_steps(tokenizer, prefix: str, steps: list[str], separator_id: int, *,
 
     out = ids(prefix)
     positions: list[int] = []
+    starts: list[int] = []
     for i, step in enumerate(steps):
         head = ids(before.replace("{step}", step).replace("{index}", str(i + 1)))
         tail = ids(after)
         if max_length is not None and len(out) + len(head) + 1 + len(tail) > max_length:
-            return StepTokens(out, positions, len(steps) - i)
+            return StepTokens(out, positions, len(steps) - i, starts)
+        starts.append(len(out))
         out = out + head + [separator_id] + tail
         positions.append(len(out) - 1 - len(tail))
-    return StepTokens(out, positions, 0)
+    return StepTokens(out, positions, 0, starts)

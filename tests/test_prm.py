@@ -135,7 +135,7 @@ def test_a_saved_prm_loads_and_scores_the_same(tiny_prm, tmp_path):
     before = score(["Ann has 7 coins."], [STEPS], tiny_prm)
     save_prm(tiny_prm, tmp_path / "prm")
     meta = json.loads((tmp_path / "prm" / "prm.json").read_text())
-    assert meta == {"format": "prmkit", "head": "ce"}
+    assert meta == {"format": "prmkit", "head": "ce", "readout": "separator"}
     loaded = load_prm(tmp_path / "prm")
     assert score(["Ann has 7 coins."], [STEPS], loaded)[0] == pytest.approx(before[0], abs=1e-6)
     assert score(["Ann has 7 coins."], [STEPS], tmp_path / "prm")[0] == \
@@ -253,6 +253,10 @@ def test_config_from_yaml_and_overrides_rejects_unknown_keys(tmp_path):
     with pytest.raises(InputError) as error:
         TrainConfig.load(None, ["data=x", "loss=medium"])
     assert error.value.field == "loss"
+    for bad in ("readout=logits", "format=math-shepherd"):  # no step head to train there
+        with pytest.raises(InputError) as error:
+            TrainConfig.load(None, ["data=x", bad])
+        assert error.value.field == bad.split("=")[0]
 
 
 def flawed_toy_solutions(n: int, seed: int) -> list[dict]:
@@ -409,3 +413,111 @@ def test_top_layers_trains_only_the_top_of_the_backbone_and_the_head(tmp_path, t
         train(TrainConfig(**{**cfg.to_dict(), "top_layers": 5}), tmp_path / "bad",
               progress=False)
     assert e.value.field == "top_layers"
+
+
+# --- the plain layout and the likelihood readout --------------------------------------------
+
+@pytest.mark.parametrize("kind", sorted(TOKENIZERS))
+def test_the_plain_format_reads_the_policy_text_with_nothing_inserted(kind):
+    from prmkit.prm.formats import after_text, prefix_text
+    from prmkit.steps import join_steps
+    tokenizer = TOKENIZERS[kind]()
+    fmt = FORMATS["plain"]
+    size = len(tokenizer)
+    sep = separator_id(fmt, tokenizer)
+    assert len(tokenizer) == size  # no token added
+    prefix = prefix_text(fmt, "Ann has 7 coins.", tokenizer)
+    tokens = encode_steps(tokenizer, prefix, STEPS, sep, after=after_text(fmt, tokenizer))
+    # exactly the text a policy wrote: the prompt, the steps and blank lines between them
+    assert tokenizer.decode(tokens.input_ids) == prefix + join_steps(STEPS) + "\n\n"
+    for step, start, end in zip(STEPS, tokens.starts, tokens.positions):
+        assert tokenizer.decode(tokens.input_ids[start:end]) == step
+        assert tokenizer.decode(tokens.input_ids[end:end + 1]).startswith("\n")
+    mask = tokens.step_mask()
+    assert sum(mask) == sum(e - s for s, e in zip(tokens.starts, tokens.positions))
+    assert not any(mask[p] for p in tokens.positions)
+
+
+def test_step_likelihood_is_each_steps_lowest_and_mean_token_logprob():
+    import torch
+
+    from prmkit.prm.model import step_likelihood
+    torch.manual_seed(0)
+    logprobs = -torch.rand(3, 40) * 8
+    spans = [[(2, 7), (9, 15), (16, 30)], [(0, 4), (5, 6)], [(10, 39)]]  # (start, separator)
+    mask = torch.zeros(3, 40, dtype=torch.bool)
+    for row, steps in enumerate(spans):
+        for start, end in steps:
+            mask[row, start:end] = True
+    features = step_likelihood(logprobs, mask)
+    for row, steps in enumerate(spans):
+        for start, end in steps:  # read at the separator, as the head is
+            expected = logprobs[row, start:end]
+            assert features[row, end, 0].item() == pytest.approx(expected.min().item(), abs=1e-5)
+            assert features[row, end, 1].item() == pytest.approx(expected.mean().item(),
+                                                                 abs=1e-5)
+            # and inside the step, only the tokens seen so far
+            assert features[row, start + 1, 0].item() == pytest.approx(
+                expected[:2].min().item(), abs=1e-5)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_an_untrained_likelihood_prm_scores_by_its_lms_least_likely_step_token(tmp_path, tied):
+    """With the head's own term zeroed, a step's score is sigmoid(log p) of its least likely
+    token under the causal LM it came from: checked against the LM's own logits, one pass per
+    prefix, and after a save and load (an untied LM head is saved with the PRM)."""
+    import torch
+    from transformers import Qwen2ForCausalLM
+    tokenizer = char_tokenizer()
+    tokenizer.padding_side = "right"
+    torch.manual_seed(0)
+    lm = Qwen2ForCausalLM(tiny_config(tokenizer, tie_word_embeddings=tied))
+    lm.save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    prm = build_prm(str(tmp_path / "lm"), tokenizer, fmt="plain", readout="likelihood")
+    assert (prm.module.lm_head is None) == tied
+    with torch.no_grad():
+        prm.module.score[2].weight.zero_()
+        prm.module.score[2].bias.zero_()
+    problem = "Ann has 7 coins."
+    [scores] = score([problem], [STEPS], prm)
+    tokens = encode(prm, problem, STEPS)
+    with torch.no_grad():
+        logits = lm(input_ids=torch.tensor([tokens.input_ids])).logits[0].float()
+    token_logprobs = torch.log_softmax(logits, -1)[:-1].gather(
+        -1, torch.tensor(tokens.input_ids[1:])[:, None])[:, 0]
+    expected = [torch.sigmoid(token_logprobs[start - 1:end - 1].min()).item()
+                for start, end in zip(tokens.starts, tokens.positions)]
+    assert scores == pytest.approx(expected, abs=1e-5)
+    assert score_per_prefix(prm, problem, STEPS) == pytest.approx(scores, abs=1e-5)
+    save_prm(prm, tmp_path / "prm")
+    loaded = load_prm(tmp_path / "prm")
+    assert loaded.module.readout == "likelihood" and loaded.format.name == "plain"
+    assert score([problem], [STEPS], loaded)[0] == pytest.approx(scores, abs=1e-5)
+
+
+def test_a_likelihood_prm_trains_head_only_and_in_full_and_scores_with_its_backbone(
+        tmp_path, tiny_lm):
+    import torch
+
+    from prmkit.prm.score import score_many
+    write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(120, seed=9))
+    common = dict(data=str(tmp_path / "train.jsonl"), init=str(tiny_lm), batch_size=16,
+                  eval_fraction=0.0, bf16=False, format="plain", readout="likelihood",
+                  lr=3e-3)
+    losses = []
+    train(TrainConfig(**common, epochs=6, train_backbone=False,
+                      feature_cache=str(tmp_path / "cache")), tmp_path / "head",
+          progress=False, on_step=lambda s, loss: losses.append(loss))
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5  # the head learned
+    train(TrainConfig(**common, max_steps=3), tmp_path / "full", progress=False)
+    head, full = load_prm(tmp_path / "head" / "final"), load_prm(tmp_path / "full" / "final")
+    untrained = build_prm(str(tiny_lm), char_tokenizer(), fmt="plain", readout="likelihood")
+    assert not torch.equal(head.module.likelihood.weight, untrained.module.likelihood.weight)
+    rows = flawed_toy_solutions(5, seed=10)
+    problems, steps = [r["problem"] for r in rows], [r["steps"] for r in rows]
+    together = score_many(problems, steps, {"head": head, "untrained": untrained, "full": full})
+    for name, prm in (("head", head), ("untrained", untrained), ("full", full)):
+        alone = score(problems, steps, prm)
+        assert [x for s in together[name] for x in s] == \
+            pytest.approx([x for s in alone for x in s], abs=1e-6)

@@ -5,6 +5,12 @@ architecture in ``config.json``), never from a model id.
     prmkit            our PRMs: the problem, a blank line, then every step followed by a
                       dedicated ``<|step|>`` token (added to the tokenizer) and a blank line;
                       score = the step head's positive class at the separator
+    plain             the problem, a blank line, then the steps exactly as a policy writes
+                      them, a blank line after each; the score is read at the first token of
+                      that blank line. No token is inserted, so a PRM initialised from the
+                      policy reads the very token sequence the policy wrote (a model that
+                      copies across fixed distances, like the toy policy, is thrown off by one
+                      inserted token a step)
     qwen2.5-math-prm  Qwen2.5-Math-PRM: chat layout with the system prompt "Please reason step
                       by step, and put your final answer within \\boxed{}.", the problem as the
                       user turn, the steps each followed by ``<extra_0>``; score = softmax of the
@@ -29,12 +35,15 @@ class PRMFormat:
     before: str = "{step}"         # a step's text before the separator ({index} counts from 1)
     after: str = ""                # text after the separator
     add_separator: bool = False    # add the separator to a tokenizer that lacks it
+    in_text: bool = False          # the separator is text the policy writes itself: read at
+                                   # its first token, the rest of it follows as ``after``
     good_bad: str = ""             # lm-tokens: the text whose two tokens are (good, bad)
 
 
 FORMATS = {
     "prmkit": PRMFormat("prmkit", "<|step|>", prompt="plain", readout="head", after="\n\n",
                         add_separator=True),
+    "plain": PRMFormat("plain", "\n\n", prompt="plain", readout="head", in_text=True),
     "qwen2.5-math-prm": PRMFormat("qwen2.5-math-prm", "<extra_0>", prompt="chat",
                                   readout="head"),
     "math-shepherd": PRMFormat("math-shepherd", "ки", prompt="shepherd", readout="lm-tokens",
@@ -63,6 +72,8 @@ def prefix_text(fmt: PRMFormat, problem: str, tokenizer) -> str:
 
 def separator_id(fmt: PRMFormat, tokenizer) -> int:
     """The separator's token id; a format that owns its separator adds it when missing."""
+    if fmt.in_text:
+        return tokenizer(fmt.separator, add_special_tokens=False)["input_ids"][0]
     vocab = tokenizer.get_vocab()
     if fmt.separator in vocab:
         return vocab[fmt.separator]
@@ -74,6 +85,15 @@ def separator_id(fmt: PRMFormat, tokenizer) -> int:
         raise InputError(f"the tokenizer has no single token for the step separator "
                          f"{fmt.separator!r} ({len(ids)} tokens)", field="format")
     return ids[0]
+
+
+def after_text(fmt: PRMFormat, tokenizer) -> str:
+    """The text after each step's separator token: the format's own, or for a separator that is
+    part of the text, the rest of that text (one "\\n" for a character tokenizer's "\\n\\n")."""
+    if not fmt.in_text:
+        return fmt.after
+    ids = tokenizer(fmt.separator, add_special_tokens=False)["input_ids"]
+    return tokenizer.decode(ids[1:]) + fmt.after if len(ids) > 1 else fmt.after
 
 
 def good_bad_ids(fmt: PRMFormat, tokenizer) -> tuple[int, int]:

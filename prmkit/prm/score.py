@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prmkit.prm.formats import prefix_text
+from prmkit.prm.formats import after_text, prefix_text
 from prmkit.steps import StepTokens, encode_steps
 
 
@@ -23,7 +23,8 @@ def encode(prm, problem: str, steps: list[str], max_length: int | None = None) -
     if max_length is None:
         max_length = getattr(prm.module.config, "max_position_embeddings", None)
     return encode_steps(prm.tokenizer, prefix_text(fmt, problem, prm.tokenizer), steps,
-                        prm.separator_id, before=fmt.before, after=fmt.after,
+                        prm.separator_id, before=fmt.before,
+                        after=after_text(fmt, prm.tokenizer),
                         max_length=max_length)
 
 
@@ -42,6 +43,18 @@ def _batches(lengths: list[int], batch_size: int, max_tokens: int) -> list[list[
     return batches
 
 
+def _padded(encoded: list[StepTokens], pad: int):
+    """Right-padded token ids of a batch and the mask of every step's own tokens."""
+    import torch
+    width = max(len(e.input_ids) for e in encoded)
+    ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+    step_mask = torch.zeros((len(encoded), width), dtype=torch.bool)
+    for row, e in enumerate(encoded):
+        ids[row, :len(e.input_ids)] = torch.tensor(e.input_ids)
+        step_mask[row, :len(e.input_ids)] = torch.tensor(e.step_mask())
+    return ids, step_mask
+
+
 def score_encoded(prm, encoded: list[StepTokens], *, batch_size: int = 16,
                   max_tokens: int = 32768, progress: bool = False) -> list[list[float]]:
     import torch
@@ -57,14 +70,11 @@ def score_encoded(prm, encoded: list[StepTokens], *, batch_size: int = 16,
         bar.start()
     try:
         for batch in batches:
-            width = max(len(encoded[i].input_ids) for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            for row, i in enumerate(batch):
-                ids[row, :len(encoded[i].input_ids)] = torch.tensor(encoded[i].input_ids)
+            ids, step_mask = _padded([encoded[i] for i in batch], pad)
             # right padding needs no attention mask: a causal model's output at a real position
             # never sees the padding after it, and without a mask attention takes its fast path
             with torch.inference_mode():
-                probs = prm.probabilities(ids.to(device), None).cpu()
+                probs = prm.probabilities(ids.to(device), None, step_mask.to(device)).cpu()
             for row, i in enumerate(batch):
                 out[i] = probs[row, encoded[i].positions].tolist()
             if bar is not None:
@@ -106,11 +116,17 @@ def same_backbone(prms: list) -> bool:
     first = prms[0]
     if any(p.format.readout != "head" for p in prms):
         return False
-    reference = first.module.model.state_dict()
+
+    def backbone(prm) -> dict:  # the weights the features come from: backbone and LM head
+        lm_head = getattr(prm.module, "lm_head", None)
+        return {**prm.module.model.state_dict(),
+                **({"lm_head": lm_head.weight} if lm_head is not None else {})}
+    reference = backbone(first)
     for other in prms[1:]:
-        if other.format.name != first.format.name or len(other.tokenizer) != len(first.tokenizer):
+        if other.format.name != first.format.name or len(other.tokenizer) != len(first.tokenizer) \
+                or other.module.readout != first.module.readout:
             return False
-        state = other.module.model.state_dict()
+        state = backbone(other)
         if state.keys() != reference.keys() or not all(
                 torch.equal(state[k], reference[k]) for k in reference):
             return False
@@ -136,14 +152,11 @@ def score_many(problems: list[str], steps: list[list[str]], prms: dict, *,
     pad = first.tokenizer.pad_token_id if first.tokenizer.pad_token_id is not None else 0
     out = {name: [[] for _ in encoded] for name in loaded}
     for batch in _batches([len(e.input_ids) for e in encoded], batch_size, max_tokens):
-        width = max(len(encoded[i].input_ids) for i in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        for row, i in enumerate(batch):
-            ids[row, :len(encoded[i].input_ids)] = torch.tensor(encoded[i].input_ids)
+        ids, step_mask = _padded([encoded[i] for i in batch], pad)
         with torch.inference_mode():
-            hidden = first.module.model(input_ids=ids).last_hidden_state
+            features = first.module.features(ids, None, step_mask)
             for name, prm in loaded.items():
-                probs = prm.module.probabilities(prm.module.score(hidden))
+                probs = prm.module.probabilities(prm.module.feature_head()(features))
                 for row, i in enumerate(batch):
                     out[name][i] = probs[row, encoded[i].positions].tolist()
     return {name: [s + [None] * e.dropped for s, e in zip(scores, encoded)]
