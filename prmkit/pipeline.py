@@ -172,7 +172,7 @@ def candidate_sets(solutions: list[dict], scores: dict[str, list]) -> list[dict]
 def _train_prms(recipe: dict, out: Path, data: Path, policy: Path, stages: Stages,
                 progress: bool) -> dict[str, Path]:
     from prmkit.annotate.sources import MISSING, Source
-    from prmkit.prm.train import TrainConfig, train
+    from prmkit.prm.train import TrainConfig, train, untrained
     spec, folders = recipe["prms"], {}
     records = read_records(data, "solution")
     for name, field in spec["sources"].items():
@@ -191,6 +191,13 @@ def _train_prms(recipe: dict, out: Path, data: Path, policy: Path, stages: Stage
         folder = out / f"prm-{slug(name)}"
         stages(f"PRM ({name})", folder,
                lambda force, cfg=cfg, folder=folder: train(cfg, folder, progress=progress))
+        folders[name] = folder / "final"
+    if spec.get("baseline"):  # the PRM before training, with the settings the others start from
+        name = spec["baseline"]
+        settings = {**spec["train"], "data": str(data), "init": str(policy)}
+        cfg = TrainConfig.load(None, [f"{k}={v}" for k, v in settings.items()])
+        folder = out / f"prm-{slug(name)}"
+        stages(f"PRM ({name})", folder, lambda force: untrained(cfg, folder))
         folders[name] = folder / "final"
     return folders
 
@@ -214,9 +221,30 @@ def _score(out: Path, prms: dict[str, Path], solutions: dict[str, list[dict]]) -
     return result
 
 
+def ranking(solutions: list[dict], by_id: dict[str, list], aggregation: str = "min") -> dict:
+    """How a PRM ranks the solutions of one problem (``prmkit.evaluate.ranking``), its step
+    scores aggregated as Best-of-N does: right answer against wrong, and where the exact truth
+    is known, sound process against flawed."""
+    from prmkit.evaluate.bon import AGGREGATIONS
+    from prmkit.evaluate.ranking import solution_groups, within_problem_auc
+    aggregate = AGGREGATIONS[aggregation]
+    scores = {}
+    for s in solutions:  # steps past the context have no score (None)
+        row = [x for x in by_id.get(s["id"]) or [] if x is not None]
+        scores[s["id"]] = aggregate(row) if row else None
+    out = {"aggregation": aggregation,
+           "answer": within_problem_auc(solution_groups(
+               solutions, scores, lambda s: s["final_answer_correct"]))}
+    if all(isinstance(s.get("truth"), dict) for s in solutions):
+        out["process"] = within_problem_auc(solution_groups(
+            solutions, scores, lambda s: s["truth"]["label"] < 0))
+    return out
+
+
 def _evaluate(recipe: dict, bench: list[dict], heldout: list[dict], scores: dict) -> dict:
     from prmkit.evaluate import bon as bon_eval
     from prmkit.evaluate import processbench
+    from prmkit.evaluate.processbench import cross_fitted, first_below
     ns = recipe["bon"]["ns"]
     results = {}
     for name, by_id in scores.items():
@@ -227,9 +255,13 @@ def _evaluate(recipe: dict, bench: list[dict], heldout: list[dict], scores: dict
             best = pb["best_threshold_per_subset"]["toy"]["threshold"]
             pb["at_best"] = processbench(bench, step_scores=bench_scores,
                                          threshold=best)["subsets"]["toy"]
+            # per item, so the report can bootstrap the F1 gap between two PRMs
+            pb["at_best"]["predictions"] = {b["id"]: first_below(bench_scores[b["id"]], best)
+                                            for b in bench}
+            pb["cross_fitted"] = cross_fitted(bench, bench_scores)
         sets = candidate_sets(heldout, by_id)
         bon = bon_eval({"toy": sets}, ns=ns, group_by="string")["benchmarks"]["toy"]
-        results[name] = {"processbench": pb, "bon": bon}
+        results[name] = {"processbench": pb, "bon": bon, "ranking": ranking(heldout, by_id)}
     return results
 
 
@@ -294,12 +326,15 @@ def run(recipe: dict, *, progress: bool = True, console=None) -> dict:
                    "viewer_solutions": len(viewer),
                    "bench_items": len(bench),
                    "bench_erroneous": sum(b["label"] >= 0 for b in bench)},
+        "bench": [{"id": b["id"], "problem": b["problem"], "label": b["label"],
+                   "final_answer_correct": b["final_answer_correct"]} for b in bench],
         "label_quality": quality,
         "final_step_errors": final_step_errors(
             training, {"exact truth": quality["reference"],
                        **{r["source"]: r["spec"] for r in quality["rows"]}}),
         "prms": evaluation,
         "ceiling": recipe["prms"]["ceiling"],
+        "baselines": [recipe["prms"]["baseline"]] if recipe["prms"].get("baseline") else [],
         "skipped_prms": stages.skipped,
         "mc_sources": [n for n, f in recipe["prms"]["sources"].items()
                        if f and f.startswith("mc.")],

@@ -33,6 +33,7 @@ DEFAULTS: dict = {
                     "consensus": "consensus.first_error"},
         "soft": ["MC-soft"],
         "ceiling": "exact truth",                  # the reference PRM, named in the findings
+        "baseline": None,                          # a name: also the untrained PRM (no labels)
         "train": {},                                # prmkit.prm.train.TrainConfig settings
     },
     "bon": {"ns": None},                            # None: 1, 2, 4, ... up to sample.n

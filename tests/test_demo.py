@@ -29,7 +29,12 @@ def test_the_quick_demo_runs_every_stage_and_writes_the_report(quick_run):
     for folder in ("sample", "heldout", "mc", "judge", "consensus", "scores"):
         assert (out / folder / "COMPLETE").exists(), folder
     results = json.loads((out / "results.json").read_text())
-    assert set(results["prms"]) == {"exact truth", "MC-hard", "MC-soft", "judge", "consensus"}
+    assert set(results["prms"]) == {"exact truth", "MC-hard", "MC-soft", "judge", "consensus",
+                                    "no labels"}
+    assert results["baselines"] == ["no labels"]
+    for name, prm in results["prms"].items():  # every PRM is judged within problems
+        assert set(prm["ranking"]) == {"aggregation", "answer", "process"}, name
+        assert prm["bon"]["accuracy"]["random"]
     for name, prm in results["prms"].items():
         assert (out / f"prm-{name.lower().replace(' ', '-')}" / "final" / "prm.json").exists()
         assert prm["bon"]["ns"] == [1, 2, 4]
@@ -39,6 +44,7 @@ def test_the_quick_demo_runs_every_stage_and_writes_the_report(quick_run):
     assert sources == {"MC-hard", "MC-soft", "judge", "consensus"}
     report = (out / "report.md").read_text()
     assert "## Findings" in report and "Lesson 1" in report and "Lesson 3" in report
+    assert "How well the PRMs verify" in report and "within-problem AUC" in report
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3
     assert '<script id="data" type="application/json">' in page
@@ -55,7 +61,7 @@ def test_a_second_run_reuses_every_finished_stage(quick_run):
     timings = json.loads((out / "timings.json").read_text())
     staged = [name for name in timings if name.startswith(("sample", "MC", "judge", "consensus",
                                                           "PRM", "scoring"))]
-    assert len(staged) == 11
+    assert len(staged) == 12
     assert all(timings[name]["reused"] for name in staged), timings
     assert seconds < first_seconds
 
