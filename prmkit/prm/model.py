@@ -4,10 +4,12 @@
 ``model`` and a two-layer head under ``score`` (Linear, ReLU, Linear), the parameter names of
 Qwen2.5-Math-PRM's own class, so its released weights load here without ``trust_remote_code``.
 The head has two outputs (cross-entropy; the score is the softmax's positive class) or one
-(binary cross-entropy; the score is its sigmoid).
+(binary cross-entropy; the score is its sigmoid). With ``readout="likelihood"`` the head also
+reads the backbone LM's log-probabilities of each step's tokens (``likelihood.*``, and
+``lm_head.*`` when the LM head is not tied to the input embeddings).
 
 A PRM folder holds ``config.json`` (the backbone's), ``model.safetensors`` (``model.*`` and
-``score.*``), the tokenizer and ``prm.json`` (format, head). ``load_prm`` opens:
+``score.*``), the tokenizer and ``prm.json`` (format, head, readout). ``load_prm`` opens:
 
     a prmkit PRM folder               (prm.json)
     a Qwen2.5-Math-PRM release        (config.json architectures: Qwen2ForProcessRewardModel)
