@@ -465,15 +465,16 @@ def untrained(cfg: TrainConfig, out: str | Path) -> dict:
 
     from prmkit.models import load_tokenizer, quiet_transformers
     from prmkit.prm.model import build_prm, save_prm
-    from prmkit.toyworld.cli import resolve_policy
     quiet_transformers()
     cfg.validate()
     out = Path(out)
     config = {"stage": "untrained", **cfg.to_dict()}
     if rundir.is_complete(out, config):
         return json.loads((out / "metrics.json").read_text())
+    init = cfg.init
+    if not (Path(init) / "config.json").is_file():
+        raise InputError(f"{init!r}: not a model folder (no config.json)", field="init")
     rundir.begin(out)
-    init = str(resolve_policy(cfg.init, progress=False))
     prm = build_prm(init, load_tokenizer(init, padding_side="right"), head=cfg.head,
                     seed=cfg.seed, fmt=cfg.format, readout=cfg.readout)
     with torch.no_grad():
