@@ -43,7 +43,7 @@ def _batches(lengths: list[int], batch_size: int, max_tokens: int) -> list[list[
     return batches
 
 
-def _padded(encoded: list[StepTokens], pad: int):
+def padded_batch(encoded: list[StepTokens], pad: int):
     """Right-padded token ids of a batch and the mask of every step's own tokens."""
     import torch
     width = max(len(e.input_ids) for e in encoded)
@@ -70,7 +70,7 @@ def score_encoded(prm, encoded: list[StepTokens], *, batch_size: int = 16,
         bar.start()
     try:
         for batch in batches:
-            ids, step_mask = _padded([encoded[i] for i in batch], pad)
+            ids, step_mask = padded_batch([encoded[i] for i in batch], pad)
             # right padding needs no attention mask: a causal model's output at a real position
             # never sees the padding after it, and without a mask attention takes its fast path
             with torch.inference_mode():
@@ -152,7 +152,7 @@ def score_many(problems: list[str], steps: list[list[str]], prms: dict, *,
     pad = first.tokenizer.pad_token_id if first.tokenizer.pad_token_id is not None else 0
     out = {name: [[] for _ in encoded] for name in loaded}
     for batch in _batches([len(e.input_ids) for e in encoded], batch_size, max_tokens):
-        ids, step_mask = _padded([encoded[i] for i in batch], pad)
+        ids, step_mask = padded_batch([encoded[i] for i in batch], pad)
         with torch.inference_mode():
             features = first.module.features(ids, None, step_mask)
             for name, prm in loaded.items():

@@ -175,7 +175,7 @@ def load_examples(cfg: TrainConfig, prm) -> tuple[list[dict], list[dict]]:
         if kept:
             examples.append({"problem": record.get("problem_id", record["problem"]),
                              "line": line, "ids": tokens.input_ids,
-                             "all_positions": tokens.positions, "starts": tokens.starts,
+                             "all_positions": tokens.positions, "tokens": tokens,
                              "positions": [p for p, _ in kept],
                              "targets": [t for _, t in kept]})
     if not examples:
@@ -188,17 +188,16 @@ def load_examples(cfg: TrainConfig, prm) -> tuple[list[dict], list[dict]]:
 
 
 def _batch(examples: list[dict], pad: int):
+    """Padded ids, attention mask and step mask (as scoring pads them), and the label rows,
+    columns and targets."""
     import torch
-    width = max(len(e["ids"]) for e in examples)
-    ids = torch.full((len(examples), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    step_mask = torch.zeros((len(examples), width), dtype=torch.bool)
+
+    from prmkit.prm.score import padded_batch
+    ids, step_mask = padded_batch([e["tokens"] for e in examples], pad)
+    lengths = torch.tensor([len(e["ids"]) for e in examples])
+    mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
     rows, cols, targets = [], [], []
     for r, e in enumerate(examples):
-        ids[r, :len(e["ids"])] = torch.tensor(e["ids"])
-        mask[r, :len(e["ids"])] = 1
-        for start, end in zip(e["starts"], e["all_positions"]):
-            step_mask[r, start:end] = True
         rows += [r] * len(e["positions"])
         cols += e["positions"]
         targets += e["targets"]
@@ -221,10 +220,10 @@ def _logits(model, examples: list[dict], prm, cfg: TrainConfig, device):
 
 
 def _add_features(prm, examples: list[dict], cfg: TrainConfig, device, init: Path) -> None:
-    """The frozen backbone's features at every label position (its last hidden state, and the
-    step's likelihood for that readout), computed once: a
-    head-only run then costs one forward pass of the data, not one per epoch. In full
-    precision, as ``prmkit score`` computes them.
+    """The frozen backbone's features at every label position (its last hidden state, and for
+    the likelihood readout the step's likelihood), computed once: a head-only run then costs
+    one forward pass of the data, not one per epoch. In full precision, as ``prmkit score``
+    computes them.
 
     With ``feature_cache`` the features of every step of every solution are kept in a file
     named by the backbone, the data and the length limit, so runs that train heads on other
