@@ -234,7 +234,7 @@ def convert(source: str = typer.Argument(..., help="Input file, folder, or hub:N
 def _with_hard_labels(records: list[dict], spec: str, keep_after_error: bool, path,
                       lines: Optional[list[int]]) -> tuple[list[dict], int]:
     """Records relabelled from a label source (step_labels: one boolean a step)."""
-    from prmkit.annotate.sources import Source, hard_labelled
+    from prmkit.labels import Source, hard_labelled
     source, out = Source.parse(spec), []
     for i, record in enumerate(records):
         try:

@@ -117,7 +117,7 @@ def viewer_subset(solutions: list[dict], specs: list[str], n: int, seed: int = 0
     """The training solutions the step viewer shows: those whose label sources disagree on the
     first error come first (a seeded draw when there are more than ``n``), then a seeded draw of
     the others; in file order."""
-    from prmkit.annotate.sources import Source
+    from prmkit.labels import Source
     sources = [Source.parse(spec) for spec in specs]
 
     def disagree(s: dict) -> bool:
@@ -140,7 +140,7 @@ def final_step_errors(solutions: list[dict], specs: dict[str, str]) -> dict[str,
     """For each label source (and the truth): among solutions of 2+ steps it calls wrong, the
     share whose first error is the final step. A PRM can only learn to blame the final step if
     its labels do."""
-    from prmkit.annotate.sources import Source
+    from prmkit.labels import Source
     out = {}
     for name, spec in specs.items():
         source, wrong, final = Source.parse(spec), 0, 0
@@ -171,7 +171,7 @@ def candidate_sets(solutions: list[dict], scores: dict[str, list]) -> list[dict]
 
 def _train_prms(recipe: dict, out: Path, data: Path, policy: Path, stages: Stages,
                 progress: bool) -> dict[str, Path]:
-    from prmkit.annotate.sources import MISSING, Source
+    from prmkit.labels import MISSING, Source
     from prmkit.prm.train import TrainConfig, train, untrained
     spec, folders = recipe["prms"], {}
     records = read_records(data, "solution")
@@ -244,7 +244,8 @@ def ranking(solutions: list[dict], by_id: dict[str, list], aggregation: str = "m
 def _evaluate(recipe: dict, bench: list[dict], heldout: list[dict], scores: dict) -> dict:
     from prmkit.evaluate import bon as bon_eval
     from prmkit.evaluate import processbench
-    from prmkit.evaluate.processbench import cross_fitted, first_below
+    from prmkit.evaluate.processbench import cross_fitted
+    from prmkit.labels import first_at_or_below
     ns = recipe["bon"]["ns"]
     results = {}
     for name, by_id in scores.items():
@@ -256,7 +257,7 @@ def _evaluate(recipe: dict, bench: list[dict], heldout: list[dict], scores: dict
             pb["at_best"] = processbench(bench, step_scores=bench_scores,
                                          threshold=best)["subsets"]["toy"]
             # per item, so the report can bootstrap the F1 gap between two PRMs
-            pb["at_best"]["predictions"] = {b["id"]: first_below(bench_scores[b["id"]], best)
+            pb["at_best"]["predictions"] = {b["id"]: first_at_or_below(bench_scores[b["id"]], best)
                                             for b in bench}
             pb["cross_fitted"] = cross_fitted(bench, bench_scores)
         sets = candidate_sets(heldout, by_id)

@@ -8,7 +8,7 @@ import pytest
 
 from prmkit.annotate import consensus, judge, mc
 from prmkit.annotate.quality import label_quality
-from prmkit.annotate.sources import Source, quality
+from prmkit.labels import Source, parse_critique, quality, vote
 from prmkit.backends import Completion, SamplingParams
 from prmkit.errors import InputError
 from prmkit.records import read_records, write_jsonl
@@ -181,14 +181,14 @@ def test_rule_judge_flags_the_first_step_with_a_false_claim():
     ("I cannot tell.", (None, "no-index")),
 ])
 def test_judge_outputs_parse_into_an_index_or_a_counted_status(output, expected):
-    assert judge.parse_verdict(output, 4) == expected
+    assert parse_critique(output, 4) == expected
 
 
 def test_majority_vote_ties_go_to_the_earliest_error():
-    assert judge.majority([2, 2, -1]) == 2
-    assert judge.majority([1, -1, None]) == 1
-    assert judge.majority([-1, -1, 0]) == -1
-    assert judge.majority([None, None]) is None
+    assert vote([2, 2, -1]) == 2
+    assert vote([1, -1, None]) == 1
+    assert vote([-1, -1, 0]) == -1
+    assert vote([None, None]) is None
 
 
 def test_critique_prompt_tags_paragraphs_from_zero():

@@ -2,7 +2,7 @@
 sources agree on the earliest error (both -1 counts as agreement), as the paper keeps about 40%
 of its data where MC estimation and an LLM judge agree.
 
-Sources are fields of the input records (``prmkit.annotate.sources``), so this works on prmkit's
+Sources are fields of the input records (``prmkit.labels``), so this works on prmkit's
 own annotations (``mc.hard``, ``mc.values:0.5``, ``judge.first_error``) and on outside data
 (PRM800K-style step labels, a ProcessBench ``label``). Several input files are joined by ``id``:
 the first file decides which solutions there are, later files add their fields.
@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from prmkit import rundir
-from prmkit.annotate.sources import Source, default_truth, first_errors, quality
+from prmkit.labels import Source, default_truth, first_errors, labels_from_first_error, quality
 from prmkit.errors import InputError
 from prmkit.records import iter_json_items, validate, write_json, write_jsonl
 
@@ -101,8 +101,7 @@ def run(cfg: ConsensusConfig, out: str | Path, *, force: bool = False) -> dict:
         mark = {"kept": agreed, "first_error": first, "sources": votes,
                 "cost": cost(record, sources)}
         if agreed:
-            n = len(record["steps"])
-            mark["step_labels"] = [int(first < 0 or j < first) for j in range(n)]
+            mark["step_labels"] = labels_from_first_error(first, len(record["steps"]))
         annotated.append({**record, cfg.name: mark})
         if agreed:
             kept.append(annotated[-1])

@@ -4,10 +4,10 @@ Model judge: the ProcessBench critique prompt (``prompts/processbench_critique.t
 problem, then the steps as ``<paragraph_i>`` blocks indexed from 0, the answer as ``\\boxed{i}``,
 -1 when every paragraph is right), ``samples`` generations through any backend (``hf`` for a
 local model, ``openai`` for any OpenAI-compatible server), then a majority vote over the indices
-that parse. An output with no index or with one out of range is counted under its status and
-kept in the log; it never crashes a run. A solution none of whose samples parse has no verdict
-(``first_error`` null). Ties go to the earliest step: an error that as many samples find as
-"no error" wins.
+that parse (``prmkit.labels``: one parser and one tie rule for every critique in prmkit). An
+output with no index or with one out of range is counted under its status and kept in the log;
+it never crashes a run. A solution none of whose samples parse has no verdict
+(``first_error`` null).
 
 Rule judge: recomputes every explicit arithmetic claim of a step exactly (``12*3=36``,
 ``36 - 7 = 29``, GSM8K's ``<<48/2=24>>``, toy ledger lines) and flags the first step with a false
@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from prmkit.labels import parse_critique, vote
 from prmkit.prompting import PROMPTS
 
 KINDS = ("rule", "model")
@@ -53,29 +54,6 @@ def critique_prompt(problem: str, steps: list[str], template: str | Path = TEMPL
     text = _read(str(template))
     return text.replace("{problem}", problem).replace("{tagged_paragraphs}",
                                                       tagged_paragraphs(steps))
-
-
-def parse_verdict(output: str, n_steps: int) -> tuple[int | None, str]:
-    """(index, status): the boxed paragraph index, -1 for none; status ok, no-index or
-    out-of-range."""
-    from prmkit.grading import last_boxed
-    boxed = last_boxed(output)
-    if boxed is None or not re.fullmatch(r"\s*-?\d+\s*", boxed):
-        return None, "no-index"
-    index = int(boxed)
-    if not -1 <= index < n_steps:
-        return None, "out-of-range"
-    return index, "ok"
-
-
-def majority(votes: list[int | None]) -> int | None:
-    counts = Counter(v for v in votes if v is not None)
-    if not counts:
-        return None
-    top = max(counts.values())
-    tied = [v for v, c in counts.items() if c == top]
-    errors = sorted(v for v in tied if v >= 0)
-    return errors[0] if errors else -1
 
 
 # --- the rule judge -----------------------------------------------------------------------------
@@ -213,14 +191,14 @@ class ModelJudgeWorker:
         params = asdict(self.params)
         records = []
         for s, prompt, out in zip(solutions, prompts, outputs):
-            parsed = [parse_verdict(c.text, len(s["steps"])) for c in out]
+            parsed = [parse_critique(c.text, len(s["steps"])) for c in out]
             digest = hashlib.sha256(prompt.encode()).hexdigest()
             log = [{"id": s["id"], "sample": j, "prompt_sha256": digest, "params": params,
                     "output": c.text, "finish_reason": c.finish_reason, "index": v,
                     "status": status} for j, (c, (v, status)) in enumerate(zip(out, parsed))]
             votes = [v for v, _ in parsed]
             records.append({**strip_private(s), self.cfg.name: {
-                "kind": "model", "first_error": majority(votes), "votes": votes,
+                "kind": "model", "first_error": vote(votes), "votes": votes,
                 "statuses": [st for _, st in parsed], "calls": len(out),
                 "prompt_sha256": digest, "log": log}})
         return records

@@ -3,7 +3,7 @@
 From every step prefix of a solution, K completions by a completion model (any generation
 backend) continue the solution; each is graded against the gold answer with ``prmkit.grading``.
 A step's *MC value* is the share of its K completions that reach the gold answer: the soft label.
-Its hard label is ``value > threshold`` (default 0, the paper's recommendation: a step is good if
+Its hard label is ``value > threshold`` (``prmkit.labels``' one threshold rule; default 0, the paper's recommendation: a step is good if
 any completion from it succeeds). The prefix that ends with the last step is the solution
 itself, so its value is the solution's own grade and costs no rollouts.
 
@@ -42,6 +42,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from prmkit.labels import first_error, positive
 from prmkit.steps import STEP_SEPARATOR, join_steps
 
 MODES = ("linear", "binary")
@@ -142,10 +143,10 @@ class _State:
         self.rollouts = self.generated = 0
         # binary search: the first error lies in [lo, hi]; hi is known to fail
         self.lo, self.hi = 0, self.n - 1
-        self.solved = self.values[-1] > cfg.threshold  # correct answer: no error to find
+        self.solved = self.positive(self.n - 1)  # a correct answer: no error to find
 
     def positive(self, i: int) -> bool:
-        return self.values[i] > self.cfg.threshold
+        return positive(self.values[i], self.cfg.threshold)
 
     @property
     def probe(self) -> int | None:
@@ -172,7 +173,7 @@ class _State:
     def result(self) -> dict:
         if self.cfg.mode == "linear":
             hard = [int(self.positive(i)) for i in range(self.n)]
-            first = next((i for i, h in enumerate(hard) if h == 0), -1)
+            first = first_error(hard)
         elif self.solved:
             hard, first = [1] * self.n, -1
         else:

@@ -3,25 +3,22 @@ file against a reference, normally the toy world's exact truth.
 
 For each source: its first-error accuracy, the share of solutions it keeps (has a verdict on:
 consensus keeps only those its sources agree on), the precision and recall of its negative
-steps, and what it cost (MC rollouts, model judge calls). The default sources are the ones
-prmkit's stages write, where present:
-
-    MC-hard      mc.hard                  any of K completions reaches the gold answer
-    MC-soft      mc.values:0.5            more than half of them do
-    judge        judge.first_error        the rule judge or a model judge
-    consensus    consensus.first_error    where the consensus sources agree
+steps, and what it cost (MC rollouts, model judge calls). The default sources are the named
+sources of ``prmkit.labels`` that prmkit's stages write, where present: MC-hard, MC-majority,
+judge and consensus (MC-soft is left out: read as a first error it is MC-hard).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from prmkit.annotate.sources import MISSING, Source, default_truth, first_errors, quality
+from prmkit.labels import (MISSING, NAMED_SOURCES, Source, default_truth, first_errors,
+                           quality)
 from prmkit.errors import InputError
 from prmkit.records import iter_json_items, validate
 
-DEFAULT_SOURCES = {"MC-hard": "mc.hard", "MC-soft": "mc.values:0.5",
-                   "judge": "judge.first_error", "consensus": "consensus.first_error"}
+DEFAULT_SOURCES = {name: NAMED_SOURCES[name]
+                   for name in ("MC-hard", "MC-majority", "judge", "consensus")}
 
 
 def _cost(record: dict, source: Source) -> dict:

@@ -7,13 +7,13 @@ Per subset, exactly as the official scripts compute it (percentages):
 and the headline is the mean F1 over subsets.
 
 Predictions come from either
-  * step scores: the earliest step whose score is *below* the threshold is the predicted error
-    (-1 when none is), or
-  * critiques: the last ``\\boxed{k}`` of each generated critique; with several critiques a
-    solution gets the most common parsed index (ties: the one seen first). A critique with no
-    boxed integer is counted as unparseable; one whose index is not -1 or a step index is
-    counted as out of range. A solution whose critiques all fail to parse has no prediction and
-    so counts as a miss.
+  * step scores: the earliest step scored *at or below* the threshold is the predicted error
+    (-1 when none is): ``prmkit.labels``' one threshold rule, or
+  * critiques: the last ``\\boxed{k}`` of each generated critique, parsed and voted on by
+    ``prmkit.labels`` (ties: the earliest error). A critique with no boxed integer is counted
+    as unparseable; one whose index is not -1 or a step index is counted as out of range;
+    neither votes. A solution whose critiques all fail to parse has no prediction and so counts
+    as a miss.
 
 We also report accuracy on erroneous samples whose final answer is nevertheless correct, the
 paper's "correct answer, flawed process" samples that outcome-based labels miss.
@@ -25,33 +25,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from prmkit.errors import InputError
-from prmkit.grading import last_boxed
+from prmkit.labels import first_at_or_below, parse_critique, vote
 
 DEFAULT_THRESHOLD = 0.5
 SWEEP = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
-
-
-def first_below(step_scores: Iterable[float], threshold: float) -> int:
-    """Index of the first step scored below ``threshold``, or -1."""
-    return next((i for i, s in enumerate(step_scores) if s < threshold), -1)
-
-
-def parse_critique(text: str) -> int | None:
-    """The step index a critique names in its last ``\\boxed{}``, or None."""
-    boxed = last_boxed(text)
-    if boxed is None:
-        return None
-    boxed = boxed.replace("\\text", "").strip("{} $")
-    try:
-        return int(boxed)
-    except ValueError:
-        return None
-
-
-def vote(indices: list[int | None]) -> int | None:
-    """Most common parsed index; the first seen wins ties; None when nothing parsed."""
-    parsed = [i for i in indices if i is not None]
-    return Counter(parsed).most_common(1)[0][0] if parsed else None
 
 
 def _pct(hits: list[bool]) -> float | None:
@@ -99,7 +76,7 @@ def _average_f1(subsets: Mapping[str, dict]) -> float | None:
 
 def score_metrics(benchmark: list[dict], step_scores: Mapping[str, list[float]],
                   threshold: float) -> dict:
-    subsets = {name: subset_metrics(items, {r["id"]: first_below(step_scores[r["id"]], threshold)
+    subsets = {name: subset_metrics(items, {r["id"]: first_at_or_below(step_scores[r["id"]], threshold)
                                             for r in items})
                for name, items in _by_subset(benchmark).items()}
     return {"subsets": subsets, "average_f1": _average_f1(subsets)}
@@ -186,12 +163,10 @@ def _evaluate_critiques(benchmark: list[dict], critiques: Mapping[str, list[str]
     for r in benchmark:
         indices = []
         for text in critiques[r["id"]]:
-            index = parse_critique(text)
+            index, status = parse_critique(text, len(r["steps"]))
             stats["critiques"] += 1
-            if index is None:
-                stats["unparseable"] += 1
-            elif not -1 <= index < len(r["steps"]):
-                stats["out_of_range"] += 1
+            stats[{"ok": "ok", "no-index": "unparseable", "out-of-range": "out_of_range"}[
+                status]] += 1
             indices.append(index)
         predictions[r["id"]] = vote(indices)
         if predictions[r["id"]] is None:
@@ -205,7 +180,7 @@ def _evaluate_critiques(benchmark: list[dict], critiques: Mapping[str, list[str]
 
 def best_threshold(items: list[dict], step_scores: Mapping[str, list[float]]) -> float:
     """The sweep threshold with the best F1 on ``items`` (ties: the one nearest 0.5)."""
-    f1 = {t: subset_metrics(items, {r["id"]: first_below(step_scores[r["id"]], t)
+    f1 = {t: subset_metrics(items, {r["id"]: first_at_or_below(step_scores[r["id"]], t)
                                     for r in items})["f1"] or -1.0 for t in SWEEP}
     return max(f1, key=lambda t: (f1[t], -abs(t - 0.5)))
 
@@ -224,7 +199,7 @@ def cross_fitted(items: list[dict], step_scores: Mapping[str, list[float]], *,
     if not all(folds):
         return {"thresholds": [], **subset_metrics(items, {r["id"]: None for r in items})}
     thresholds = [best_threshold(folds[1 - k], step_scores) for k in (0, 1)]
-    predictions = {r["id"]: first_below(step_scores[r["id"]], thresholds[k])
+    predictions = {r["id"]: first_at_or_below(step_scores[r["id"]], thresholds[k])
                    for k in (0, 1) for r in folds[k]}
     return {"thresholds": thresholds, **subset_metrics(items, predictions)}
 

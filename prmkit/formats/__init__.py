@@ -64,7 +64,3 @@ def read_prmkit_solutions(path) -> list[dict]:
     from prmkit.records import read_records
     return read_records(path, "solution")
 
-
-def first_error(step_ok: list[bool]) -> int:
-    """ProcessBench convention: index of the first wrong step, -1 when all are right."""
-    return next((i for i, ok in enumerate(step_ok) if not ok), -1)

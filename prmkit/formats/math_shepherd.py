@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from prmkit.errors import InputError
-from prmkit.formats import first_error
+from prmkit.labels import first_error, hard_labels
 from prmkit.grading import extract_answer
 from prmkit.records import iter_json_items, write_jsonl
 
@@ -54,20 +54,6 @@ def _convert(value: dict, path: Path, line: int) -> dict:
 def read(path: str | Path) -> list[dict]:
     path = Path(path)
     return [_convert(value, path, line) for line, value in iter_json_items(path)]
-
-
-def hard_labels(record: dict, field: str = "step_labels") -> list[bool]:
-    """Per-step booleans from 0/1 or boolean labels; a soft value is an error, never cast."""
-    out = []
-    for i, value in enumerate(record.get(field) or []):
-        if value in (0, 1) or isinstance(value, bool):
-            out.append(bool(value))
-        else:
-            raise InputError(f"step {i} has soft label {value}: threshold it first (e.g. > 0)",
-                             field=field)
-    if len(out) != len(record["steps"]):
-        raise InputError(f"record {record['id']!r} needs one hard label a step", field=field)
-    return out
 
 
 def write(records: list[dict], path: str | Path) -> Path:

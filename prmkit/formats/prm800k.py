@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from prmkit.errors import InputError
-from prmkit.formats import first_error
+from prmkit.labels import first_error
 from prmkit.records import iter_json_items
 
 _ANSWER_LINE = re.compile(r"#\s*Answer\s*\n+(.*)", re.DOTALL)

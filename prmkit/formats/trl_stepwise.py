@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prmkit.errors import InputError
-from prmkit.formats import first_error
-from prmkit.formats.math_shepherd import hard_labels
+from prmkit.labels import first_error, hard_labels
 from prmkit.records import iter_json_items, validate, write_jsonl
 
 

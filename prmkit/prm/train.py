@@ -1,7 +1,7 @@
 """Training a PRM (``prmkit train``): a step head on any backbone, hard or soft labels.
 
 Labels come from one field of the solution records (``labels``), any shape a label source has
-(``prmkit.annotate.sources``): per-step lists (``truth.step_labels``, ``mc.hard``, ``mc.values``,
+(``prmkit.labels``): per-step lists (``truth.step_labels``, ``mc.hard``, ``mc.values``,
 ``consensus.step_labels``, booleans, 0/1 or floats) or an earliest-error index
 (``judge.first_error``, ``label``). A step is negative when its value is at most ``threshold``
 (default 0, as the paper's MC-hard labels). Steps after the first negative are left out unless
@@ -154,7 +154,7 @@ def _typed(value, kind: str, name: str):
 
 def step_targets(record: dict, cfg: TrainConfig) -> list[float | None]:
     """One target a step (None: left out), from the label field."""
-    from prmkit.annotate.sources import Source, step_targets
+    from prmkit.labels import Source, step_targets
     return step_targets(record, Source(cfg.labels, cfg.threshold), soft=cfg.loss == "soft",
                         include_after_error=cfg.include_after_error)
 

@@ -13,7 +13,7 @@ import io
 import json
 from pathlib import Path
 
-from prmkit.annotate.sources import MISSING, Source
+from prmkit.labels import MISSING, Source
 
 BON_AGGREGATION = "min"   # the aggregation the findings use (the report shows all three)
 AGGREGATIONS = ("last", "min", "prod")
@@ -160,7 +160,7 @@ def lesson_labels(results: dict) -> str:
         return "Lesson 1 (consensus vs MC labels) was not measured: the run has no consensus " \
                "or no MC labels."
     cons = rows["consensus"]
-    mc = {k: rows[k] for k in ("MC-hard", "MC-soft")
+    mc = {k: rows[k] for k in ("MC-hard", "MC-majority")
           if k in rows and rows[k]["first_error_accuracy"] is not None}
     if cons["first_error_accuracy"] is None or not mc:
         return "Lesson 1 (consensus vs MC labels) was not measured: consensus kept no solution."
@@ -177,7 +177,7 @@ def lesson_labels(results: dict) -> str:
     else:
         text += (f"**Lesson 1 did not reproduce:** consensus trails {best_mc} by "
                  f"{m - c:.1f} points.")
-    return text + _label_lesson_in_prms(results, list(mc))
+    return text + _label_lesson_in_prms(results, results.get("mc_sources", list(mc)))
 
 
 def _label_lesson_in_prms(results: dict, mc: list[str]) -> str:

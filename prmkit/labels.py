@@ -1,0 +1,279 @@
+"""Every label rule of prmkit, in one place: what a step label is, how a first error is read
+from it, how a critique names one, and how votes are counted.
+
+**One threshold rule.** A value is *positive* (the step is right) when it is strictly above its
+threshold, and *negative* (wrong) at or below it::
+
+    positive(value, t)  <=>  value > t
+
+It holds for every number prmkit compares with a threshold: MC values (hard label = value > 0,
+the paper's choice: a step is good when any completion from it reaches the gold answer), soft
+labels read as hard ones (``mc.values:0.5``), and PRM step scores (ProcessBench: the predicted
+first error is the first step scored at or below the threshold).
+
+**The first error** of per-step verdicts is the index of the first negative step, -1 when none
+is (ProcessBench's convention). A verdict ``e >= 0`` calls steps ``e, e+1, ...`` negative and
+the steps before it positive (the PRM convention).
+
+**Label sources.** A source is a field of a solution record named by a dotted path, in one of
+two shapes:
+
+    per-step labels   a list, one entry a step: booleans, 0/1, or numbers compared with the
+                      source's threshold (``mc.values:0.5``; default threshold 0). Null entries
+                      are unknown steps and are skipped.
+    earliest error    an integer (``judge.first_error``, ProcessBench's ``label``); null means
+                      the source has no verdict on this solution.
+
+The sources prmkit's own stages write have names (``NAMED_SOURCES``), used alike by the
+label-quality table, the demo and the report. ``MC-soft`` trains on the MC values themselves;
+read as a first error it is ``mc.values`` at threshold 0, the same first error as ``MC-hard``.
+``MC-majority`` (``mc.values:0.5``: more than half of the completions succeed) is its own source.
+
+**Critiques.** A critique names the earliest wrong paragraph in its last ``\\boxed{k}``
+(0-based, -1 = every paragraph right; ``\\boxed{\\text{2}}`` and ``\\boxed{$2$}`` are read too).
+A critique without such an index is ``no-index``; one naming no paragraph of the solution is
+``out-of-range``: both are counted and cast no vote. **One tie rule:** the most common index
+wins; among tied indices the earliest error wins, and "no error" (-1) only when no error index
+ties with it (an error that as many samples find as "no error" is taken seriously). No parsed
+vote: no verdict (None).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from prmkit.errors import InputError
+
+MISSING = object()
+
+# name -> source spec of the labels prmkit's stages write
+NAMED_SOURCES = {
+    "MC-hard": "mc.hard",                    # any of K completions reaches the gold answer
+    "MC-soft": "mc.values",                  # the share that do (trained on as a soft label)
+    "MC-majority": "mc.values:0.5",          # more than half of them do
+    "judge": "judge.first_error",            # the rule judge or a model judge
+    "consensus": "consensus.first_error",    # where the consensus sources agree
+}
+
+
+# --- the rules ----------------------------------------------------------------------------------
+
+def positive(value: float, threshold: float) -> bool:
+    """The one threshold rule: a value is positive when strictly above its threshold."""
+    return value > threshold
+
+
+def first_error(step_ok: Iterable[bool]) -> int:
+    """Index of the first wrong step, -1 when all are right (ProcessBench's convention)."""
+    return next((i for i, ok in enumerate(step_ok) if not ok), -1)
+
+
+def first_at_or_below(values: Iterable[float], threshold: float) -> int:
+    """The first error of per-step scores or values: the first not positive, or -1."""
+    return first_error(positive(v, threshold) for v in values)
+
+
+def labels_from_first_error(first: int, n_steps: int) -> list[int]:
+    """1 before the first error, 0 from it on (all 1 when ``first`` is -1)."""
+    return [int(first < 0 or j < first) for j in range(n_steps)]
+
+
+def negatives(first: int, n_steps: int) -> set[int]:
+    return set() if first < 0 else set(range(first, n_steps))
+
+
+def hard_labels(record: dict, field: str = "step_labels") -> list[bool]:
+    """Per-step booleans from 0/1 or boolean labels, for formats that want one hard label a
+    step; a soft value is an error, never cast (TRL's PRM trainer casts it silently)."""
+    out = []
+    for i, value in enumerate(record.get(field) or []):
+        if value in (0, 1) or isinstance(value, bool):
+            out.append(bool(value))
+        else:
+            raise InputError(f"step {i} has soft label {value}: threshold it first (e.g. > 0)",
+                             field=field)
+    if len(out) != len(record["steps"]):
+        raise InputError(f"record {record['id']!r} needs one hard label a step", field=field)
+    return out
+
+
+# --- label sources ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Source:
+    path: str
+    threshold: float = 0.0
+
+    @classmethod
+    def parse(cls, spec: str) -> "Source":
+        """``field.path`` or ``field.path:T``; a name of ``NAMED_SOURCES`` is its spec."""
+        spec = NAMED_SOURCES.get(spec, spec)
+        path, _, threshold = spec.partition(":")
+        if not path or any(not part for part in path.split(".")):
+            raise InputError(f"{spec!r}: expected a dotted field path, like mc.hard or "
+                             "mc.values:0.5", field="sources")
+        try:
+            return cls(path, float(threshold) if threshold else 0.0)
+        except ValueError:
+            raise InputError(f"{spec!r}: the threshold after ':' must be a number",
+                             field="sources") from None
+
+    @property
+    def spec(self) -> str:
+        return self.path if self.threshold == 0.0 else f"{self.path}:{self.threshold:g}"
+
+    def value(self, record: dict):
+        value = record
+        for part in self.path.split("."):
+            if not isinstance(value, dict) or part not in value:
+                return MISSING
+            value = value[part]
+        return value
+
+    def first_error(self, record: dict) -> int | None:
+        """The first wrong step this source names; None when it has no verdict.
+
+        Raises ValueError when the field is absent or of a shape no source has."""
+        value = self.value(record)
+        if value is MISSING:
+            raise ValueError("missing")
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            raise ValueError("expected a step index or a list of step labels, got a boolean")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, list):
+            for i, label in enumerate(value):
+                if label is None:
+                    continue
+                if isinstance(label, bool):
+                    label = int(label)
+                if not isinstance(label, (int, float)):
+                    raise ValueError(f"step {i}: expected a number or a boolean")
+                if not positive(label, self.threshold):
+                    return i
+            return -1
+        raise ValueError(f"expected a step index or a list of step labels, got "
+                         f"{type(value).__name__}")
+
+
+def step_targets(record: dict, source: Source, *, soft: bool = False,
+                 include_after_error: bool = False) -> list[float | None]:
+    """One training target a step from a source, None where a step is left out: null labels,
+    and steps after the first negative unless ``include_after_error``. Hard targets are 0/1;
+    soft targets are the value itself, never rounded. An earliest-error index gives 1 before
+    it, 0 at it, and nothing after.
+
+    Raises ValueError when the field is absent or of the wrong shape."""
+    value = source.value(record)
+    n = len(record["steps"])
+    if value is MISSING:
+        raise ValueError("missing")
+    if value is None:
+        return [None] * n
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [1.0] * n if value < 0 else [1.0] * value + [0.0] + [None] * (n - value - 1)
+    if not isinstance(value, list) or len(value) != n:
+        raise ValueError(f"expected {n} step labels or an index")
+    targets: list[float | None] = []
+    seen_negative = False
+    for v in value:
+        if v is None or (seen_negative and not include_after_error):
+            targets.append(None)
+            continue
+        v = float(v)
+        ok = positive(v, source.threshold)
+        targets.append(v if soft else float(ok))
+        seen_negative = seen_negative or not ok
+    return targets
+
+
+def hard_labelled(record: dict, source: Source, keep_after_error: bool = False) -> dict | None:
+    """The record with boolean ``step_labels`` from a source, for formats that want one hard
+    label a step (TRL stepwise, Math-Shepherd). Steps after the first error are cut off (the
+    paper trains on none of them) unless ``keep_after_error``; None when the source has no
+    verdict on a step before the cut."""
+    targets = step_targets(record, source, include_after_error=keep_after_error)
+    if 0.0 in targets and not keep_after_error:
+        targets = targets[:targets.index(0.0) + 1]
+    if not targets or None in targets:
+        return None
+    return {**record, "steps": record["steps"][:len(targets)],
+            "step_labels": [t == 1.0 for t in targets]}
+
+
+def first_errors(records: list[tuple[int, dict]], source: Source, path=None) -> list[int | None]:
+    """The first error of every record by one source; a record without the field is an error
+    naming the file, the line and the field."""
+    out = []
+    for line, record in records:
+        try:
+            out.append(source.first_error(record))
+        except ValueError as e:
+            raise InputError(str(e), path=path, line=line, field=source.path) from None
+    return out
+
+
+def quality(predicted: list[int | None], truth: list[int], n_steps: list[int]) -> dict:
+    """First-error accuracy and negative-step precision/recall of one source against the truth,
+    over the solutions where it has a verdict."""
+    pairs = [(p, t, n) for p, t, n in zip(predicted, truth, n_steps) if p is not None]
+    hits = predicted_neg = true_neg = 0
+    for p, t, n in pairs:
+        mine, real = negatives(p, n), negatives(t, n)
+        hits += len(mine & real)
+        predicted_neg += len(mine)
+        true_neg += len(real)
+    return {
+        "n": len(pairs),
+        "first_error_accuracy": sum(p == t for p, t, _ in pairs) / len(pairs) if pairs else None,
+        "negative_precision": hits / predicted_neg if predicted_neg else None,
+        "negative_recall": hits / true_neg if true_neg else None,
+    }
+
+
+def default_truth(records: list[dict]) -> Source | None:
+    """Exact step truth when the records carry it (``truth.label``), else a ProcessBench
+    ``label``, else none."""
+    for path in ("truth.label", "label"):
+        source = Source(path)
+        if records and all(source.value(r) is not MISSING for r in records):
+            return source
+    return None
+
+
+# --- critiques and votes ------------------------------------------------------------------------
+
+CRITIQUE_STATUSES = ("ok", "no-index", "out-of-range")
+
+
+def parse_critique(text: str, n_steps: int) -> tuple[int | None, str]:
+    """(index, status) of a critique: the paragraph its last ``\\boxed{}`` names (-1: none is
+    wrong) and ``ok``; or None and ``no-index`` / ``out-of-range``."""
+    from prmkit.grading import last_boxed
+    boxed = last_boxed(text)
+    if boxed is None:
+        return None, "no-index"
+    boxed = re.sub(r"\\text(?:bf)?\s*", "", boxed).strip("{} $")
+    if not re.fullmatch(r"-?\d+", boxed):
+        return None, "no-index"
+    index = int(boxed)
+    if not -1 <= index < n_steps:
+        return None, "out-of-range"
+    return index, "ok"
+
+
+def vote(indices: Sequence[int | None]) -> int | None:
+    """Majority vote over parsed first-error indices (None: a critique that cast no vote).
+    Ties go to the earliest error; -1 wins only alone; None when nothing parsed."""
+    counts = Counter(v for v in indices if v is not None)
+    if not counts:
+        return None
+    top = max(counts.values())
+    tied = [v for v, c in counts.items() if c == top]
+    errors = sorted(v for v in tied if v >= 0)
+    return errors[0] if errors else -1

@@ -1,0 +1,62 @@
+"""The label rules: one threshold rule, one first-error rule, one critique parser, one tie rule."""
+
+import pytest
+
+from prmkit.errors import InputError
+from prmkit.labels import (NAMED_SOURCES, Source, first_at_or_below, first_error, hard_labels,
+                           labels_from_first_error, parse_critique, positive, step_targets, vote)
+
+
+def test_one_threshold_rule_for_values_labels_and_scores():
+    # positive strictly above the threshold; at the threshold a value is negative
+    assert positive(0.125, 0.0) and not positive(0.0, 0.0)
+    assert not positive(0.5, 0.5) and positive(0.51, 0.5)
+    assert first_at_or_below([0.9, 0.4, 0.1], 0.5) == 1
+    assert first_at_or_below([0.5], 0.5) == 0 and first_at_or_below([0.6], 0.5) == -1
+    # a source read as a first error and as training targets agree on the same value
+    record = {"steps": ["a", "b", "c"], "mc": {"values": [0.75, 0.5, 0.0]}}
+    source = Source.parse("mc.values:0.5")
+    assert source.first_error(record) == 1
+    assert step_targets(record, source) == [1.0, 0.0, None]
+
+
+def test_first_error_and_labels_are_inverse():
+    for labels in ([1, 1, 1], [0, 0, 0], [1, 1, 0], [1, 0, 0]):
+        first = first_error(labels)
+        assert labels_from_first_error(first, 3) == labels
+    assert first_error([True, True]) == -1
+
+
+def test_named_sources_resolve_to_their_specs():
+    assert Source.parse("MC-majority") == Source("mc.values", 0.5)
+    assert Source.parse("MC-soft") == Source.parse("mc.values") == Source("mc.values", 0.0)
+    assert set(NAMED_SOURCES) >= {"MC-hard", "MC-soft", "judge", "consensus"}
+
+
+def test_hard_labels_refuse_soft_values():
+    assert hard_labels({"id": "x", "steps": ["a", "b"], "step_labels": [1, False]}) == [True, False]
+    with pytest.raises(InputError, match="soft label 0.5"):
+        hard_labels({"id": "x", "steps": ["a"], "step_labels": [0.5]})
+
+
+@pytest.mark.parametrize("output,expected", [
+    ("The earliest error is in paragraph 2. \\boxed{2}", (2, "ok")),
+    ("All correct: \\boxed{-1}", (-1, "ok")),
+    ("so \\boxed{\\text{1}}", (1, "ok")),
+    ("\\boxed{ 0 }", (0, "ok")),
+    ("\\boxed{7}", (None, "out-of-range")),
+    ("\\boxed{-2}", (None, "out-of-range")),
+    ("\\boxed{paragraph 1}", (None, "no-index")),
+    ("\\boxed{two}", (None, "no-index")),
+    ("I cannot tell.", (None, "no-index")),
+])
+def test_critiques_parse_into_an_index_or_a_counted_status(output, expected):
+    assert parse_critique(output, 4) == expected
+
+
+def test_one_tie_rule_the_earliest_error_wins():
+    assert vote([2, 2, -1]) == 2
+    assert vote([1, -1, None]) == 1           # an error as common as "no error" wins
+    assert vote([None, 2, 3, 3, 2]) == 2      # tied errors: the earliest
+    assert vote([-1, -1, 0]) == -1
+    assert vote([None, None]) is None and vote([]) is None
