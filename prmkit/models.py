@@ -40,15 +40,34 @@ def load_tokenizer(path: str | Path, *, padding_side: str = "left"):
     return tok
 
 
-def load_causal_lm(path: str | Path, *, dtype: str = "auto", device: str = "cpu"):
+DEVICES_HELP = "auto (a GPU when there is one, else the CPU), cpu, cuda or cuda:N"
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto``: the first GPU when there is one, else the CPU; any other name as given."""
+    if device != "auto":
+        return device
     import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, device: str):
+    """The torch dtype of a name; ``auto`` is bfloat16 on a GPU and float32 on the CPU (where
+    bf16 matmuls are slower and the toy models need fp32 precision)."""
+    import torch
+    if dtype not in DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}; use one of {list(DTYPES)}", field="dtype")
+    if dtype == "auto":
+        return torch.bfloat16 if resolve_device(device).startswith("cuda") else torch.float32
+    return getattr(torch, dtype)
+
+
+def load_causal_lm(path: str | Path, *, dtype: str = "auto", device: str = "auto"):
     from transformers import AutoModelForCausalLM
     path = _check_folder(path, "model")
-    torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16,
-                   "float16": torch.float16}.get(dtype)
-    if torch_dtype is None:
-        raise InputError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16",
-                         field="dtype")
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     except Exception as e:  # safetensors, torch and transformers each raise their own types

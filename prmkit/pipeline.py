@@ -25,7 +25,7 @@ import re
 import time
 from pathlib import Path
 
-from prmkit import rundir
+from prmkit import config, rundir
 from prmkit.records import read_records, write_json, write_jsonl
 
 
@@ -39,8 +39,7 @@ class Stages:
         """``work(force)`` runs the stage; ``force`` starts a stage over whose unfinished
         shards were made with other settings (the recipe changed since)."""
         from prmkit.runner import StaleShards
-        marker = folder / rundir.MARKER if folder is not None else None
-        before = marker.stat().st_mtime_ns if marker is not None and marker.exists() else None
+        before = rundir.marker_time(folder) if folder is not None else None
         began = time.monotonic()
         try:
             result = work(False)
@@ -50,7 +49,7 @@ class Stages:
             result = work(True)
         seconds = time.monotonic() - began
         # finished earlier and not redone: the marker is the one that was there before
-        reused = before is not None and marker.exists() and marker.stat().st_mtime_ns == before
+        reused = before is not None and rundir.marker_time(folder) == before
         self.timings[name] = {"seconds": round(seconds, 1), "reused": reused}
         self.console.print(f"[green]✓[/green] {name}: {seconds:.1f}s"
                            + (" (finished earlier, reused)" if reused else ""))
@@ -66,8 +65,7 @@ def _policy(recipe: dict, progress: bool) -> Path:
     """The toy policy (a shorter one with ``steps``: quick runs), cached; or a model folder."""
     from dataclasses import replace
 
-    from prmkit.toyworld.cli import resolve_policy
-    from prmkit.toyworld.policy import PolicyConfig, ensure_policy
+    from prmkit.toyworld.policy import PolicyConfig, ensure_policy, resolve_policy
     spec = recipe["policy"]
     if spec["name"] != "toy":
         return resolve_policy(spec["name"], progress=progress)
@@ -184,18 +182,19 @@ def _train_prms(recipe: dict, out: Path, data: Path, policy: Path, stages: Stage
                                  "skipped[/yellow]")
             stages.skipped[name] = f"no solution has a label in {field}"
             continue
-        settings = {**spec["train"], "data": str(data), "labels": field, "init": str(policy),
-                    "loss": "soft" if name in spec["soft"] else "hard",
-                    "feature_cache": str(out / "features")}
-        cfg = TrainConfig.load(None, [f"{k}={v}" for k, v in settings.items()])
+        cfg = config.load(TrainConfig, given={
+            **spec["train"], "data": str(data), "labels": field, "model": str(policy),
+            "loss": "soft" if name in spec["soft"] else "hard",
+            "feature_cache": str(out / "features")})
         folder = out / f"prm-{slug(name)}"
         stages(f"PRM ({name})", folder,
                lambda force, cfg=cfg, folder=folder: train(cfg, folder, progress=progress))
         folders[name] = folder / "final"
     if spec.get("baseline"):  # the PRM before training, with the settings the others start from
         name = spec["baseline"]
-        settings = {**spec["train"], "data": str(data), "init": str(policy)}
-        cfg = TrainConfig.load(None, [f"{k}={v}" for k, v in settings.items()])
+        # labels are required of a training config; the untrained PRM reads none
+        cfg = config.load(TrainConfig, given={**spec["train"], "data": str(data),
+                                              "labels": "-", "model": str(policy)})
         folder = out / f"prm-{slug(name)}"
         stages(f"PRM ({name})", folder, lambda force: untrained(cfg, folder))
         folders[name] = folder / "final"
@@ -205,20 +204,17 @@ def _train_prms(recipe: dict, out: Path, data: Path, policy: Path, stages: Stage
 def _score(out: Path, prms: dict[str, Path], solutions: dict[str, list[dict]]) -> dict:
     """Every PRM's scores of every solution set, one backbone pass for PRMs sharing one."""
     from prmkit.prm.score import score_many
-    folder = out / "scores"
-    config = {"stage": "scores", "prms": {n: rundir.file_digest(p) for n, p in prms.items()},
-              "solutions": {k: [s["id"] for s in v] for k, v in solutions.items()}}
-    if rundir.is_complete(folder, config):
-        return json.loads((folder / "scores.json").read_text())
-    rundir.begin(folder)
     everything = [s for group in solutions.values() for s in group]
-    scored = score_many([s["problem"] for s in everything], [s["steps"] for s in everything],
-                        prms)
-    result = {name: {s["id"]: row for s, row in zip(everything, rows)}
-              for name, rows in scored.items()}
-    write_json(folder / "scores.json", result)
-    rundir.finish(folder, config)
-    return result
+
+    def work(_folder: Path, _config: dict) -> dict:
+        scored = score_many([s["problem"] for s in everything],
+                            [s["steps"] for s in everything], prms)
+        return {name: {s["id"]: row for s, row in zip(everything, rows)}
+                for name, rows in scored.items()}
+    stage_config = {"stage": "scores",
+                    "solutions": {k: [s["id"] for s in v] for k, v in solutions.items()}}
+    return rundir.run_stage(out / "scores", stage_config, work, inputs=prms,
+                            result="scores.json")
 
 
 def ranking(solutions: list[dict], by_id: dict[str, list], aggregation: str = "min") -> dict:
@@ -272,38 +268,46 @@ def run(recipe: dict, *, progress: bool = True, console=None) -> dict:
 
     from prmkit.annotate import consensus, judge, mc
     from prmkit.annotate.quality import label_quality
+    from prmkit.backends import BackendConfig
     from prmkit.sample import SampleConfig
     from prmkit.sample import run as sample_run
+    from prmkit.toyworld.policy import PROMPT
+    from prmkit.toyworld.problems import budget_for
+    from prmkit.toyworld.truth import TRUTH_HOOK
     console = console or Console()
     out = Path(recipe["out"])
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "recipe.json", recipe)
     stages = Stages(out, console)
     began = time.monotonic()
-    workers = {"workers": int(recipe["workers"]), "batch_size": 64}
+    backend = BackendConfig(workers=int(recipe["workers"]), batch_size=64)
 
     policy = stages("policy", None, lambda force: _policy(recipe, progress))
     problems = _problems(recipe, out)
     for split, folder in (("train", "sample"), ("heldout", "heldout")):
-        cfg = SampleConfig(problems=str(problems[split]), policy=str(policy),
-                           n=int(recipe["sample"]["n"]),
-                           temperature=float(recipe["sample"]["temperature"]),
-                           seed=int(recipe["problems"]["seed"]))
+        # the toy world comes in here, from the top: its prompt layout and its step truth
+        cfg = config.load(SampleConfig, given={
+            "seed": int(recipe["problems"]["seed"]), **recipe["sample"],
+            "problems": str(problems[split]), "model": str(policy), "prompt": PROMPT,
+            "truth": TRUTH_HOOK})
         stages(f"sample ({split})", out / folder,
                lambda force, cfg=cfg, folder=folder: sample_run(
-                   cfg, out / folder, backend_options=workers, progress=progress, force=force))
-    mc_cfg = mc.MCConfig(solutions=str(out / "sample" / "solutions.jsonl"), model=str(policy),
-                         k=int(recipe["mc"]["k"]), mode=recipe["mc"]["mode"])
+                   cfg, out / folder, backend=backend, progress=progress, force=force))
+    # one token budget for every rollout: enough for the longest toy problem's solution
+    budget = budget_for(read_records(problems["train"], "problem"))
+    mc_cfg = config.load(mc.MCConfig, given={
+        "max_new_tokens": budget, **recipe["mc"],
+        "solutions": str(out / "sample" / "solutions.jsonl"), "model": str(policy),
+        "prompt": PROMPT})
     stages("MC estimation", out / "mc",
-           lambda force: mc.run(mc_cfg, out / "mc", backend_options=workers, progress=progress,
+           lambda force: mc.run(mc_cfg, out / "mc", backend=backend, progress=progress,
                                 force=force))
-    judge_cfg = judge.JudgeConfig(solutions=str(out / "mc" / "annotated.jsonl"),
-                                  kind=recipe["judge"]["kind"])
+    judge_cfg = config.load(judge.JudgeConfig, given={
+        **recipe["judge"], "solutions": str(out / "mc" / "annotated.jsonl")})
     stages("judge", out / "judge", lambda force: judge.run(judge_cfg, out / "judge",
                                                            progress=progress, force=force))
-    consensus_cfg = consensus.ConsensusConfig(
-        inputs=(str(out / "judge" / "annotated.jsonl"),),
-        sources=tuple(recipe["consensus"]["sources"]))
+    consensus_cfg = config.load(consensus.ConsensusConfig, given={
+        **recipe["consensus"], "inputs": [str(out / "judge" / "annotated.jsonl")]})
     stages("consensus", out / "consensus",
            lambda force: consensus.run(consensus_cfg, out / "consensus", force=force))
     annotated = out / "consensus" / "annotated.jsonl"

@@ -2,8 +2,8 @@
 
 Formats are named; their text lives in ``prmkit/prompts/`` as files, never inline strings.
 
-    toy          the toy world's plain layout: the problem, a blank line, then the solution
-                 (``prompts/toy.txt``); the tiny policy is trained on exactly this
+    plain        the problem, a blank line, then the solution (``prompts/plain.txt``): for
+                 base models; the toy world's tiny policy is trained on exactly this
     qwen-math    chat layout with the Qwen2.5-Math system prompt
                  (``prompts/qwen_math_system.txt``) and the problem as the user turn, rendered
                  with the model's own chat template
@@ -18,7 +18,7 @@ from pathlib import Path
 from prmkit.errors import InputError
 
 PROMPTS = Path(__file__).parent / "prompts"
-FORMATS = {"toy": ("plain", "toy.txt"), "qwen-math": ("chat", "qwen_math_system.txt")}
+FORMATS = {"plain": ("plain", "plain.txt"), "qwen-math": ("chat", "qwen_math_system.txt")}
 
 
 @lru_cache(maxsize=None)

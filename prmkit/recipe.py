@@ -1,9 +1,11 @@
 """Recipes: one YAML file that says what ``prmkit run`` does, from the policy to the report.
 
-A recipe is a mapping of sections (``policy``, ``problems``, ``sample``, ``mc``, ``judge``,
-``consensus``, ``prms``, ``bon``, ``out``); every key must be one the defaults below have, so a
-typo is an error naming the file and the key, never a silently ignored setting. Overrides
-(``--set mc.k=4``) are read as YAML values, so numbers and booleans keep their types.
+A recipe is a ``Recipe`` (below), loaded by ``prmkit.config`` like every other setting: each
+section is a dataclass, or a mapping of a stage's own settings (``mc`` holds ``MCConfig``
+fields, ``prms.train`` holds ``TrainConfig`` fields), so a typo or a mistyped value is an error
+naming the file and the key, never a silently ignored setting. Overrides (``--set mc.k=4``)
+are read as YAML values, so numbers and booleans keep their types. A stage setting the recipe
+leaves out takes the stage's own default.
 
 The demo is the shipped recipe ``prmkit/recipes/demo.yaml``; ``--quick`` applies its
 ``quick`` section, a configuration small enough for CI.
@@ -11,95 +13,87 @@ The demo is the shipped recipe ``prmkit/recipes/demo.yaml``; ``--quick`` applies
 
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
 from pathlib import Path
 
-from prmkit.errors import InputError
+from prmkit import config
+from prmkit.annotate.consensus import ConsensusConfig
+from prmkit.annotate.judge import JudgeConfig
+from prmkit.annotate.mc import MCConfig
+from prmkit.config import REQUIRED, setting
+from prmkit.prm.train import TrainConfig
+from prmkit.sample import SampleConfig
 
 RECIPES = Path(__file__).parent / "recipes"
 
-DEFAULTS: dict = {
-    "out": "runs/demo",
-    "policy": {"name": "toy", "steps": None},   # steps: a shorter toy policy (quick runs)
-    "problems": {"preset": "mixed", "train": 100, "heldout": 100, "seed": 0},
-    "sample": {"n": 8, "temperature": 1.0},
-    "mc": {"k": 8, "mode": "linear"},
-    "judge": {"kind": "rule"},
-    "consensus": {"sources": ["mc.hard", "judge.first_error"]},
-    "prms": {
-        # name -> label field; a name in ``soft`` trains on the field's values (soft loss)
-        "sources": {"exact truth": "truth.step_labels", "MC-hard": "mc.hard",
-                    "MC-soft": "mc.values", "judge": "judge.first_error",
-                    "consensus": "consensus.first_error"},
-        "soft": ["MC-soft"],
-        "ceiling": "exact truth",                  # the reference PRM, named in the findings
-        "baseline": None,                          # a name: also the untrained PRM (no labels)
-        "train": {},                                # prmkit.prm.train.TrainConfig settings
-    },
-    "bon": {"ns": None},                            # None: 1, 2, 4, ... up to sample.n
-    "report": {"viewer_solutions": 240},
-    "workers": 2,
-    "quick": {},                                    # overrides applied by --quick
-}
 
-# sections whose keys are free: PRM names (null drops one), TrainConfig settings (checked by
-# TrainConfig), the quick overlay (checked when applied)
-FREE = {("prms", "sources"), ("prms", "train"), ("quick",)}
+@dataclass(frozen=True)
+class PolicySection:
+    name: str = setting(REQUIRED, "toy (the toy policy, trained once and cached) or a model "
+                        "folder.")
+    steps: int | None = setting(None, "toy: a shorter training run (quick runs).")
 
 
-def _merge(base: dict, update: dict, where: tuple, path) -> dict:
-    """``update`` laid over ``base``, section by section; keys outside FREE sections must be
-    known."""
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        here = (*where, key)
-        if where in FREE:
-            out[key] = value
-        elif key not in base:
-            known = ", ".join(sorted(base))
-            raise InputError(f"unknown setting {'.'.join(here)!r} (known here: {known})",
-                             path=path, field=".".join(here))
-        elif isinstance(base[key], dict):
-            if not isinstance(value, dict):
-                raise InputError("expected a mapping", path=path, field=".".join(here))
-            out[key] = _merge(base[key], value, here, path)
-        else:
-            out[key] = value
-    return out
+@dataclass(frozen=True)
+class ProblemsSection:
+    train: int = setting(REQUIRED, "Training problems (x sample.n solutions: annotated, then "
+                         "trained on).")
+    heldout: int = setting(REQUIRED, "Held-out problems (x sample.n solutions: the toy "
+                           "ProcessBench and Best-of-N).")
+    preset: str = setting("mixed", "Toy problem preset: easy, medium, hard, long or mixed.")
+    seed: int = setting(0, "Seed of the problems and of sampling.")
 
 
-def _override(item: str) -> dict:
-    import yaml
-    key, sep, raw = item.partition("=")
-    if not sep or not key:
-        raise InputError(f"{item!r}: expected section.key=value", field="set")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        value = raw
-    if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    nested: dict = value
-    for part in reversed(key.split(".")):
-        nested = {part: nested}
-    return nested
+@dataclass(frozen=True)
+class PRMSection:
+    sources: dict = setting(REQUIRED, "PRM name -> label field (null drops one).")
+    soft: list[str] = setting([], "PRM names trained on the label value itself (soft loss).")
+    ceiling: str | None = setting(None, "The reference PRM, named in the findings.")
+    baseline: str | None = setting(None, "A name: also the PRM before training (no labels).")
+    train: dict = setting({}, "prmkit train settings shared by every PRM.", schema=TrainConfig)
+
+
+@dataclass(frozen=True)
+class BonSection:
+    ns: list[int] | None = setting(None, "N values (default: 1, 2, 4, ... up to sample.n).")
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    viewer_solutions: int = setting(240, "Training solutions in the step viewer.")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    out: str = setting(REQUIRED, "Run folder.")
+    policy: PolicySection = setting(None, "The policy that samples and completes.")
+    problems: ProblemsSection = setting(None, "Toy problems.")
+    sample: dict = setting({}, "prmkit sample settings.", schema=SampleConfig)
+    mc: dict = setting({}, "prmkit annotate mc settings.", schema=MCConfig)
+    judge: dict = setting({}, "prmkit annotate judge settings.", schema=JudgeConfig)
+    consensus: dict = setting({}, "prmkit annotate consensus settings.",
+                              schema=ConsensusConfig)
+    prms: PRMSection = setting(None, "The PRMs: one a label source.")
+    bon: BonSection = setting(None, "Best-of-N.")
+    report: ReportSection = setting(None, "The report.")
+    workers: int = setting(2, "Generation worker processes (2 on a 2-core CPU).")
+    quick: dict = setting({}, "Overrides applied by --quick (a recipe layer of their own).")
 
 
 def load(path: str | Path | None = None, overrides: list[str] = (), *, quick: bool = False
          ) -> dict:
-    """The defaults, then the recipe file, then ``--quick``, then the overrides."""
+    """The recipe file, then its ``quick`` section (with ``quick``), then the overrides, each
+    layer checked on its own (so an error names where the bad key came from); returned as a
+    plain mapping with every section and default filled in."""
     from prmkit.records import read_yaml_mapping
-    recipe = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        recipe = _merge(recipe, read_yaml_mapping(path, "sections"), (), path)
+    layers = [(read_yaml_mapping(path, "sections") if path is not None else {}, path)]
     if quick:
-        recipe = _merge(recipe, recipe["quick"], (), f"{path} (quick)")
-    for item in overrides:
-        recipe = _merge(recipe, _override(item), (), "--set")
-    return recipe
+        layers.append((layers[0][0].get("quick") or {}, f"{path} (quick)"))
+    layers += [(config.parse_overrides([item]), "--set") for item in overrides]
+    merged: dict = {}
+    for values, where in layers:
+        merged = config.merge(merged, config.typed(Recipe, values, where))
+    return config.to_dict(config.build(Recipe, merged, path))
 
 
 def demo_path() -> Path:

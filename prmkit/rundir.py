@@ -1,9 +1,15 @@
-"""Output folders that say whether they are finished.
+"""Output folders that say whether they are finished, and THE stage runner.
 
 A stage writes its outputs, then ``config.json`` (the resolved config, input hashes, package
 versions, git commit), then the ``COMPLETE`` marker, last. A folder without the marker is
 unfinished whatever else it holds; re-running with the same config on a complete folder does
 nothing.
+
+``run_stage`` is that life, written once for every stage (sample, annotate, train, score,
+eval, the pipeline's own steps): check and hash the inputs, return the saved result of a
+folder complete for this config, drop stale shards on ``force``, open the folder, do the work,
+write the result, then the config and the marker. Work that runs in shards resumes through
+``prmkit.runner.Shards`` inside it.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prmkit.records import atomic_write_text, write_json
@@ -63,6 +70,13 @@ def is_complete(out: str | Path, config: dict[str, Any]) -> bool:
         return False
 
 
+def marker_time(out: str | Path) -> int | None:
+    """When the folder was marked complete (None: it is not): a caller compares it before and
+    after ``run_stage`` to tell a reused folder from a redone one."""
+    marker = Path(out) / MARKER
+    return marker.stat().st_mtime_ns if marker.exists() else None
+
+
 def begin(out: str | Path) -> Path:
     """Open ``out`` for writing: any old marker goes first, so a crash leaves it unfinished."""
     out = Path(out)
@@ -94,3 +108,47 @@ def replace_folder(path: str | Path, fill) -> Path:
     tmp.rename(path)
     shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def input_digests(inputs: Mapping[str, str | Path | None]) -> dict[str, str | None]:
+    """sha256 of every input file or folder; a hub source (``hub:NAME``) has none. A missing
+    input is an error naming it, before any work."""
+    from prmkit.errors import InputError
+    out = {}
+    for name, source in inputs.items():
+        if source is None or str(source).startswith("hub:"):
+            out[name] = None
+            continue
+        if not Path(source).exists():
+            raise InputError("not found", path=source, field=name)
+        out[name] = file_digest(source)
+    return out
+
+
+def run_stage(out: str | Path, config: dict[str, Any], work: Callable[[Path, dict], dict], *,
+              inputs: Mapping[str, str | Path | None] | None = None, force: bool = False,
+              result: str = "metrics.json", writer: bool = True) -> dict:
+    """Run one stage into ``out``; returns its result (``work(out, config)``'s dict, saved as
+    ``result``; the config it gets is the one saved, with the input hashes, for shards to
+    check).
+
+    ``config`` is what makes the output what it is; the inputs' hashes join it under
+    ``inputs_sha256``. A folder complete with that config is not redone: its saved result is
+    returned. ``force`` drops unfinished shards made with other settings. ``writer`` is false in
+    data-parallel processes other than the first: they do their share of the work and write
+    nothing (their result is ``{}``)."""
+    import shutil
+    out = Path(out)
+    config = {**config, "inputs_sha256": input_digests(inputs or {})}
+    if not force and is_complete(out, config):
+        return json.loads((out / result).read_text())
+    if not writer:
+        work(out, config)
+        return {}
+    if force:
+        shutil.rmtree(out / "shards", ignore_errors=True)
+    begin(out)
+    value = work(out, config)
+    write_json(out / result, value)
+    finish(out, config)
+    return value

@@ -1,15 +1,16 @@
 """The sampling stage: problems in, N graded step-by-step solutions a problem out.
 
-``prmkit sample problems.jsonl --policy PATH --out runs/sample`` writes ``solutions.jsonl``:
+``prmkit sample problems.jsonl --model PATH --prompt qwen-math --out runs/sample`` writes
+``solutions.jsonl`` (the ``solution`` record of ``prmkit.records``)::
 
     {"id": "<problem id>-<j>", "problem_id", "problem", "steps": [...], "sample_index": j,
      "gold_answer", "final_answer", "outcome": "correct|incorrect|unparseable", "reason",
      "final_answer_correct", "finish_reason": "stop|length", "num_tokens", "generator"}
 
 Steps are the completion split on blank lines (``prmkit.steps``). An answer we cannot read is
-``unparseable`` with its reason, never ``incorrect``. Toy problems (with a ``toy`` spec) also get
-their exact truth under ``truth`` (``prmkit.toyworld.truth``) and keep the spec, so every later
-stage can measure itself against it.
+``unparseable`` with its reason, never ``incorrect``. Where a world knows the truth of every
+step, ``truth`` names a hook (``module:function``, called with the problem and the steps) whose
+result each record keeps under ``truth``: every later stage measures itself against it.
 
 Problems run in shards through ``prmkit.runner``: an interrupted run resumes where it stopped,
 and since every completion has its own seed, the output does not depend on batch size or worker
@@ -18,29 +19,60 @@ count.
 
 from __future__ import annotations
 
+import importlib
 from collections import Counter
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from prmkit import rundir
-from prmkit.records import write_json
+from prmkit import config, rundir
+from prmkit.config import REQUIRED, setting
+from prmkit.errors import InputError
+
+if TYPE_CHECKING:
+    from prmkit.backends import BackendConfig
 
 
 @dataclass(frozen=True)
 class SampleConfig:
-    problems: str
-    policy: str
-    n: int = 8
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 1024  # capped by the model's context
-    seed: int = 0
-    prompt: str = "toy"
-    problems_format: str = "prmkit"
-    shard_size: int = 64
+    problems: str = setting(REQUIRED, "Problems file (prmkit JSONL, or another --format).",
+                            positional=True)
+    model: str = setting(REQUIRED, "The policy: a model folder (hf), or the served model name "
+                         "(openai).")
+    prompt: str = setting(REQUIRED, "How a problem becomes the prompt: plain (the problem and "
+                          "a blank line), qwen-math (chat template, Qwen2.5-Math system "
+                          "prompt) or a .txt template with {problem}.")
+    format: str = setting("prmkit", "Format of the problems file: prmkit, gsm8k, math (see "
+                          "`prmkit formats`).")
+    n: int = setting(8, "Solutions a problem.")
+    temperature: float = setting(1.0, "Sampling temperature (0: greedy).")
+    top_p: float = setting(1.0, "Nucleus sampling mass.")
+    max_new_tokens: int = setting(1024, "Tokens a solution at most (capped by the context).")
+    seed: int = setting(0, "Seed; every completion has its own, derived from it.")
+    truth: str | None = setting(None, "A step-truth hook module:function(problem, steps) -> "
+                                "dict, for worlds that know every step's truth.")
+    shard_size: int = setting(64, "Problems a resumable shard.")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def validate(self) -> "SampleConfig":
+        for name in ("n", "max_new_tokens", "shard_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{getattr(self, name)!r}: must be at least 1", field=name)
+        if self.truth is not None:
+            truth_hook(self.truth)
+        return self
+
+
+def truth_hook(spec: str) -> Callable[[dict, list[str]], dict]:
+    """The function a ``module:function`` string names."""
+    module, sep, name = spec.partition(":")
+    try:
+        hook = getattr(importlib.import_module(module), name) if sep else None
+    except (ImportError, AttributeError):
+        hook = None
+    if not callable(hook):
+        raise InputError(f"{spec!r}: expected module:function naming a function", field="truth")
+    return hook
 
 
 def read_problems(path: str | Path, fmt: str = "prmkit") -> list[dict]:
@@ -55,7 +87,8 @@ def read_problems(path: str | Path, fmt: str = "prmkit") -> list[dict]:
     return read(path)
 
 
-def solution_record(problem: dict, j: int, completion, generator: str, grade) -> dict:
+def solution_record(problem: dict, j: int, completion, generator: str, grade,
+                    truth: Callable | None = None) -> dict:
     from prmkit.steps import split_steps
     steps = split_steps(completion.text) or [completion.text]
     record = {
@@ -65,14 +98,8 @@ def solution_record(problem: dict, j: int, completion, generator: str, grade) ->
         "final_answer_correct": grade.correct, "finish_reason": completion.finish_reason,
         "num_tokens": completion.num_tokens, "generator": generator,
     }
-    if "toy" in problem:
-        from prmkit.toyworld.problems import Spec
-        from prmkit.toyworld.truth import judge
-        truth = judge(Spec.from_dict(problem["toy"]), steps)
-        record["toy"] = problem["toy"]
-        record["truth"] = {"label": truth.label, "kinds": truth.kinds,
-                           "step_labels": truth.step_labels,
-                           "answer_correct": truth.answer_correct}
+    if truth is not None:
+        record["truth"] = truth(problem, steps)
     return record
 
 
@@ -89,7 +116,8 @@ def sample_solutions(backend, problems: list[dict], cfg: SampleConfig, *,
     grades = grade_many([(extract_answer(c.text), p.get("answer"))
                          for p, out in zip(problems, outputs) for c in out], processes=processes)
     grades = iter(grades)
-    return [solution_record(p, j, c, cfg.policy, next(grades))
+    hook = truth_hook(cfg.truth) if cfg.truth else None
+    return [solution_record(p, j, c, cfg.model, next(grades), hook)
             for p, out in zip(problems, outputs) for j, c in enumerate(out)]
 
 
@@ -105,41 +133,36 @@ def summarize(records: list[dict]) -> dict:
         "finish_reasons": dict(Counter(r["finish_reason"] for r in records)),
         "mean_steps": sum(len(r["steps"]) for r in records) / n if n else None,
     }
-    toy = [r for r in records if "truth" in r]
-    if toy:
-        metrics["toy"] = {
+    known = [r for r in records if "truth" in r]
+    if known:
+        metrics["truth"] = {
             "process_correct": sum(r["truth"]["label"] == -1 and r["final_answer_correct"]
-                                   for r in toy) / len(toy),
+                                   for r in known) / len(known),
             "correct_answer_flawed_process": sum(
-                r["truth"]["label"] >= 0 and r["truth"]["answer_correct"] for r in toy) / len(toy),
+                r["truth"]["label"] >= 0 and r["truth"]["answer_correct"] for r in known)
+            / len(known),
         }
     return metrics
 
 
-def run(cfg: SampleConfig, out: str | Path, *, backend_options: dict | None = None,
+def run(cfg: SampleConfig, out: str | Path, *, backend: BackendConfig | None = None,
         force: bool = False, progress: bool = True) -> dict:
     """Sample into ``out`` (resuming an interrupted run); returns the metrics."""
-    import json
-    import shutil
-
-    from prmkit.backends import load_backend
+    from prmkit.backends import BackendConfig, load_backend
     from prmkit.runner import Shards, run_local
-    out = Path(out)
-    config = {"stage": "sample", **cfg.to_dict(),
-              "problems_sha256": rundir.file_digest(cfg.problems)}
-    if force:
-        shutil.rmtree(out / "shards", ignore_errors=True)
-    elif rundir.is_complete(out, config):
-        return json.loads((out / "metrics.json").read_text())
-    problems = read_problems(cfg.problems, cfg.problems_format)
-    rundir.begin(out)
-    shards = Shards(out, problems, cfg.shard_size, config)
-    if shards.pending():
-        with load_backend("hf", cfg.policy, **(backend_options or {})) as backend:
-            run_local(shards, lambda items, _: sample_solutions(backend, items, cfg),
-                      progress=progress, label="sampling")
-    records = shards.merge(out / "solutions.jsonl")
-    metrics = summarize(records)
-    write_json(out / "metrics.json", metrics)
-    rundir.finish(out, config)
-    return metrics
+    cfg.validate()
+    backend = backend or BackendConfig()
+
+    def work(folder: Path, stage_config: dict) -> dict:
+        problems = read_problems(cfg.problems, cfg.format)
+        shards = Shards(folder, problems, cfg.shard_size, stage_config)
+        if shards.pending():
+            with load_backend(backend.backend, cfg.model, **backend.options()) as generator:
+                run_local(shards, lambda items, _: sample_solutions(generator, items, cfg),
+                          progress=progress, label="sampling")
+        return summarize(shards.merge(folder / "solutions.jsonl"))
+
+    stage_config = {"stage": "sample", **config.to_dict(cfg),
+                    "backend": backend.output_relevant()}
+    return rundir.run_stage(out, stage_config, work, inputs={"problems": cfg.problems},
+                            force=force)

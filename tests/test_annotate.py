@@ -6,10 +6,11 @@ import json
 
 import pytest
 
+from prmkit import config
 from prmkit.annotate import consensus, judge, mc
 from prmkit.annotate.quality import label_quality
+from prmkit.backends import BackendConfig, Completion, SamplingParams
 from prmkit.labels import Source, parse_critique, quality, vote
-from prmkit.backends import Completion, SamplingParams
 from prmkit.errors import InputError
 from prmkit.records import read_records, write_jsonl
 
@@ -46,7 +47,8 @@ def solution(sid: str, steps: list[str], **extra) -> dict:
 
 def annotate(solutions, mode, k=4, backend=None, **cfg):
     backend = backend or ScriptedBackend()
-    config = mc.MCConfig(solutions="-", model="-", k=k, mode=mode, max_new_tokens=8, **cfg)
+    config = mc.MCConfig(solutions="-", model="-", prompt="plain", k=k, mode=mode,
+                         max_new_tokens=8, **cfg)
     return mc.MCWorker(config, backend)(solutions, 0), backend
 
 
@@ -127,9 +129,9 @@ def test_stage_skips_empty_solutions_and_unreadable_gold_then_resumes(tmp_path, 
             solution("nogold", ["a", "b"], gold_answer="\\frac{"),
             solution("ok2", ["a", "b", "c"])]
     write_jsonl(tmp_path / "in.jsonl", rows)
-    cfg = mc.MCConfig(solutions=str(tmp_path / "in.jsonl"), model=str(tiny_lm), k=2,
-                      max_new_tokens=6, shard_size=1)
-    metrics = mc.run(cfg, tmp_path / "out", backend_options={"workers": 1}, progress=False)
+    cfg = mc.MCConfig(solutions=str(tmp_path / "in.jsonl"), model=str(tiny_lm), prompt="plain",
+                      k=2, max_new_tokens=6, shard_size=1)
+    metrics = mc.run(cfg, tmp_path / "out", progress=False)
     assert metrics["skipped"] == {"count": 2, "reasons": {"no-steps": 1, "gold-unparseable": 1}}
     records = read_records(tmp_path / "out" / "annotated.jsonl", "solution")
     assert [r["id"] for r in records] == ["ok", "ok2"]
@@ -137,15 +139,19 @@ def test_stage_skips_empty_solutions_and_unreadable_gold_then_resumes(tmp_path, 
     assert metrics["rollouts"] == 2 * 1 + 2 * 2 == sum(r["mc"]["rollouts"] for r in records)
     # a complete run is not redone
     before = (tmp_path / "out" / "annotated.jsonl").stat().st_mtime_ns
-    mc.run(cfg, tmp_path / "out", backend_options={"workers": 1}, progress=False)
+    mc.run(cfg, tmp_path / "out", progress=False)
     assert (tmp_path / "out" / "annotated.jsonl").stat().st_mtime_ns == before
 
 
 def test_mc_settings_are_checked():
-    for field, value in [("mode", "ternary"), ("k", 0), ("threshold", 1.0), ("name", "a.b")]:
+    for field, value in [("mode", "ternary"), ("k", 0), ("threshold", 1.0), ("name", "a.b"),
+                         ("k", "four")]:
         with pytest.raises(InputError) as error:
-            mc.MCConfig(solutions="-", model="-", **{field: value}).validate()
+            config.load(mc.MCConfig, given={"solutions": "-", "model": "-", "prompt": "plain",
+                                            field: value})
         assert error.value.field == field
+    with pytest.raises(InputError, match="give --model") as error:
+        config.load(mc.MCConfig, given={"solutions": "-", "prompt": "plain"})
 
 
 # --- judges -------------------------------------------------------------------------------------
@@ -253,9 +259,8 @@ def test_openai_backend_against_a_local_compatible_server(tmp_path, monkeypatch)
     cfg = judge.JudgeConfig(solutions=str(tmp_path / "in.jsonl"), kind="model",
                             model="judge-model", samples=3, temperature=0.7)
     try:
-        metrics = judge.run(cfg, tmp_path / "out", backend="openai", progress=False,
-                            backend_options={"base_url": f"http://127.0.0.1:"
-                                                         f"{server.server_port}/v1"})
+        metrics = judge.run(cfg, tmp_path / "out", progress=False, backend=BackendConfig(
+            backend="openai", base_url=f"http://127.0.0.1:{server.server_port}/v1"))
     finally:
         server.shutdown()
     records = read_records(tmp_path / "out" / "annotated.jsonl", "solution")

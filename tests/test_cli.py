@@ -22,13 +22,13 @@ def test_help_does_not_import_torch_or_math_verify():
 def test_convert_math_shepherd_to_trl_and_bad_format(tmp_path):
     out = tmp_path / "trl.jsonl"
     done = run("convert", str(shared("formats/math_shepherd_samples.jsonl")), str(out),
-               "--from", "math_shepherd", "--to", "trl_stepwise")
+               "--format", "math_shepherd", "--to", "trl_stepwise")
     assert done.returncode == 0, done.stderr
     first = json.loads(out.read_text().splitlines()[0])
     assert first["labels"] == [True, True, True, True, False]
-    bad = run("convert", "x", str(out), "--from", "gsm8", "--to", "prmkit")
+    bad = run("convert", "x", str(out), "--format", "gsm8", "--to", "prmkit")
     assert bad.returncode == 2 and "did you mean 'gsm8k'" in bad.stderr
-    mismatch = run("convert", str(shared("gsm8k/test.jsonl")), str(out), "--from", "gsm8k",
+    mismatch = run("convert", str(shared("gsm8k/test.jsonl")), str(out), "--format", "gsm8k",
                    "--to", "trl_stepwise")
     assert mismatch.returncode == 2 and "problem records" in mismatch.stderr
 
@@ -43,7 +43,7 @@ def test_export_annotated_solutions_to_trl_with_a_chosen_label_source(tmp_path):
     out = tmp_path / "trl.jsonl"
 
     def export(*options):
-        done = run("convert", str(solutions), str(out), "--from", "prmkit",
+        done = run("convert", str(solutions), str(out), "--format", "prmkit",
                    "--to", "trl_stepwise", *options)
         assert done.returncode == 0, done.stderr
         return [json.loads(line) for line in out.read_text().splitlines()], done.stdout
@@ -61,7 +61,7 @@ def test_export_annotated_solutions_to_trl_with_a_chosen_label_source(tmp_path):
     assert [x["labels"] for x in lines] == [[True, False]]
     assert "1 without a verdict" in " ".join(stdout.split())
     # a missing field names the file, the line and the field
-    bad = run("convert", str(solutions), str(out), "--from", "prmkit", "--to", "trl_stepwise",
+    bad = run("convert", str(solutions), str(out), "--format", "prmkit", "--to", "trl_stepwise",
               "--labels", "consensus.step_labels")
     assert bad.returncode == 2
     assert "annotated.jsonl:1:" in bad.stderr

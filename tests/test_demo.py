@@ -41,7 +41,7 @@ def test_the_quick_demo_runs_every_stage_and_writes_the_report(quick_run):
         assert set(prm["bon"]["accuracy"]) >= {"maj", "pass", "last", "min", "prod", "vote_min"}
     # the label table measures every source against the exact truth
     sources = {r["source"] for r in results["label_quality"]["rows"]}
-    assert sources == {"MC-hard", "MC-soft", "judge", "consensus"}
+    assert sources == {"MC-hard", "MC-majority", "judge", "consensus"}
     report = (out / "report.md").read_text()
     assert "## Findings" in report and "Lesson 1" in report and "Lesson 3" in report
     assert "How well the PRMs verify" in report and "within-problem AUC" in report

@@ -12,6 +12,7 @@ from prmkit.errors import InputError
 from prmkit.prm.formats import FORMATS, separator_id
 from prmkit.prm.model import build_prm, load_prm, save_prm
 from prmkit.prm.score import encode, score, score_per_prefix
+from prmkit import config
 from prmkit.prm.train import TrainConfig, step_targets, train
 from prmkit.records import write_jsonl
 from prmkit.steps import encode_steps
@@ -86,7 +87,8 @@ def test_training_reads_labels_at_the_positions_scoring_reads(tmp_path, tiny_lm)
     rows = [{"id": f"s{i}", "problem": f"Ann has {i} coins.", "steps": STEPS[:2 + i % 3],
              "truth": {"step_labels": [1] * (2 + i % 3)}} for i in range(6)]
     write_jsonl(tmp_path / "d.jsonl", rows)
-    cfg = TrainConfig(data=str(tmp_path / "d.jsonl"), eval_fraction=0.0)
+    cfg = TrainConfig(data=str(tmp_path / "d.jsonl"), labels="truth.step_labels", model="m",
+                      eval_fraction=0.0)
     prm = build_prm(str(tiny_lm), char_tokenizer())
     examples, _ = load_examples(cfg, prm)
     for row, example in zip(rows, examples):
@@ -224,13 +226,13 @@ def record(labels, steps=4):
 
 
 def test_targets_hard_soft_index_and_after_the_first_error():
-    hard = TrainConfig(data="x", labels="mc.values")
-    soft = TrainConfig(data="x", labels="mc.values", loss="soft")
+    hard = TrainConfig(data="x", model="m", labels="mc.values")
+    soft = TrainConfig(data="x", model="m", labels="mc.values", loss="soft")
     assert step_targets(record([0.5, 0.25, 0.0, 0.75]), hard) == [1.0, 1.0, 0.0, None]
     assert step_targets(record([0.5, 0.25, 0.0, 0.75]), soft) == [0.5, 0.25, 0.0, None]
-    keep = TrainConfig(data="x", labels="mc.values", include_after_error=True)
+    keep = TrainConfig(data="x", model="m", labels="mc.values", include_after_error=True)
     assert step_targets(record([0.5, 0.0, 0.0, 1.0]), keep) == [1.0, 0.0, 0.0, 1.0]
-    index = TrainConfig(data="x", labels="judge.first_error")
+    index = TrainConfig(data="x", model="m", labels="judge.first_error")
     assert step_targets({"steps": ["a"] * 4, "judge": {"first_error": 1}}, index) == \
         [1.0, 0.0, None, None]
     assert step_targets({"steps": ["a"] * 2, "judge": {"first_error": -1}}, index) == [1.0, 1.0]
@@ -239,23 +241,23 @@ def test_targets_hard_soft_index_and_after_the_first_error():
 def test_config_from_yaml_and_overrides_rejects_unknown_keys(tmp_path):
     (tmp_path / "c.yaml").write_text("data: d.jsonl\nlabels: mc.hard\nlr: 0.01\n"
                                      "weight_decay: 1e-4\n")  # YAML reads 1e-4 as a string
-    cfg = TrainConfig.load(tmp_path / "c.yaml", ["lr=5e-4", "loss=soft", "init=toy@step-150",
+    cfg = config.load(TrainConfig, tmp_path / "c.yaml", ["lr=5e-4", "loss=soft", "model=some/folder",
                                                  "max_length=null", "bf16=false"])
-    assert (cfg.data, cfg.labels, cfg.lr, cfg.loss, cfg.init) == ("d.jsonl", "mc.hard", 5e-4,
-                                                                  "soft", "toy@step-150")
+    assert (cfg.data, cfg.labels, cfg.lr, cfg.loss, cfg.model) == ("d.jsonl", "mc.hard", 5e-4,
+                                                                   "soft", "some/folder")
     assert (cfg.weight_decay, cfg.max_length, cfg.bf16) == (1e-4, None, False)
     with pytest.raises(InputError) as error:
-        TrainConfig.load(tmp_path / "c.yaml", ["batch_size=eight"])
+        config.load(TrainConfig, tmp_path / "c.yaml", ["model=m", "batch_size=eight"])
     assert error.value.field == "batch_size"
     with pytest.raises(InputError) as error:
-        TrainConfig.load(tmp_path / "c.yaml", ["learning_rate=1"])
+        config.load(TrainConfig, tmp_path / "c.yaml", ["model=m", "learning_rate=1"])
     assert error.value.field == "learning_rate"
     with pytest.raises(InputError) as error:
-        TrainConfig.load(None, ["data=x", "loss=medium"])
+        config.load(TrainConfig, None, ["data=x", "labels=l", "model=m", "loss=medium"])
     assert error.value.field == "loss"
     for bad in ("readout=logits", "format=math-shepherd"):  # no step head to train there
         with pytest.raises(InputError) as error:
-            TrainConfig.load(None, ["data=x", bad])
+            config.load(TrainConfig, None, ["data=x", "labels=l", "model=m", bad])
         assert error.value.field == bad.split("=")[0]
 
 
@@ -286,7 +288,7 @@ def test_a_prm_trained_on_exact_truth_beats_an_untrained_one(tmp_path, tiny_lm):
     write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(400, seed=1))
     bench = flawed_toy_solutions(120, seed=2)
     losses = []
-    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), init=str(tiny_lm), epochs=8,
+    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), model=str(tiny_lm), labels="truth.step_labels", epochs=8,
                       lr=3e-3, batch_size=16, eval_fraction=0.1, eval_every=40, bf16=False)
     metrics = train(cfg, tmp_path / "run", progress=False,
                     on_step=lambda step, loss: losses.append(loss))
@@ -306,7 +308,7 @@ def test_a_prm_trained_on_exact_truth_beats_an_untrained_one(tmp_path, tiny_lm):
 
 def test_an_interrupted_training_run_resumes_where_it_stopped(tmp_path, tiny_lm):
     write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(60, seed=3))
-    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), init=str(tiny_lm), epochs=2,
+    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), model=str(tiny_lm), labels="truth.step_labels", epochs=2,
                       batch_size=8, save_every=3, eval_fraction=0.0, bf16=False)
     straight = train(cfg, tmp_path / "straight", progress=False)
 
@@ -337,9 +339,10 @@ def test_two_data_parallel_processes_train_what_one_process_with_accumulation_do
     pytest.importorskip("accelerate", reason="needs the accelerate extra")
     rows = flawed_toy_solutions(40, seed=5)
     write_jsonl(tmp_path / "train.jsonl", rows)
-    common = [f"data={tmp_path / 'train.jsonl'}", f"init={tiny_lm}", "epochs=1", "batch_size=4",
+    common = [f"data={tmp_path / 'train.jsonl'}", f"model={tiny_lm}", "labels=truth.step_labels", "epochs=1", "batch_size=4",
               "eval_fraction=0", "bf16=false", "lr=0.003"]
-    train(TrainConfig.load(None, common + ["grad_accum=2"]), tmp_path / "one", progress=False)
+    train(config.load(TrainConfig, None, common + ["grad_accum=2"]), tmp_path / "one",
+          progress=False)
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
          "--master_port", "29517", "-m", "prmkit.cli", "train", "--out", str(tmp_path / "two"),
@@ -357,7 +360,7 @@ def test_two_data_parallel_processes_train_what_one_process_with_accumulation_do
 def test_a_head_only_run_keeps_the_backbone_and_reuses_cached_features(tmp_path, tiny_lm):
     from safetensors.torch import load_file
     write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(200, seed=4))
-    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), init=str(tiny_lm), epochs=15,
+    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), model=str(tiny_lm), labels="truth.step_labels", epochs=15,
                       lr=3e-3, batch_size=32, eval_fraction=0.1, bf16=False,
                       train_backbone=False, feature_cache=str(tmp_path / "cache"))
     losses = []
@@ -371,7 +374,7 @@ def test_a_head_only_run_keeps_the_backbone_and_reuses_cached_features(tmp_path,
     [cache] = (tmp_path / "cache").iterdir()
     written = cache.stat().st_mtime_ns
     # another label field on the same solutions: features from the cache, same as computed
-    again = train(TrainConfig(**{**cfg.to_dict(), "labels": "label"}), tmp_path / "b",
+    again = train(TrainConfig(**{**config.to_dict(cfg), "labels": "label"}), tmp_path / "b",
                   progress=False)
     assert list((tmp_path / "cache").iterdir()) == [cache]
     assert cache.stat().st_mtime_ns == written  # nothing was missing, nothing recomputed
@@ -402,7 +405,7 @@ def test_prms_sharing_a_backbone_score_in_one_pass_as_each_alone(tmp_path, tiny_
 def test_top_layers_trains_only_the_top_of_the_backbone_and_the_head(tmp_path, tiny_lm):
     from safetensors.torch import load_file
     write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(40, seed=8))
-    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), init=str(tiny_lm), max_steps=3,
+    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), model=str(tiny_lm), labels="truth.step_labels", max_steps=3,
                       batch_size=8, eval_fraction=0.0, bf16=False, top_layers=1)
     assert train(cfg, tmp_path / "run", progress=False)["steps"] == 3
     before = load_file(tiny_lm / "model.safetensors")
@@ -410,7 +413,7 @@ def test_top_layers_trains_only_the_top_of_the_backbone_and_the_head(tmp_path, t
     assert all((after[k] == v).all() for k, v in before.items() if k.startswith("model.layers.0."))
     assert any((after[k] != v).any() for k, v in before.items() if k.startswith("model.layers.1."))
     with pytest.raises(InputError) as e:
-        train(TrainConfig(**{**cfg.to_dict(), "top_layers": 5}), tmp_path / "bad",
+        train(TrainConfig(**{**config.to_dict(cfg), "top_layers": 5}), tmp_path / "bad",
               progress=False)
     assert e.value.field == "top_layers"
 
@@ -502,7 +505,7 @@ def test_a_likelihood_prm_trains_head_only_and_in_full_and_scores_with_its_backb
 
     from prmkit.prm.score import score_many
     write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(120, seed=9))
-    common = dict(data=str(tmp_path / "train.jsonl"), init=str(tiny_lm), batch_size=16,
+    common = dict(data=str(tmp_path / "train.jsonl"), model=str(tiny_lm), labels="truth.step_labels", batch_size=16,
                   eval_fraction=0.0, bf16=False, format="plain", readout="likelihood",
                   lr=3e-3)
     losses = []

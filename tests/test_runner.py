@@ -13,6 +13,7 @@ import pytest
 
 from prmkit import rundir
 from prmkit.annotate import mc
+from prmkit.backends import BackendConfig
 from prmkit.errors import InputError
 from prmkit.records import read_records, write_jsonl
 from prmkit.runner import Shards, run
@@ -36,7 +37,7 @@ def toy_solutions(tmp_path):
 def mc_command(solutions, model, out) -> list[str]:
     return [sys.executable, "-m", "prmkit.cli", "annotate", "mc", str(solutions), "--model",
             str(model), "--out", str(out), "--k", "2", "--max-new-tokens", "12",
-            "--shard-size", "2", "--workers", "1"]
+            "--shard-size", "2", "--workers", "1", "--prompt", "plain"]
 
 
 def test_a_run_killed_with_sigkill_resumes_with_every_solution_once(tmp_path, toy_solutions,
@@ -75,15 +76,15 @@ def ray_session():
 
 def test_local_and_ray_executors_give_identical_files(tmp_path, toy_solutions, tiny_lm,
                                                       ray_session):
-    cfg = mc.MCConfig(solutions=str(toy_solutions), model=str(tiny_lm), k=2, max_new_tokens=12,
-                      shard_size=3)
+    cfg = mc.MCConfig(solutions=str(toy_solutions), model=str(tiny_lm), prompt="plain", k=2,
+                      max_new_tokens=12, shard_size=3)
     # one thread each, as Ray actors run: float sums in another order can flip a near-tied
     # sample, so identical files need identical thread counts
     local = tmp_path / "local"
-    mc.run(cfg, local, backend_options={"workers": 2, "threads": 1}, progress=False)
+    mc.run(cfg, local, backend=BackendConfig(workers=2, threads=1), progress=False)
     ray_out = tmp_path / "ray"
     ray_session.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    mc.run(cfg, ray_out, executor="ray", actors=2, backend_options={"workers": 1, "threads": 1},
+    mc.run(cfg, ray_out, backend=BackendConfig(executor="ray", actors=2, threads=1),
            progress=False)
     assert len(list((ray_out / "shards").glob("*.done"))) == 4
     assert (local / "annotated.jsonl").read_text() == (ray_out / "annotated.jsonl").read_text()

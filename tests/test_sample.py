@@ -10,7 +10,9 @@ from prmkit import rundir
 from prmkit.errors import InputError
 from prmkit.records import read_records, write_jsonl
 from prmkit.sample import SampleConfig, run, solution_record
+from prmkit.toyworld.policy import PROMPT
 from prmkit.toyworld.problems import PRESETS, make_problems
+from prmkit.toyworld.truth import TRUTH_HOOK
 
 from conftest import shared
 
@@ -23,8 +25,8 @@ def toy_problems(tmp_path):
 
 
 def config(problems, policy, **overrides) -> SampleConfig:
-    values = dict(problems=str(problems), policy=str(policy), n=3, max_new_tokens=24,
-                  shard_size=2)
+    values = dict(problems=str(problems), model=str(policy), prompt=PROMPT, truth=TRUTH_HOOK,
+                  n=3, max_new_tokens=24, shard_size=2)
     values.update(overrides)
     return SampleConfig(**values)
 
@@ -98,7 +100,7 @@ def test_real_gsm8k_problems_through_the_gsm8k_reader(tmp_path, tiny_lm):
     source = shared("gsm8k/test.jsonl")
     head = tmp_path / "gsm8k.jsonl"
     head.write_text("".join(source.read_text().splitlines(keepends=True)[:3]))
-    metrics = run(config(head, tiny_lm, problems_format="gsm8k", n=2), tmp_path / "run",
+    metrics = run(config(head, tiny_lm, format="gsm8k", n=2, truth=None), tmp_path / "run",
                   progress=False)
     assert metrics["n_problems"] == 3 and metrics["n_solutions"] == 6
     records = read_records(tmp_path / "run" / "solutions.jsonl", "solution")

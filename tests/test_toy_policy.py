@@ -117,7 +117,7 @@ def test_labels_cover_the_solution_and_the_end_token_only_when_asked():
 def test_snapshot_names_are_resolved_with_or_without_padding(tmp_path, monkeypatch):
     from prmkit import rundir
     from prmkit.errors import InputError
-    from prmkit.toyworld.cli import resolve_policy
+    from prmkit.toyworld.policy import resolve_policy
     from prmkit.toyworld.policy import PolicyConfig, policy_dir
     monkeypatch.setenv("PRMKIT_CACHE", str(tmp_path))
     cfg = PolicyConfig()

@@ -18,30 +18,34 @@ and recall.
 from __future__ import annotations
 
 import itertools
-import json
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from prmkit import rundir
+from prmkit import config, rundir
+from prmkit.config import REQUIRED, setting
 from prmkit.labels import Source, default_truth, first_errors, labels_from_first_error, quality
 from prmkit.errors import InputError
-from prmkit.records import iter_json_items, validate, write_json, write_jsonl
+from prmkit.records import iter_json_items, validate, write_jsonl
 
 BUCKETS = ("-1", "0", "1", "2", "3", "4+", "none")
 
 
 @dataclass(frozen=True)
 class ConsensusConfig:
-    inputs: tuple[str, ...]
-    sources: tuple[str, ...] = ("mc.hard", "judge.first_error")
-    truth: str | None = None       # a source to measure against; default: truth.label if present
-    name: str = "consensus"
+    inputs: tuple[str, ...] = setting(REQUIRED, "Annotated JSONL file(s); several are joined "
+                                      "by id.", positional=True)
+    sources: tuple[str, ...] = setting(("mc.hard", "judge.first_error"), "Label sources that "
+                                       "must agree: a field path, ':T' to threshold numbers, "
+                                       "or a name of prmkit.labels.NAMED_SOURCES.")
+    truth: str | None = setting(None, "Reference labels to measure against (default: "
+                                "truth.label, else label, where present).")
+    name: str = setting("consensus", "Field the verdict goes in.")
 
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["inputs"], out["sources"] = list(self.inputs), list(self.sources)
-        return out
+    def validate(self) -> "ConsensusConfig":
+        if len(self.sources) < 2:
+            raise InputError("consensus needs at least two sources", field="sources")
+        return self
 
 
 def join(paths: list[str]) -> list[tuple[int, dict]]:
@@ -79,41 +83,35 @@ def cost(record: dict, sources: list[Source]) -> dict:
 
 
 def run(cfg: ConsensusConfig, out: str | Path, *, force: bool = False) -> dict:
-    out = Path(out)
+    cfg.validate()
     sources = [Source.parse(s) for s in cfg.sources]
-    if len(sources) < 2:
-        raise InputError("consensus needs at least two sources", field="sources")
-    config = {"stage": "annotate-consensus", **cfg.to_dict(),
-              "inputs_sha256": [rundir.file_digest(p) for p in cfg.inputs]}
-    if not force and rundir.is_complete(out, config):
-        return json.loads((out / "metrics.json").read_text())
-    joined = join(list(cfg.inputs))
-    records = [r for _, r in joined]
-    verdicts = {s.spec: first_errors(joined, s, cfg.inputs[0]) for s in sources}
-    truth_source = Source.parse(cfg.truth) if cfg.truth else default_truth(records)
-    truth = first_errors(joined, truth_source, cfg.inputs[0]) if truth_source else None
 
-    annotated, kept = [], []
-    for i, record in enumerate(records):
-        votes = {spec: v[i] for spec, v in verdicts.items()}
-        agreed = None not in votes.values() and len(set(votes.values())) == 1
-        first = next(iter(votes.values())) if agreed else None
-        mark = {"kept": agreed, "first_error": first, "sources": votes,
-                "cost": cost(record, sources)}
-        if agreed:
-            mark["step_labels"] = labels_from_first_error(first, len(record["steps"]))
-        annotated.append({**record, cfg.name: mark})
-        if agreed:
-            kept.append(annotated[-1])
+    def work(folder: Path, _config: dict) -> dict:
+        joined = join(list(cfg.inputs))
+        records = [r for _, r in joined]
+        verdicts = {s.spec: first_errors(joined, s, cfg.inputs[0]) for s in sources}
+        truth_source = Source.parse(cfg.truth) if cfg.truth else default_truth(records)
+        truth = first_errors(joined, truth_source, cfg.inputs[0]) if truth_source else None
+        annotated, kept = [], []
+        for i, record in enumerate(records):
+            votes = {spec: v[i] for spec, v in verdicts.items()}
+            agreed = None not in votes.values() and len(set(votes.values())) == 1
+            first = next(iter(votes.values())) if agreed else None
+            mark = {"kept": agreed, "first_error": first, "sources": votes,
+                    "cost": cost(record, sources)}
+            if agreed:
+                mark["step_labels"] = labels_from_first_error(first, len(record["steps"]))
+            annotated.append({**record, cfg.name: mark})
+            if agreed:
+                kept.append(annotated[-1])
+        write_jsonl(folder / "annotated.jsonl", annotated)
+        write_jsonl(folder / "consensus.jsonl", kept)
+        return report(records, verdicts, [m[cfg.name]["first_error"] for m in annotated],
+                      truth, truth_source)
 
-    metrics = report(records, verdicts, [m[cfg.name]["first_error"] for m in annotated],
-                     truth, truth_source)
-    rundir.begin(out)
-    write_jsonl(out / "annotated.jsonl", annotated)
-    write_jsonl(out / "consensus.jsonl", kept)
-    write_json(out / "metrics.json", metrics)
-    rundir.finish(out, config)
-    return metrics
+    stage_config = {"stage": "annotate-consensus", **config.to_dict(cfg)}
+    return rundir.run_stage(out, stage_config, work, force=force,
+                            inputs={f"inputs[{i}]": p for i, p in enumerate(cfg.inputs)})
 
 
 def report(records: list[dict], verdicts: dict[str, list], consensus: list[int | None],

@@ -8,14 +8,12 @@ file, the line and the field.
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from prmkit import rundir
-from prmkit.records import iter_json_items, validate, write_json, write_jsonl
+from prmkit.records import iter_json_items, validate, write_jsonl
 
 
 def read_solutions(path: str | Path) -> tuple[list[dict], list[dict]]:
@@ -52,30 +50,24 @@ def strip_private(record: dict) -> dict:
     return {k: v for k, v in record.items() if not k.startswith("_")}
 
 
-def run_stage(out: str | Path, config: dict, solutions_path: str | Path, *,
-              prepare: Callable[[list[dict], list[dict]], list[dict]],
-              execute: Callable[[list[dict], Path, dict], list[dict]],
-              summarize: Callable[[list[dict], list[dict]], dict], force: bool = False) -> dict:
-    """The life of an annotation stage folder: skip when complete, read the input, run the
-    shards (``execute(solutions, out, config)`` returns the merged records), write
-    ``annotated.jsonl``, ``skipped.jsonl`` and ``metrics.json``, then mark the folder complete
-    (last)."""
-    out = Path(out)
-    config = {**config, "input_sha256": rundir.file_digest(solutions_path)}
-    if force:
-        shutil.rmtree(out / "shards", ignore_errors=True)
-    elif rundir.is_complete(out, config):
-        return json.loads((out / "metrics.json").read_text())
-    solutions, skipped = read_solutions(solutions_path)
-    solutions = prepare(solutions, skipped)
-    rundir.begin(out)
-    records = execute(solutions, out, config)
-    write_jsonl(out / "annotated.jsonl", records)
-    write_jsonl(out / "skipped.jsonl", skipped)
-    metrics = summarize(records, skipped)
-    write_json(out / "metrics.json", metrics)
-    rundir.finish(out, config)
-    return metrics
+def annotation_stage(out: str | Path, config: dict, solutions_path: str | Path, *,
+                     prepare: Callable[[list[dict], list[dict]], list[dict]],
+                     execute: Callable[[list[dict], Path, dict], list[dict]],
+                     summarize: Callable[[list[dict], list[dict]], dict],
+                     force: bool = False) -> dict:
+    """An annotation stage through ``rundir.run_stage``: read the input, ``prepare`` it (drop
+    what cannot be annotated into ``skipped``), run the shards (``execute(solutions, out,
+    config)`` returns the merged records), write ``annotated.jsonl`` and ``skipped.jsonl``;
+    the metrics are ``summarize(records, skipped)``."""
+    def work(folder: Path, stage_config: dict) -> dict:
+        solutions, skipped = read_solutions(solutions_path)
+        solutions = prepare(solutions, skipped)
+        records = execute(solutions, folder, stage_config)
+        write_jsonl(folder / "annotated.jsonl", records)
+        write_jsonl(folder / "skipped.jsonl", skipped)
+        return summarize(records, skipped)
+    return rundir.run_stage(out, config, work, inputs={"solutions": solutions_path},
+                            force=force)
 
 
 def accuracy_vs_truth(first_errors: list[int | None], records: list[dict]) -> float | None:
@@ -87,12 +79,3 @@ def accuracy_vs_truth(first_errors: list[int | None], records: list[dict]) -> fl
 
 def skipped_summary(skipped: list[dict]) -> dict:
     return {"count": len(skipped), "reasons": dict(Counter(s["reason"] for s in skipped))}
-
-
-# Backend options that change only the speed, never the output (completions are seeded per
-# prompt and sample): a resumed run may change them freely.
-SPEED_ONLY = ("workers", "batch_size", "threads", "concurrency", "timeout", "max_retries")
-
-
-def output_relevant(options: dict | None) -> dict:
-    return {k: v for k, v in sorted((options or {}).items()) if k not in SPEED_ONLY}

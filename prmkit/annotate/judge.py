@@ -35,9 +35,16 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prmkit import config
+from prmkit.config import REQUIRED, setting
 
 from prmkit.labels import parse_critique, vote
 from prmkit.prompting import PROMPTS
+
+if TYPE_CHECKING:
+    from prmkit.backends import BackendConfig
 
 KINDS = ("rule", "model")
 TEMPLATE = PROMPTS / "processbench_critique.txt"
@@ -128,35 +135,34 @@ def rule_verdict(steps: list[str]) -> dict:
 
 @dataclass(frozen=True)
 class JudgeConfig:
-    solutions: str
-    kind: str = "rule"
-    model: str | None = None       # the judge model (hf: a folder; openai: the served name)
-    samples: int = 1
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_new_tokens: int = 2048
-    seed: int = 0
-    chat: bool = True              # hf: wrap the critique in the model's chat template
-    template: str = str(TEMPLATE)
-    name: str = "judge"
-    shard_size: int = 64
+    solutions: str = setting(REQUIRED, "Solutions JSONL.", positional=True)
+    kind: str = setting("rule", "rule (recompute explicit arithmetic) or model (a critique "
+                        "model).", choices=KINDS)
+    model: str | None = setting(None, "The judge model (kind model): a folder (hf) or the "
+                                "served model name (openai).")
+    samples: int = setting(1, "Critiques a solution (majority vote, prmkit.labels.vote).")
+    temperature: float = setting(0.0, "0 = greedy; use ~0.7 with samples > 1.")
+    top_p: float = setting(1.0, "Nucleus sampling mass.")
+    max_new_tokens: int = setting(2048, "Tokens a critique at most.")
+    seed: int = setting(0, "Seed of the critiques.")
+    chat: bool = setting(True, "hf: wrap the critique prompt in the model's chat template.")
+    template: str = setting(str(TEMPLATE), "Critique prompt template ({problem}, "
+                            "{tagged_paragraphs}).")
+    name: str = setting("judge", "Field the verdict goes in.")
+    shard_size: int = setting(64, "Solutions a resumable shard.")
 
     def validate(self) -> "JudgeConfig":
         from prmkit.errors import InputError
-        if self.kind not in KINDS:
-            raise InputError(f"{self.kind!r}: choose one of {list(KINDS)}", field="kind")
         if self.kind == "model" and not self.model:
             raise InputError("a model judge needs --model", field="model")
-        if not isinstance(self.samples, int) or self.samples < 1:
-            raise InputError(f"{self.samples!r}: must be a positive integer", field="samples")
+        for name in ("samples", "max_new_tokens", "shard_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{getattr(self, name)!r}: must be at least 1", field=name)
         if not self.name.isidentifier():
             raise InputError(f"{self.name!r}: must be a plain field name", field="name")
         if self.kind == "model" and not Path(self.template).is_file():
             raise InputError("judge template not found", path=self.template, field="template")
         return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class RuleJudgeWorker:
@@ -207,15 +213,14 @@ class ModelJudgeWorker:
 @dataclass(frozen=True)
 class JudgeWorkerFactory:
     cfg: JudgeConfig
-    backend: str = "hf"
-    backend_options: tuple = ()
+    backend: "BackendConfig"
 
     def __call__(self):
         if self.cfg.kind == "rule":
             return RuleJudgeWorker(self.cfg)
         from prmkit.backends import load_backend
-        return ModelJudgeWorker(self.cfg, load_backend(self.backend, self.cfg.model,
-                                                       **dict(self.backend_options)))
+        return ModelJudgeWorker(self.cfg, load_backend(self.backend.backend, self.cfg.model,
+                                                       **self.backend.options()))
 
 
 def summarize(records: list[dict], skipped: list[dict], name: str = "judge") -> dict:
@@ -238,30 +243,29 @@ def summarize(records: list[dict], skipped: list[dict], name: str = "judge") -> 
     return metrics
 
 
-def run(cfg: JudgeConfig, out: str | Path, *, executor: str = "local", actors: int = 2,
-        backend: str = "hf", backend_options: dict | None = None, force: bool = False,
-        progress: bool = True) -> dict:
+def run(cfg: JudgeConfig, out: str | Path, *, backend: "BackendConfig | None" = None,
+        force: bool = False, progress: bool = True) -> dict:
     """Judge ``cfg.solutions`` into ``out`` (resuming an interrupted run); returns metrics."""
-    from prmkit.annotate.inputs import output_relevant, run_stage
+    from prmkit.annotate.inputs import annotation_stage
+    from prmkit.backends import BackendConfig
     from prmkit.records import write_jsonl
     from prmkit.runner import Shards
     from prmkit.runner import run as run_shards
     cfg.validate()
-    config = {"stage": "annotate-judge", **cfg.to_dict(),
-              "backend": backend if cfg.kind == "model" else None,
-              "backend_options": output_relevant(backend_options) if cfg.kind == "model" else None}
+    backend = backend or BackendConfig()
+    stage_config = {"stage": "annotate-judge", **config.to_dict(cfg),
+                    "backend": backend.output_relevant() if cfg.kind == "model" else None}
 
     def execute(solutions, folder, full_config):
         shards = Shards(folder, solutions, cfg.shard_size, full_config)
-        factory = JudgeWorkerFactory(cfg, backend, tuple(sorted((backend_options or {})
-                                                                .items())))
-        run_shards(shards, factory, executor=executor, actors=actors, progress=progress,
-                   label=f"judge ({cfg.kind})")
+        run_shards(shards, JudgeWorkerFactory(cfg, backend), executor=backend.executor,
+                   actors=backend.actors, progress=progress, label=f"judge ({cfg.kind})")
         records = shards.records()
         logs = [entry for r in records for entry in r[cfg.name].pop("log", [])]
         if cfg.kind == "model":
             write_jsonl(folder / "judge_log.jsonl", logs)
         return records
 
-    return run_stage(out, config, cfg.solutions, prepare=lambda s, _: s, execute=execute,
-                     summarize=lambda r, s: summarize(r, s, cfg.name), force=force)
+    return annotation_stage(out, stage_config, cfg.solutions, prepare=lambda s, _: s,
+                            execute=execute, summarize=lambda r, s: summarize(r, s, cfg.name),
+                            force=force)

@@ -39,8 +39,12 @@ either mode, on any shard and any executor.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prmkit import config
+from prmkit.config import REQUIRED, setting
 
 from prmkit.labels import first_error, positive
 from prmkit.steps import STEP_SEPARATOR, join_steps
@@ -49,36 +53,41 @@ MODES = ("linear", "binary")
 OUTCOMES = ("correct", "incorrect", "unparseable", "length")
 
 
+if TYPE_CHECKING:
+    from prmkit.backends import BackendConfig
+
+
 @dataclass(frozen=True)
 class MCConfig:
-    solutions: str
-    model: str                     # the completion model (a folder, toy, toy@step-N)
-    k: int = 8
-    mode: str = "linear"
-    threshold: float = 0.0
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int | None = None  # None: the toy layout's budget, else 1024
-    seed: int = 0
-    prompt: str = "toy"
-    name: str = "mc"
-    keep_rollouts: bool = False
-    shard_size: int = 32
+    solutions: str = setting(REQUIRED, "Solutions JSONL (e.g. prmkit sample's).",
+                             positional=True)
+    model: str = setting(REQUIRED, "The completion model: a model folder (hf), or the served "
+                         "model name (openai); normally the policy that wrote the solutions.")
+    prompt: str = setting(REQUIRED, "The prompt the solutions were sampled with: plain, "
+                          "qwen-math or a .txt template.")
+    k: int = setting(8, "Completions from each step prefix.")
+    mode: str = setting("linear", "linear (every prefix) or binary (search for the first "
+                        "error).", choices=MODES)
+    threshold: float = setting(0.0, "Hard label: a step is positive when its MC value is above "
+                               "this.")
+    temperature: float = setting(1.0, "Sampling temperature of the rollouts.")
+    top_p: float = setting(1.0, "Nucleus sampling mass of the rollouts.")
+    max_new_tokens: int = setting(1024, "Tokens a rollout at most.")
+    seed: int = setting(0, "Seed; each rollout's is derived from it and its prompt.")
+    name: str = setting("mc", "Field the labels go in.")
+    keep_rollouts: bool = setting(False, "Keep every rollout's text and outcome.")
+    shard_size: int = setting(32, "Solutions a resumable shard.")
 
     def validate(self) -> "MCConfig":
         from prmkit.errors import InputError
-        if self.mode not in MODES:
-            raise InputError(f"{self.mode!r}: choose one of {list(MODES)}", field="mode")
-        if not isinstance(self.k, int) or self.k < 1:
-            raise InputError(f"{self.k!r}: must be a positive integer", field="k")
+        for name in ("k", "max_new_tokens", "shard_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{getattr(self, name)!r}: must be at least 1", field=name)
         if not 0.0 <= self.threshold < 1.0:
             raise InputError(f"{self.threshold!r}: must be in [0, 1)", field="threshold")
         if not self.name.isidentifier():
             raise InputError(f"{self.name!r}: must be a plain field name", field="name")
         return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def rollout_outcome(grade, completion) -> str:
@@ -96,7 +105,7 @@ class MCWorker:
         self.cfg, self.backend = cfg, backend
         from prmkit.backends import SamplingParams
         self.params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
-                                     max_new_tokens=cfg.max_new_tokens or 1024, seed=cfg.seed)
+                                     max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
 
     def __call__(self, solutions: list[dict], index: int) -> list[dict]:
         states = [_State(s, self.cfg) for s in solutions]
@@ -201,24 +210,12 @@ def _final_correct(solution: dict) -> bool:
 class MCWorkerFactory:
     """Builds an MCWorker with its own backend: once locally, once in each Ray actor."""
     cfg: MCConfig
-    backend: str = "hf"
-    backend_options: tuple = ()
+    backend: "BackendConfig"
 
     def __call__(self) -> MCWorker:
         from prmkit.backends import load_backend
-        return MCWorker(self.cfg, load_backend(self.backend, self.cfg.model,
-                                               **dict(self.backend_options)))
-
-
-def resolve_budget(cfg: MCConfig, solutions: list[dict]) -> MCConfig:
-    """Fix max_new_tokens once for the whole input, so no shard depends on its neighbours."""
-    from dataclasses import replace
-    if cfg.max_new_tokens is not None:
-        return cfg
-    if solutions and all("toy" in s for s in solutions):
-        from prmkit.toyworld.problems import budget_for
-        return replace(cfg, max_new_tokens=budget_for(solutions))
-    return replace(cfg, max_new_tokens=1024)
+        return MCWorker(self.cfg, load_backend(self.backend.backend, self.cfg.model,
+                                               **self.backend.options()))
 
 
 def summarize(records: list[dict], skipped: list[dict], name: str = "mc") -> dict:
@@ -242,33 +239,25 @@ def summarize(records: list[dict], skipped: list[dict], name: str = "mc") -> dic
     return metrics
 
 
-def run(cfg: MCConfig, out: str | Path, *, executor: str = "local", actors: int = 2,
-        backend: str = "hf", backend_options: dict | None = None, force: bool = False,
-        progress: bool = True) -> dict:
+def run(cfg: MCConfig, out: str | Path, *, backend: "BackendConfig | None" = None,
+        force: bool = False, progress: bool = True) -> dict:
     """Annotate ``cfg.solutions`` into ``out`` (resuming an interrupted run); returns metrics."""
-    from prmkit.annotate.inputs import drop_unreadable_gold, output_relevant, run_stage
+    from prmkit.annotate.inputs import annotation_stage, drop_unreadable_gold
+    from prmkit.backends import BackendConfig
     from prmkit.runner import Shards
     from prmkit.runner import run as run_shards
     cfg.validate()
-    resolved = {}
+    backend = backend or BackendConfig()
 
-    def prepare(solutions, skipped):
-        solutions = drop_unreadable_gold(solutions, skipped)
-        resolved["cfg"] = resolve_budget(cfg, solutions)
-        return solutions
-
-    def execute(solutions, folder, config):
-        stage_cfg = resolved["cfg"]
-        shards = Shards(folder, solutions, stage_cfg.shard_size,
-                        {**config, **stage_cfg.to_dict()})
-        factory = MCWorkerFactory(stage_cfg, backend, tuple(sorted((backend_options or {})
-                                                                   .items())))
-        run_shards(shards, factory, executor=executor, actors=actors, progress=progress,
-                   label=f"MC ({stage_cfg.mode}, K={stage_cfg.k})")
+    def execute(solutions, folder, stage_config):
+        shards = Shards(folder, solutions, cfg.shard_size, stage_config)
+        run_shards(shards, MCWorkerFactory(cfg, backend), executor=backend.executor,
+                   actors=backend.actors, progress=progress,
+                   label=f"MC ({cfg.mode}, K={cfg.k})")
         return shards.records()
 
-    config = {"stage": "annotate-mc", **cfg.to_dict(), "backend": backend,
-              "backend_options": output_relevant(backend_options)}
-    return run_stage(out, config, cfg.solutions,
-                     prepare=prepare, execute=execute,
-                     summarize=lambda r, s: summarize(r, s, cfg.name), force=force)
+    stage_config = {"stage": "annotate-mc", **config.to_dict(cfg),
+                    "backend": backend.output_relevant()}
+    return annotation_stage(out, stage_config, cfg.solutions, prepare=drop_unreadable_gold,
+                            execute=execute, summarize=lambda r, s: summarize(r, s, cfg.name),
+                            force=force)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from dataclasses import dataclass
 
 from prmkit.backends.base import Backend, Completion, SamplingParams, check_outputs
+from prmkit.config import setting
 from prmkit.errors import InputError
 
 BACKENDS = {
@@ -16,7 +18,51 @@ BACKENDS = {
     "openai": "prmkit.backends.openai_compat:OpenAIBackend",
 }
 
-__all__ = ["BACKENDS", "Backend", "Completion", "SamplingParams", "check_outputs", "load_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendConfig", "Completion", "SamplingParams",
+           "check_outputs", "load_backend"]
+
+# options that change only the speed, never the output (completions are seeded per prompt and
+# sample): a resumed run may change them freely, and they stay out of a stage's config hash
+SPEED_ONLY = ("workers", "threads", "batch_size", "concurrency", "executor", "actors")
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Where a generating stage's model runs: one set of flags for sample, annotate mc and
+    annotate judge."""
+    backend: str = setting("hf", "hf (a local model folder) or openai (an OpenAI-compatible "
+                           "server; API key from OPENAI_API_KEY).", choices=tuple(BACKENDS))
+    device: str = setting("auto", "hf: auto (a GPU when there is one, else the CPU), cpu, cuda "
+                          "or cuda:N.")
+    dtype: str = setting("auto", "hf: auto (bfloat16 on a GPU, float32 on the CPU), float32, "
+                         "bfloat16 or float16.",
+                         choices=("auto", "float32", "bfloat16", "float16"))
+    batch_size: int = setting(64, "hf: completions a forward batch.")
+    workers: int = setting(1, "hf: worker processes, each with its own model copy (2 on a "
+                           "2-core CPU).")
+    threads: int | None = setting(None, "hf: torch threads a worker (default: the cores shared "
+                                  "among the workers).")
+    base_url: str | None = setting(None, "openai: the server's base URL, e.g. "
+                                   "http://host:8000/v1.")
+    api: str = setting("chat", "openai: chat or completions.", choices=("chat", "completions"))
+    concurrency: int = setting(8, "openai: requests in flight.")
+    executor: str = setting("local", "local (this machine) or ray (RAY_ADDRESS or a local "
+                            "Ray).", choices=("local", "ray"))
+    actors: int = setting(2, "ray: actors, each builds its backend once.")
+
+    def options(self) -> dict:
+        """The keyword arguments of the chosen backend."""
+        if self.backend == "openai":
+            return {"base_url": self.base_url, "api": self.api, "concurrency": self.concurrency}
+        # a Ray actor is one worker: Ray spreads the shards over actors instead
+        return {"batch_size": self.batch_size,
+                "workers": 1 if self.executor == "ray" else self.workers,
+                "threads": self.threads, "dtype": self.dtype, "device": self.device}
+
+    def output_relevant(self) -> dict:
+        """What of this config can change the output (for a stage's config hash)."""
+        return {"backend": self.backend, **{k: v for k, v in sorted(self.options().items())
+                                            if k not in SPEED_ONLY}}
 
 
 def load_backend(name: str, model: str, **options) -> Backend:

@@ -38,8 +38,9 @@ class _Engine:
     def __init__(self, path: str, dtype: str, device: str, threads: int | None):
         import torch
 
-        from prmkit.models import load_causal_lm, load_tokenizer, quiet_transformers
+        from prmkit.models import load_causal_lm, load_tokenizer, quiet_transformers, resolve_device
         quiet_transformers()
+        device = resolve_device(device)
         if threads:
             torch.set_num_threads(threads)
         self.torch = torch
@@ -160,7 +161,7 @@ class HFBackend:
     """Sampling from a local Hugging Face causal LM folder (a toy policy or a real model)."""
 
     def __init__(self, model: str | Path, *, batch_size: int = 32, workers: int = 1,
-                 threads: int | None = None, dtype: str = "float32", device: str = "cpu"):
+                 threads: int | None = None, dtype: str = "auto", device: str = "auto"):
         if batch_size < 1:
             raise InputError(f"{batch_size}: must be at least 1", field="batch_size")
         if workers < 1:

@@ -252,13 +252,13 @@ def _state_dict(path: Path) -> dict:
     return state
 
 
-def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "float32",
-             device: str = "cpu") -> LoadedPRM:
+def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "auto",
+             device: str = "auto") -> LoadedPRM:
     """Open a PRM folder for scoring; the format comes from the folder unless ``fmt`` says."""
     torch = _torch()
     from transformers import AutoConfig, AutoModel
 
-    from prmkit.models import load_causal_lm, load_tokenizer
+    from prmkit.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
     path = Path(path)
     if not (path / "config.json").exists():
         raise InputError("no config.json here: not a saved model", path=path)
@@ -276,8 +276,8 @@ def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "float32"
     prm_format = get_format(fmt)
     tokenizer = load_tokenizer(path, padding_side="right")
     sep = separator_id(prm_format, tokenizer)
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16,
-                   "float16": torch.float16}[dtype]
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
     if prm_format.readout == "lm-tokens":
         module = load_causal_lm(path, dtype=dtype, device=device)
         return LoadedPRM(module, tokenizer, prm_format, sep, good_bad_ids(prm_format, tokenizer))

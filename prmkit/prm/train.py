@@ -4,7 +4,7 @@ Labels come from one field of the solution records (``labels``), any shape a lab
 (``prmkit.labels``): per-step lists (``truth.step_labels``, ``mc.hard``, ``mc.values``,
 ``consensus.step_labels``, booleans, 0/1 or floats) or an earliest-error index
 (``judge.first_error``, ``label``). A step is negative when its value is at most ``threshold``
-(default 0, as the paper's MC-hard labels). Steps after the first negative are left out unless
+(default 0, as the paper's MC-hard labels; ``prmkit.labels``' one threshold rule). Steps after the first negative are left out unless
 ``include_after_error`` (the paper's practice); null labels are left out.
 
 Losses: ``hard`` trains on 0/1 targets, ``soft`` on the value itself. With the two-output head
@@ -22,26 +22,27 @@ with ``format=plain readout=likelihood lr=1e-4`` (``benchmarks/prm_study.py``: w
 AUC 0.92 against 0.48 on the toy world). bf16 autocast on CPU (attention kept in fp32,
 as for the toy policy), gradient accumulation,
 a held-out split evaluated during training, checkpoints that resume, a progress bar. The config
-is typed: YAML plus ``--set key=value`` overrides, unknown keys rejected; it is saved beside the
-checkpoint.
+is one typed dataclass (``prmkit.config``): every field is a flag of ``prmkit train`` with its
+help, a YAML key of ``--config`` and a ``--set key=value``; unknown keys are rejected; it is
+saved beside the checkpoint.
 
-Devices: one GPU when there is one, else the CPU. Several processes (``accelerate launch`` or
-``torchrun``, on GPUs or CPUs) train data-parallel through Accelerate: each process takes its
+Devices: ``device`` (default ``auto``: one GPU when there is one, else the CPU). Several
+processes (``accelerate launch`` or ``torchrun``, on GPUs or CPUs) train data-parallel through Accelerate: each process takes its
 own micro-batches, so the global batch is ``batch_size * grad_accum * processes``; only the
 first process writes files.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from prmkit import rundir
+from prmkit import config, rundir
+from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
 from prmkit.progress import Bar
 from prmkit.records import write_json
@@ -49,43 +50,50 @@ from prmkit.records import write_json
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str = ""                 # solutions JSONL with the label field
-    labels: str = "truth.step_labels"
-    loss: str = "hard"             # hard | soft
-    threshold: float = 0.0         # a step is negative when its label is at most this
-    include_after_error: bool = False
-    init: str = "toy"              # a model folder (or toy, toy@step-N) to start the backbone from
-    head: str = "ce"               # ce (two outputs) | bce (one output)
-    format: str = "prmkit"         # step layout: prmkit | plain | qwen2.5-math-prm
-    readout: str = "separator"     # separator | likelihood (prmkit.prm.model.StepRewardModel)
-    epochs: float = 2.0
-    max_steps: int | None = None   # optimizer steps, whatever the data size (instead of epochs)
-    batch_size: int = 16
-    grad_accum: int = 1
-    lr: float = 1e-3
-    warmup_steps: int = 10
-    weight_decay: float = 0.0
-    eval_fraction: float = 0.1     # held-out share of problems, evaluated during training
-    eval_every: int = 50
-    save_every: int = 100
-    max_length: int | None = None  # default: the backbone's context
-    seed: int = 0
-    bf16: bool = True
-    train_backbone: bool = True    # false: only the head learns, on features computed once
-    feature_cache: str = ""        # a folder: frozen-backbone features kept for later runs
-    top_layers: int | None = None  # train only the top N transformer layers (and the head)
+    data: str = setting(REQUIRED, "Solutions JSONL with the label field.")
+    labels: str = setting(REQUIRED, "Label source: a field path (mc.hard, mc.values, "
+                          "judge.first_error, consensus.step_labels, ...) or a name of "
+                          "prmkit.labels.NAMED_SOURCES.")
+    model: str = setting(REQUIRED, "Backbone: a model folder (normally the policy or an "
+                         "instruct model of its family).")
+    loss: str = setting("hard", "hard (0/1 targets) or soft (the label value itself).",
+                        choices=("hard", "soft"))
+    threshold: float = setting(0.0, "A step is negative when its label is at or below this "
+                               "(prmkit.labels' one rule).")
+    include_after_error: bool = setting(False, "Also train on the steps after the first error.")
+    head: str = setting("ce", "ce (two outputs, softmax) or bce (one output, sigmoid).",
+                        choices=("ce", "bce"))
+    format: str = setting("prmkit", "Step layout: prmkit (a separator token after each step), "
+                          "plain (the steps as written) or qwen2.5-math-prm.")
+    readout: str = setting("separator", "separator (the hidden state at each step's end) or "
+                           "likelihood (that and the backbone LM's likelihood of the step).",
+                           choices=("separator", "likelihood"))
+    epochs: float = setting(2.0, "Passes over the training set (unless max_steps).")
+    max_steps: int | None = setting(None, "Optimizer steps, whatever the data size.")
+    batch_size: int = setting(16, "Solutions a micro-batch (a process).")
+    grad_accum: int = setting(1, "Micro-batches an optimizer step.")
+    lr: float = setting(1e-3, "Peak learning rate (warmup, then cosine decay).")
+    warmup_steps: int = setting(10, "Linear warmup steps.")
+    weight_decay: float = setting(0.0, "AdamW weight decay.")
+    eval_fraction: float = setting(0.1, "Held-out share of problems, evaluated during training.")
+    eval_every: int = setting(50, "Optimizer steps between held-out evaluations.")
+    save_every: int = setting(100, "Optimizer steps between resumable checkpoints.")
+    max_length: int | None = setting(None, "Tokens a solution at most (default: the "
+                                     "backbone's context).")
+    seed: int = setting(0, "Seed of the head, the split and the batch order.")
+    device: str = setting("auto", "auto (a GPU when there is one, else the CPU), cpu, cuda or "
+                          "cuda:N; data-parallel processes take theirs from the launcher.")
+    bf16: bool = setting(True, "bf16 autocast for the MLPs (attention stays fp32).")
+    train_backbone: bool = setting(True, "false: only the head learns, on features computed "
+                                   "once.")
+    feature_cache: str = setting("", "A folder where frozen-backbone features are kept for "
+                                 "later runs.")
+    top_layers: int | None = setting(None, "Train only the top N transformer layers (and the "
+                                     "head).")
 
     def validate(self) -> "TrainConfig":
         def bad(name, why):
             return InputError(f"{getattr(self, name)!r}: {why}", field=name)
-        if not self.data:
-            raise bad("data", "the training solutions file is required")
-        if self.loss not in ("hard", "soft"):
-            raise bad("loss", "choose hard or soft")
-        if self.head not in ("ce", "bce"):
-            raise bad("head", "choose ce or bce")
-        if self.readout not in ("separator", "likelihood"):
-            raise bad("readout", "choose separator or likelihood")
         from prmkit.prm.formats import FORMATS
         trainable = sorted(k for k, f in FORMATS.items() if f.readout == "head")
         if self.format not in trainable:
@@ -101,53 +109,14 @@ class TrainConfig:
             raise bad("eval_fraction", "must be in [0, 1)")
         return self
 
-    @classmethod
-    def load(cls, yaml_path: str | Path | None = None, overrides: list[str] = ()) -> "TrainConfig":
-        """Defaults, then a YAML file, then ``key=value`` overrides; unknown keys are errors."""
-        values: dict = {}
-        if yaml_path:
-            from prmkit.records import read_yaml_mapping
-            values.update(read_yaml_mapping(yaml_path))
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        for item in overrides:
-            key, sep, raw = item.partition("=")
-            if not sep:
-                raise InputError(f"{item!r}: expected key=value", field="set")
-            values[key] = raw
-        unknown = sorted(set(values) - set(fields))
-        if unknown:
-            raise InputError(f"unknown setting(s) {unknown}; known: {sorted(fields)}",
-                             path=yaml_path, field=unknown[0])
-        return cls(**{k: _typed(v, fields[k].type, k) for k, v in values.items()}).validate()
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _typed(value, kind: str, name: str):
-    """A setting as its field's type (YAML reads 5e-4 as a string, overrides are all strings)."""
-    if isinstance(value, str) and value.strip().lower() in ("null", "none", "~") and \
-            kind.endswith("| None"):
-        return None
-    base = kind.removesuffix(" | None")
-    try:
-        if base == "bool":
-            if isinstance(value, bool):
-                return value
-            if str(value).strip().lower() in ("true", "yes", "1"):
-                return True
-            if str(value).strip().lower() in ("false", "no", "0"):
-                return False
-            raise ValueError
-        if base == "int":
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if base == "float":
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{value!r}: expected {base}", field=name) from None
+def backbone_folder(cfg: TrainConfig) -> Path:
+    """The backbone's model folder; a missing one is an error saying what to pass."""
+    path = Path(cfg.model)
+    if not (path / "config.json").is_file():
+        raise InputError("not a model folder (no config.json): give --model a saved Hugging "
+                         "Face model folder", path=path, field="model")
+    return path
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -155,7 +124,9 @@ def _typed(value, kind: str, name: str):
 def step_targets(record: dict, cfg: TrainConfig) -> list[float | None]:
     """One target a step (None: left out), from the label field."""
     from prmkit.labels import Source, step_targets
-    return step_targets(record, Source(cfg.labels, cfg.threshold), soft=cfg.loss == "soft",
+    source = Source.parse(cfg.labels)  # a threshold in the spec holds unless one is set
+    source = Source(source.path, cfg.threshold or source.threshold)
+    return step_targets(record, source, soft=cfg.loss == "soft",
                         include_after_error=cfg.include_after_error)
 
 
@@ -306,10 +277,12 @@ def step_loss(prm, logits, targets):
 class _Processes:
     """One process on one device, or data-parallel processes through Accelerate."""
 
-    def __init__(self):
+    def __init__(self, device: str = "auto"):
         import os
 
         import torch
+
+        from prmkit.models import resolve_device
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self._accelerator = None
         if self.world > 1:
@@ -321,7 +294,7 @@ class _Processes:
             self._accelerator = Accelerator(cpu=not torch.cuda.is_available())
             self.device, self.rank = self._accelerator.device, self._accelerator.process_index
         else:
-            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            self.device = torch.device(resolve_device(device))
             self.rank = 0
         self.is_main = self.rank == 0
 
@@ -357,32 +330,38 @@ def _evaluate(prm, examples: list[dict], cfg: TrainConfig, device) -> dict:
     return {"loss": loss_sum / total, "step_accuracy": right / total, "steps": total}
 
 
-def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=None) -> dict:
+def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=None,
+          force: bool = False) -> dict:
     """Train (or resume) a PRM into ``out``; ``out/final`` is the PRM folder. Returns the
     metrics; ``{}`` in data-parallel processes other than the first."""
-    import torch
-
-    from prmkit.models import attention_in_fp32, load_tokenizer, quiet_transformers
-    from prmkit.prm.model import build_prm, load_prm, save_prm
+    from prmkit.models import quiet_transformers
     quiet_transformers()
     cfg.validate()
-    out = Path(out)
-    config = {"stage": "train", **cfg.to_dict(), "data_sha256": rundir.file_digest(cfg.data)}
-    if rundir.is_complete(out, config):
-        return json.loads((out / "metrics.json").read_text())
-    procs = _Processes()
-    if procs.is_main:
-        rundir.begin(out)
-        saved = out / "train_config.json"
-        if saved.exists() and json.loads(saved.read_text()) != config:
-            import shutil  # a checkpoint of other settings (or data) must not be resumed
-            shutil.rmtree(out / "last", ignore_errors=True)
-        write_json(saved, config)
-    procs.wait()
+    init = backbone_folder(cfg)
+    procs = _Processes(cfg.device)
     progress = progress and procs.is_main
+
+    def work(out: Path, stage_config: dict) -> dict:
+        if procs.is_main:
+            saved = out / "train_config.json"
+            if force or saved.exists() and json.loads(saved.read_text()) != stage_config:
+                import shutil  # a checkpoint of other settings (or data) must not be resumed
+                shutil.rmtree(out / "last", ignore_errors=True)
+            write_json(saved, stage_config)
+        procs.wait()
+        return _train(cfg, out, init, procs, progress, on_step)
+
+    return rundir.run_stage(out, {"stage": "train", **config.to_dict(cfg)}, work,
+                            inputs={"data": cfg.data}, writer=procs.is_main, force=force)
+
+
+def _train(cfg: TrainConfig, out: Path, init: Path, procs: "_Processes", progress: bool,
+           on_step) -> dict:
+    import torch
+
+    from prmkit.models import attention_in_fp32, load_tokenizer
+    from prmkit.prm.model import build_prm, load_prm, save_prm
     last = out / "last"
-    from prmkit.toyworld.cli import resolve_policy
-    init = resolve_policy(cfg.init, progress=progress)
     began = time.monotonic()
     if (last / "trainer_state.pt").exists():
         prm = load_prm(last)
@@ -445,13 +424,10 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
     if not procs.is_main:
         return {}
     save_prm(prm, out / "final")
-    metrics = {"steps": total_steps, "train_examples": len(train_set),
-               "held_out_examples": len(held_out), "seconds": round(state["seconds"], 1),
-               "history": state["history"],
-               "final_held_out": state["history"][-1].get("held_out", {})}
-    write_json(out / "metrics.json", metrics)
-    rundir.finish(out, config)
-    return metrics
+    return {"steps": total_steps, "train_examples": len(train_set),
+            "held_out_examples": len(held_out), "seconds": round(state["seconds"], 1),
+            "history": state["history"],
+            "final_held_out": state["history"][-1].get("held_out", {})}
 
 
 def untrained(cfg: TrainConfig, out: str | Path) -> dict:
@@ -466,24 +442,18 @@ def untrained(cfg: TrainConfig, out: str | Path) -> dict:
     from prmkit.prm.model import build_prm, save_prm
     quiet_transformers()
     cfg.validate()
-    out = Path(out)
-    config = {"stage": "untrained", **cfg.to_dict()}
-    if rundir.is_complete(out, config):
-        return json.loads((out / "metrics.json").read_text())
-    init = cfg.init
-    if not (Path(init) / "config.json").is_file():
-        raise InputError(f"{init!r}: not a model folder (no config.json)", field="init")
-    rundir.begin(out)
-    prm = build_prm(init, load_tokenizer(init, padding_side="right"), head=cfg.head,
-                    seed=cfg.seed, fmt=cfg.format, readout=cfg.readout)
-    with torch.no_grad():
-        prm.module.score[-1].weight.zero_()
-        prm.module.score[-1].bias.zero_()
-    save_prm(prm, out / "final")
-    metrics = {"steps": 0, "seconds": 0.0, "history": []}
-    write_json(out / "metrics.json", metrics)
-    rundir.finish(out, config)
-    return metrics
+    init = str(backbone_folder(cfg))
+
+    def work(out: Path, _config: dict) -> dict:
+        prm = build_prm(init, load_tokenizer(init, padding_side="right"), head=cfg.head,
+                        seed=cfg.seed, fmt=cfg.format, readout=cfg.readout)
+        with torch.no_grad():
+            prm.module.score[-1].weight.zero_()
+            prm.module.score[-1].bias.zero_()
+        save_prm(prm, out / "final")
+        return {"steps": 0, "seconds": 0.0, "history": []}
+
+    return rundir.run_stage(out, {"stage": "untrained", **config.to_dict(cfg)}, work)
 
 
 def _order(lengths: list[int], batch: int, needed: int, seed: int) -> list[int]:

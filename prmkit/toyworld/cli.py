@@ -7,33 +7,9 @@ from typing import Optional
 
 import typer
 
-from prmkit.errors import InputError
 
 toy_app = typer.Typer(no_args_is_help=True, help=(
     "The toy world: arithmetic word problems with exact step truth and a tiny CPU policy."))
-
-
-def resolve_policy(policy: str, *, progress: bool = True) -> Path:
-    """A policy folder from PATH, ``toy`` (the default toy policy, trained on first use) or
-    ``toy@step-300`` (a snapshot of it; ``toy@300`` and ``toy@step-000300`` too)."""
-    if policy == "toy" or policy.startswith("toy@"):
-        from prmkit.toyworld.policy import PolicyConfig, ensure_policy
-        final = ensure_policy(PolicyConfig(), progress=progress)
-        if "@" not in policy:
-            return final
-        name = policy.split("@", 1)[1]
-        if name.removeprefix("step-").isdigit():  # toy@step-300 and toy@300 name step-000300
-            name = f"step-{int(name.removeprefix('step-')):06d}"
-        snapshot = final.parent / name
-        if not snapshot.is_dir():
-            known = sorted(p.name for p in final.parent.glob("step-*"))
-            raise InputError(f"no snapshot {snapshot.name!r}; have {known}", field="policy")
-        return snapshot
-    path = Path(policy)
-    if not path.is_dir():
-        raise InputError("policy folder not found (give a model folder, 'toy' or "
-                         "'toy@step-NNNNNN')", path=path, field="policy")
-    return path
 
 
 def _toy_config(preset_name: str):
@@ -106,6 +82,7 @@ def stats(policy: str = typer.Option("toy", help="Policy folder, toy or toy@step
     from prmkit.report.tables import toy_stats_table
     from prmkit.toyworld.problems import make_problems
     from prmkit.toyworld.stats import toy_stats
+    from prmkit.toyworld.policy import resolve_policy
     path = resolve_policy(policy)
     problems = make_problems(_toy_config("mixed"), n_problems, seed=seed, split="test")
     with load_backend("hf", str(path), workers=workers, batch_size=64) as backend:
@@ -131,6 +108,7 @@ def bench(out: Path = typer.Option(Path("runs/toybench"), help="Folder for toy.j
     from prmkit.toyworld.bench import build
     from prmkit.toyworld.problems import make_problems
     from prmkit.toyworld.stats import sample_and_judge
+    from prmkit.toyworld.policy import resolve_policy
     path = resolve_policy(policy)
     config = {"stage": "toy.bench", "policy": str(path), "n_problems": n_problems,
               "samples": samples, "temperature": temperature, "seed": seed, "start": start}

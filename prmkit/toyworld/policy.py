@@ -38,6 +38,7 @@ from prmkit.toyworld.problems import make_problem, make_problems, preset
 
 EVAL_SPLIT, TRAIN_SPLIT = "test", "train"
 OPTIMIZERS = ("muon", "adamw")
+PROMPT = "plain"  # the prompt layout (prmkit.prompting) the policy is trained and sampled with
 HELD_OUT_GUARD = 5000  # training skips any problem whose text is among the first 5000 test ones
 CHECKPOINT_EVERY = 50  # steps between resumable checkpoints (about 30 s of training)
 
@@ -120,7 +121,7 @@ def training_batch(tokenizer, problems: list[dict], loss_on_problem: bool = Fals
     from prmkit.prompting import render
     rows, masks = [], []
     for p in problems:
-        prompt = tokenizer(render("toy", p["problem"]), add_special_tokens=False)["input_ids"]
+        prompt = tokenizer(render(PROMPT, p["problem"]), add_special_tokens=False)["input_ids"]
         answer = tokenizer(p["solution"], add_special_tokens=False)["input_ids"]
         answer = answer + [tokenizer.eos_token_id]
         rows.append(prompt + answer)
@@ -286,7 +287,7 @@ def evaluate(model_path: str | Path, *, preset_name: str = "mixed", seed: int = 
     problems = make_problems(preset(preset_name), n_problems, seed=seed, split=EVAL_SPLIT)
     budget = budget_for(problems)
     with load_backend("hf", str(model_path), workers=workers, batch_size=batch_size) as backend:
-        outputs = backend.generate([render("toy", p["problem"]) for p in problems],
+        outputs = backend.generate([render(PROMPT, p["problem"]) for p in problems],
                                    SamplingParams(n=samples, temperature=temperature,
                                                   max_new_tokens=budget, seed=seed))
     correct = mixed = unanswered = process_ok = 0
@@ -327,3 +328,25 @@ def ensure_policy(cfg: PolicyConfig = PolicyConfig(), *, root: Path | None = Non
     write_json(out / "metrics.json", metrics)
     rundir.finish(out, cfg.to_dict())
     return out / "final"
+
+
+def resolve_policy(policy: str, *, progress: bool = True) -> Path:
+    """A policy folder from PATH, ``toy`` (the default toy policy, trained on first use) or
+    ``toy@step-300`` (a snapshot of it; ``toy@300`` and ``toy@step-000300`` too)."""
+    if policy == "toy" or policy.startswith("toy@"):
+        final = ensure_policy(PolicyConfig(), progress=progress)
+        if "@" not in policy:
+            return final
+        name = policy.split("@", 1)[1]
+        if name.removeprefix("step-").isdigit():  # toy@step-300 and toy@300 name step-000300
+            name = f"step-{int(name.removeprefix('step-')):06d}"
+        snapshot = final.parent / name
+        if not snapshot.is_dir():
+            known = sorted(p.name for p in final.parent.glob("step-*"))
+            raise InputError(f"no snapshot {snapshot.name!r}; have {known}", field="policy")
+        return snapshot
+    path = Path(policy)
+    if not path.is_dir():
+        raise InputError("policy folder not found (give a model folder, 'toy' or "
+                         "'toy@step-NNNNNN')", path=path, field="policy")
+    return path

@@ -24,9 +24,10 @@ def sample_and_judge(backend, problems: list[dict], *, samples: int, temperature
                      seed: int) -> list[dict]:
     from prmkit.backends import SamplingParams
     from prmkit.prompting import render
+    from prmkit.toyworld.policy import PROMPT
     from prmkit.steps import split_steps
     from prmkit.toyworld.truth import judge
-    outputs = backend.generate([render("toy", p["problem"]) for p in problems],
+    outputs = backend.generate([render(PROMPT, p["problem"]) for p in problems],
                                SamplingParams(n=samples, temperature=temperature,
                                               max_new_tokens=budget_for(problems), seed=seed))
     solutions = []
@@ -57,11 +58,12 @@ def rollout_rates(backend, solutions: list[dict], *, rollouts: int, temperature:
                   seed: int) -> dict:
     from prmkit.backends import SamplingParams
     from prmkit.prompting import render
+    from prmkit.toyworld.policy import PROMPT
     from prmkit.steps import join_steps, split_steps
     from prmkit.toyworld.truth import judge
     wrong, sound = _prefixes(solutions, random.Random(seed))
     jobs = wrong + sound
-    prompts = [render("toy", s["problem"]["problem"]) + join_steps(s["steps"][:k]) + "\n\n"
+    prompts = [render(PROMPT, s["problem"]["problem"]) + join_steps(s["steps"][:k]) + "\n\n"
                for s, k in jobs]
     budget = budget_for([s["problem"] for s, _ in jobs])
     outputs = backend.generate(prompts, SamplingParams(n=rollouts, temperature=temperature,

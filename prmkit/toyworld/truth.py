@@ -140,3 +140,15 @@ def _judge_step(spec: Spec, s_index: int, m: re.Match, pending: list[int],
     if apply(statement.op, a, b) != c:
         return "arithmetic"
     return "carried" if "carried" in best else "ok"
+
+
+def step_truth(problem: dict, steps: list[str]) -> dict:
+    """The sampling stage's truth hook for toy problems (``prmkit sample --truth
+    prmkit.toyworld.truth:step_truth``): the ``truth`` field of a solution record."""
+    truth = judge(Spec.from_dict(problem["toy"]), steps)
+    return {"label": truth.label, "kinds": truth.kinds, "step_labels": truth.step_labels,
+            "answer_correct": truth.answer_correct}
+
+
+# the hook as the sampling stage names it
+TRUTH_HOOK = f"{__name__}:step_truth"

@@ -1,0 +1,80 @@
+"""The ``prmkit`` command. Thin: build a typed config, call the stage, print a table.
+
+Heavy imports (torch, transformers, math-verify) happen inside commands, so ``prmkit --help``
+stays instant and never imports torch. Command groups that live outside the general library
+(the toy world's ``prmkit toy``) are plugins: packages declare them under the
+``prmkit.commands`` entry point and are mounted here by name.
+
+    prmkit/cli/__init__.py   the app, ``--version``, ``main(argv) -> int``, plugins
+    prmkit/cli/options.py    flags made from a stage's config dataclass
+    prmkit/cli/stages.py     sample, train, score
+    prmkit/cli/annotate.py   annotate mc | judge | consensus | report
+    prmkit/cli/evaluate.py   eval processbench | bon
+    prmkit/cli/data.py       convert, formats
+    prmkit/cli/recipes.py    run, demo
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from prmkit.errors import InputError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="prmkit: build and evaluate process reward models for math reasoning.")
+PLUGIN_GROUP = "prmkit.commands"
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+        typer.echo(f"prmkit {version('prmkit')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Print the version.")) -> None:
+    """prmkit: build and evaluate process reward models for math reasoning."""
+
+
+def console():
+    from rich.console import Console
+    return Console()
+
+
+def _mount() -> None:
+    from importlib.metadata import entry_points
+
+    from prmkit.cli import annotate, data, evaluate, recipes, stages  # noqa: F401 (register)
+    app.add_typer(annotate.annotate_app, name="annotate")
+    app.add_typer(evaluate.eval_app, name="eval")
+    for point in entry_points(group=PLUGIN_GROUP):
+        app.add_typer(point.load(), name=point.name)
+
+
+_mount()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``prmkit`` on ``argv`` (default: the command line); returns the exit status: 0 done,
+    2 bad input (an ``InputError``, named file, line and field) or bad usage."""
+    import click
+    try:
+        result = app(args=argv, prog_name="prmkit", standalone_mode=False)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    return result if isinstance(result, int) else 0
+
