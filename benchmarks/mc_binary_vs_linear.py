@@ -32,25 +32,29 @@ def main() -> None:
     args = parser.parse_args()
 
     from prmkit.annotate import mc
+    from prmkit.backends import BackendConfig
     from prmkit.records import read_records, write_jsonl
     from prmkit.sample import SampleConfig
     from prmkit.sample import run as sample
-    from prmkit.toyworld.cli import resolve_policy
-    from prmkit.toyworld.problems import PRESETS, make_problems
+    from prmkit.toyworld.policy import PROMPT, resolve_policy
+    from prmkit.toyworld.problems import PRESETS, budget_for, make_problems
+    from prmkit.toyworld.truth import TRUTH_HOOK
     policy = str(resolve_policy(args.policy))
+    backend = BackendConfig(workers=args.workers)
     args.out.mkdir(parents=True, exist_ok=True)
     problems = args.out / "problems.jsonl"
     write_jsonl(problems, make_problems(PRESETS["mixed"], args.problems, seed=0, split="test",
                                         start=3000))
-    sample(SampleConfig(problems=str(problems), policy=policy, n=args.n), args.out / "sample",
-           backend_options={"workers": args.workers})
+    sample(SampleConfig(problems=str(problems), model=policy, prompt=PROMPT, truth=TRUTH_HOOK,
+                        n=args.n), args.out / "sample", backend=backend)
+    budget = budget_for(read_records(problems, "problem"))
     solutions = args.out / "sample" / "solutions.jsonl"
 
     results, seconds = {}, {}
     for mode in ("linear", "binary"):
         start = time.perf_counter()
-        mc.run(mc.MCConfig(solutions=str(solutions), model=policy, k=args.k, mode=mode),
-               args.out / mode, backend_options={"workers": args.workers})
+        mc.run(mc.MCConfig(solutions=str(solutions), model=policy, prompt=PROMPT, k=args.k,
+                           mode=mode, max_new_tokens=budget), args.out / mode, backend=backend)
         seconds[mode] = time.perf_counter() - start
         results[mode] = read_records(args.out / mode / "annotated.jsonl", "solution")
 

@@ -182,6 +182,7 @@ def main() -> None:
     parser.add_argument("--base", default="", help="settings over the base: key=value,...")
     args = parser.parse_args()
 
+    from prmkit import config
     from prmkit.pipeline import bench_items, slug
     from prmkit.prm.train import TrainConfig, train, untrained
     from prmkit.records import read_records
@@ -198,9 +199,9 @@ def main() -> None:
         variants = {k: v for k, v in variants.items() if k in args.only}
     results = {}
     for name, settings in variants.items():
-        values = {**base, **settings, "data": str(data), "init": policy}
+        values = {**base, **settings, "data": str(data), "model": policy}
         arm = values.pop("arm", None)
-        cfg = TrainConfig.load(None, [f"{k}={v}" for k, v in values.items()])
+        cfg = config.load(TrainConfig, None, [f"{k}={v}" for k, v in values.items()])
         folder = args.out / slug(name)
         began = time.monotonic()
         originals = with_arm(arm)

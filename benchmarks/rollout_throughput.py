@@ -16,13 +16,14 @@ import time
 
 def prefixes(n: int) -> list[str]:
     from prmkit.prompting import render
+    from prmkit.toyworld.policy import PROMPT
     from prmkit.steps import join_steps, split_steps
     from prmkit.toyworld.problems import PRESETS, make_problems
     prompts = []
     for p in make_problems(PRESETS["mixed"], n, seed=0, split="bench"):
         steps = split_steps(p["solution"])
         k = 1 + len(prompts) % (len(steps) - 1)  # a cut before the answer step
-        prompts.append(render("toy", p["problem"]) + join_steps(steps[:k]) + "\n\n")
+        prompts.append(render(PROMPT, p["problem"]) + join_steps(steps[:k]) + "\n\n")
     return prompts
 
 
@@ -53,7 +54,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,16,64")
     args = parser.parse_args()
 
-    from prmkit.toyworld.cli import resolve_policy
+    from prmkit.toyworld.policy import resolve_policy
     policy = str(resolve_policy(args.policy))
     prompts = prefixes(args.prefixes)
     print(f"policy {policy}\n{len(prompts)} prefixes x {args.samples} rollouts, T=1.0\n")

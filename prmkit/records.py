@@ -1,8 +1,8 @@
 """The JSONL records every stage reads and writes, and their validation.
 
-Records are plain dicts (one JSON object a line) so that stages can add fields without a schema
-change: an annotation stage adds ``mc_hard`` to a solution, a scorer writes ``step_scores``.
-Each kind below lists the fields prmkit relies on; other fields are kept as they are.
+Records are plain dicts (one JSON object a line); each stage adds its own field to a solution.
+Each kind below lists the fields prmkit relies on, and ``STAGE_FIELDS`` every field a stage
+adds; other fields are kept as they are.
 
 problem      {"id": str, "problem": str, "answer": str | null, "source"?: str}
              ``answer`` is the gold final answer (null when unknown).
@@ -12,6 +12,18 @@ solution     {"id": str, "problem": str, "steps": [str, ...] (non-empty),
               "final_answer_correct"?: bool, "step_labels"?: [number | bool, ...] (one a step),
               "problem_id"?: str}
              ProcessBench items are solutions (``label``, ``final_answer_correct``).
+             Added by stages (checked when present; per-step lists have one entry a step):
+               prmkit sample     "sample_index", "outcome": correct|incorrect|unparseable,
+                                 "reason", "finish_reason": stop|length, "num_tokens",
+                                 "generator", "truth"? (a truth hook: {"label", "step_labels",
+                                 "kinds", "answer_correct"})
+               annotate mc       "mc": {"mode", "k", "threshold", "values", "correct", "hard",
+                                 "first_error", "train_mask", "rollouts", "generated",
+                                 "outcomes", "rollout_log"?}    (prmkit.annotate.mc)
+               annotate judge    "judge": {"kind", "first_error", "calls", "votes"?,
+                                 "statuses"?, "prompt_sha256"?, "claims"?, "false_claims"?}
+               annotate consensus "consensus": {"kept", "first_error", "sources", "cost",
+                                 "step_labels"?}
 step_scores  {"id": str, "step_scores": [number, ...]}    one score a step, higher = more correct.
 critique     {"id": str, "critiques": [str, ...]}          generated critiques of one solution;
              ``"critique": str`` is accepted for a single one.
@@ -99,9 +111,49 @@ def list_of(check: Check, *, nonempty: bool = False) -> Check:
     return checked
 
 
+def one_of(*allowed: str) -> Check:
+    def checked(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(f"expected one of {list(allowed)}, got {value!r}")
+        return value
+    return checked
+
+
+def mapping(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object, got {type(value).__name__}")
+    return value
+
+
 # --- schemas: field -> (check, required) ------------------------------------------------------
 
 Schema = dict[str, tuple[Check, bool]]
+
+
+def obj(schema: Schema) -> Check:
+    """A nested object (a field a stage adds): checked against ``schema``, returned unchanged;
+    an error names the nested field (``mc.values``)."""
+    def checked(value: Any) -> dict:
+        mapping(value)
+        for name, (check, required) in schema.items():
+            if name not in value:
+                if required:
+                    raise _Nested(name, "missing")
+                continue
+            try:
+                check(value[name])
+            except _Nested as e:
+                raise _Nested(f"{name}.{e.field}", e.why) from None
+            except ValueError as e:
+                raise _Nested(name, str(e)) from None
+        return value
+    return checked
+
+
+class _Nested(ValueError):
+    def __init__(self, field: str, why: str):
+        super().__init__(why)
+        self.field, self.why = field, why
 
 CANDIDATE: Schema = {
     "answer": (optional(text), False),
@@ -129,6 +181,39 @@ def candidate(value: Any) -> dict:
     return out
 
 
+# The fields stages add to a solution (under their default names), checked wherever a record
+# is read, so a foreign or damaged file gives an error naming the file, the line and the field
+# (``mc.values``) instead of a KeyError deep inside a stage. Every part is optional (hand-made
+# and foreign files carry what they carry; a stage that needs a part it lacks says so, through
+# ``prmkit.labels.Source``), but what is there must have its type, and per-step lists must have
+# one entry a step (``_check_solution``).
+STAGE_FIELDS: dict[str, Schema] = {
+    # prmkit sample, where a truth hook knows every step (the toy world)
+    "truth": {"label": (integer, False), "step_labels": (list_of(step_label), False),
+              "kinds": (list_of(text), False), "answer_correct": (boolean, False)},
+    # prmkit annotate mc
+    "mc": {"mode": (one_of("linear", "binary"), False), "k": (integer, False),
+           "threshold": (number, False), "values": (list_of(optional(number)), False),
+           "correct": (list_of(optional(integer)), False),
+           "hard": (list_of(optional(integer)), False), "first_error": (integer, False),
+           "train_mask": (list_of(boolean), False), "rollouts": (integer, False),
+           "generated": (integer, False), "outcomes": (mapping, False),
+           "rollout_log": (list_of(optional(list_of(mapping))), False)},
+    # prmkit annotate judge
+    "judge": {"kind": (one_of("rule", "model"), False),
+              "first_error": (optional(integer), False), "calls": (integer, False),
+              "votes": (list_of(optional(integer)), False), "statuses": (list_of(text), False),
+              "prompt_sha256": (text, False), "claims": (integer, False),
+              "false_claims": (list_of(mapping), False)},
+    # prmkit annotate consensus
+    "consensus": {"kept": (boolean, False), "first_error": (optional(integer), False),
+                  "sources": (mapping, False), "cost": (mapping, False),
+                  "step_labels": (list_of(integer), False)},
+}
+# per-step lists inside the stage fields
+_PER_STEP = (("truth", "step_labels"), ("truth", "kinds"), ("mc", "values"), ("mc", "hard"),
+             ("mc", "correct"), ("mc", "train_mask"), ("consensus", "step_labels"))
+
 SCHEMAS: dict[str, Schema] = {
     "problem": {
         "id": (text, True),
@@ -146,6 +231,14 @@ SCHEMAS: dict[str, Schema] = {
         "final_answer_correct": (boolean, False),
         "step_labels": (list_of(step_label), False),
         "problem_id": (text, False),
+        # what each stage adds (STAGE_FIELDS below)
+        **{name: (obj(schema), False) for name, schema in STAGE_FIELDS.items()},
+        "sample_index": (integer, False),
+        "outcome": (one_of("correct", "incorrect", "unparseable"), False),
+        "reason": (optional(text), False),
+        "finish_reason": (one_of("stop", "length"), False),
+        "num_tokens": (integer, False),
+        "generator": (text, False),
     },
     "step_scores": {
         "id": (text, True),
@@ -171,6 +264,10 @@ def _check_solution(record: dict) -> tuple[str, str] | None:
         return "label", f"{record['label']} is not -1 or a step index below {n}"
     if "step_labels" in record and len(record["step_labels"]) != n:
         return "step_labels", f"{len(record['step_labels'])} labels for {n} steps"
+    for stage, name in _PER_STEP:
+        values = record.get(stage, {}).get(name) if isinstance(record.get(stage), dict) else None
+        if values is not None and len(values) != n:
+            return f"{stage}.{name}", f"{len(values)} entries for {n} steps"
     return None
 
 
@@ -194,6 +291,8 @@ def validate(record: Any, kind: str, *, path: str | Path | None = None,
             continue
         try:
             out[name] = check(record[name])
+        except _Nested as e:
+            raise InputError(e.why, path=path, line=line, field=f"{name}.{e.field}") from None
         except ValueError as e:
             raise InputError(str(e), path=path, line=line, field=name) from None
     if kind == "solution" and (problem := _check_solution(out)):
