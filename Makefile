@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test install browser clean
+.PHONY: demo test test-fast install browser clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ browser:
 
 test: $(VENV)/.installed browser
 	$(PY) -m pytest -q
+
+# everything but the tests marked slow (the quick demo, training runs, kills, Ray): seconds
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) .pytest_cache runs

@@ -1,10 +1,10 @@
 import json
 
 import pytest
+from conftest import shared
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import shared
 from prmkit.errors import InputError
 from prmkit.formats import READERS, reader, writer
 

@@ -2,8 +2,8 @@ import threading
 import time
 
 import pytest
-
 from conftest import shared
+
 from prmkit import grading
 from prmkit.formats import reader
 from prmkit.grading import Outcome, extract_answer, grade, grade_answer, grade_many

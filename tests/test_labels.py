@@ -4,7 +4,8 @@ import pytest
 
 from prmkit.errors import InputError
 from prmkit.labels import (NAMED_SOURCES, Source, first_at_or_below, first_error, hard_labels,
-                           labels_from_first_error, parse_critique, positive, step_targets, vote)
+                           labels_from_first_error, parse_critique, positive, quality,
+                           step_targets, vote)
 
 
 def test_one_threshold_rule_for_values_labels_and_scores():
@@ -60,3 +61,26 @@ def test_one_tie_rule_the_earliest_error_wins():
     assert vote([None, 2, 3, 3, 2]) == 2      # tied errors: the earliest
     assert vote([-1, -1, 0]) == -1
     assert vote([None, None]) is None and vote([]) is None
+
+
+@pytest.mark.parametrize("spec,value,expected", [
+    ("mc.hard", [1, 1, 0, None], 2),
+    ("mc.hard", [True, True], -1),
+    ("mc.values", [0.5, 0.0, 0.25], 1),
+    ("mc.values:0.3", [0.5, 0.25, 0.0], 1),
+    ("mc.hard", [1, None, 0], 2),  # unknown steps are skipped
+    ("judge.first_error", 3, 3),
+    ("judge.first_error", None, None),
+])
+def test_sources_read_step_labels_or_an_index(spec, value, expected):
+    top, field = spec.split(":")[0].split(".")
+    assert Source.parse(spec).first_error({top: {field: value}}) == expected
+
+
+def test_source_quality_counts_negative_steps_from_the_first_error():
+    q = quality([1, -1, 2, None], [1, 0, 3, 2], [4, 4, 4, 4])
+    assert q["n"] == 3 and q["first_error_accuracy"] == pytest.approx(1 / 3)
+    # predicted negatives {1,2,3} + {} + {2,3}; true {1,2,3} + {0..3} + {3}
+    assert q["negative_precision"] == pytest.approx(4 / 5)
+    assert q["negative_recall"] == pytest.approx(4 / 8)
+

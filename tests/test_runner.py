@@ -40,6 +40,7 @@ def mc_command(solutions, model, out) -> list[str]:
             "--shard-size", "2", "--workers", "1", "--prompt", "plain"]
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_with_every_solution_once(tmp_path, toy_solutions,
                                                                     tiny_lm):
     out = tmp_path / "killed"
@@ -74,6 +75,7 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_local_and_ray_executors_give_identical_files(tmp_path, toy_solutions, tiny_lm,
                                                       ray_session):
     cfg = mc.MCConfig(solutions=str(toy_solutions), model=str(tiny_lm), prompt="plain", k=2,

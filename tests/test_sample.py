@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import shared
 
 from prmkit import rundir
 from prmkit.errors import InputError
@@ -13,8 +14,6 @@ from prmkit.sample import SampleConfig, run, solution_record
 from prmkit.toyworld.policy import PROMPT
 from prmkit.toyworld.problems import PRESETS, make_problems
 from prmkit.toyworld.truth import TRUTH_HOOK
-
-from conftest import shared
 
 
 @pytest.fixture

@@ -62,19 +62,21 @@ _mount()
 def main(argv: list[str] | None = None) -> int:
     """Run ``prmkit`` on ``argv`` (default: the command line); returns the exit status: 0 done,
     2 bad input (an ``InputError``, named file, line and field) or bad usage."""
-    import click
     try:
         result = app(args=argv, prog_name="prmkit", standalone_mode=False)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return e.exit_code
-    except click.ClickException as e:
-        e.show()
-        return e.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         return 130
+    except Exception as e:
+        # a usage error of the command line (click's, as typer carries it): show it, exit 2
+        if hasattr(e, "show") and hasattr(e, "exit_code"):
+            e.show()
+            return e.exit_code
+        raise
     return result if isinstance(result, int) else 0
 

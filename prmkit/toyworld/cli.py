@@ -39,7 +39,9 @@ def policy(steps: Optional[int] = typer.Option(None, help="Optimizer steps (defa
            seed: int = typer.Option(0),
            max_seconds: Optional[float] = typer.Option(None, help=(
                "Stop this call after so many seconds; the next call resumes.")),
-           evaluate: bool = typer.Option(True, help="Measure held-out sampled accuracy.")
+           evaluate: bool = typer.Option(True, help="Measure held-out sampled accuracy."),
+           path: bool = typer.Option(False, "--path", help=(
+               "Print only the policy's folder (training it first if needed), for --model."))
            ) -> None:
     """Train the tiny policy (cached by config; resumes an interrupted run) and report it."""
     import json
@@ -49,6 +51,10 @@ def policy(steps: Optional[int] = typer.Option(None, help="Optimizer steps (defa
     cfg = PolicyConfig(preset=preset, seed=seed)
     if steps:  # snapshots past a shorter run are dropped, not an error
         cfg = replace(cfg, steps=steps, snapshots=tuple(s for s in cfg.snapshots if s < steps))
+    if path:  # quiet: `--model $(prmkit toy policy --path)`
+        typer.echo(ensure_policy(cfg, max_seconds=max_seconds, progress=False,
+                                 evaluate_after=False))
+        return
     try:
         final = ensure_policy(cfg, max_seconds=max_seconds, evaluate_after=evaluate)
     except TimeoutError as e:
@@ -70,7 +76,7 @@ def policy(steps: Optional[int] = typer.Option(None, help="Optimizer steps (defa
 
 
 @toy_app.command("stats")
-def stats(policy: str = typer.Option("toy", help="Policy folder, toy or toy@step-N."),
+def stats(model: str = typer.Option("toy", help="The policy: a model folder, toy or toy@step-N."),
           n_problems: int = typer.Option(100), samples: int = typer.Option(8),
           rollouts: int = typer.Option(8, help="Completions of each probed prefix."),
           temperature: float = typer.Option(1.0), seed: int = typer.Option(0),
@@ -83,7 +89,7 @@ def stats(policy: str = typer.Option("toy", help="Policy folder, toy or toy@step
     from prmkit.toyworld.problems import make_problems
     from prmkit.toyworld.stats import toy_stats
     from prmkit.toyworld.policy import resolve_policy
-    path = resolve_policy(policy)
+    path = resolve_policy(model)
     problems = make_problems(_toy_config("mixed"), n_problems, seed=seed, split="test")
     with load_backend("hf", str(path), workers=workers, batch_size=64) as backend:
         numbers = toy_stats(backend, problems, samples=samples, rollouts=rollouts,
@@ -96,7 +102,7 @@ def stats(policy: str = typer.Option("toy", help="Policy folder, toy or toy@step
 
 @toy_app.command("bench")
 def bench(out: Path = typer.Option(Path("runs/toybench"), help="Folder for toy.json."),
-          policy: str = typer.Option("toy", help="Policy folder, toy or toy@step-N."),
+          model: str = typer.Option("toy", help="The policy: a model folder, toy or toy@step-N."),
           n_problems: int = typer.Option(300, help="Held-out problems to sample."),
           samples: int = typer.Option(8), temperature: float = typer.Option(1.0),
           seed: int = typer.Option(0), start: int = typer.Option(
@@ -109,7 +115,7 @@ def bench(out: Path = typer.Option(Path("runs/toybench"), help="Folder for toy.j
     from prmkit.toyworld.problems import make_problems
     from prmkit.toyworld.stats import sample_and_judge
     from prmkit.toyworld.policy import resolve_policy
-    path = resolve_policy(policy)
+    path = resolve_policy(model)
     config = {"stage": "toy.bench", "policy": str(path), "n_problems": n_problems,
               "samples": samples, "temperature": temperature, "seed": seed, "start": start}
     if rundir.is_complete(out, config):

@@ -21,6 +21,7 @@ def small_config(**overrides) -> PolicyConfig:
     return PolicyConfig(**values)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["muon", "adamw"])
 def test_training_lowers_the_loss(tmp_path, optimizer):
     record = train(small_config(optimizer=optimizer), tmp_path / "run", progress=False)
@@ -34,6 +35,7 @@ def test_training_lowers_the_loss(tmp_path, optimizer):
     assert (tmp_path / "run" / "step-000020" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
     cfg = small_config(steps=12, snapshots=())
     straight = train(cfg, tmp_path / "straight", progress=False)
@@ -117,8 +119,7 @@ def test_labels_cover_the_solution_and_the_end_token_only_when_asked():
 def test_snapshot_names_are_resolved_with_or_without_padding(tmp_path, monkeypatch):
     from prmkit import rundir
     from prmkit.errors import InputError
-    from prmkit.toyworld.policy import resolve_policy
-    from prmkit.toyworld.policy import PolicyConfig, policy_dir
+    from prmkit.toyworld.policy import PolicyConfig, policy_dir, resolve_policy
     monkeypatch.setenv("PRMKIT_CACHE", str(tmp_path))
     cfg = PolicyConfig()
     out = policy_dir(cfg)

@@ -31,6 +31,7 @@ def test_counts_order_and_reproducibility(tiny_lm):
                                                               seed=8))) != texts(first)
 
 
+@pytest.mark.slow
 def test_two_worker_processes_give_the_same_completions(tiny_lm):
     params = SamplingParams(n=2, max_new_tokens=10, seed=1)
     with load_backend("hf", str(tiny_lm), batch_size=2) as one:

@@ -6,8 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prmkit.toyworld.problems import (PRESETS, Spec, Statement, canonical_steps, make_problems,
-                                      problem_text)
+from prmkit.toyworld.problems import (
+    PRESETS,
+    Spec,
+    Statement,
+    canonical_steps,
+    make_problems,
+    problem_text,
+)
 from prmkit.toyworld.truth import judge
 
 # Ann has 7. Ben has 3 more than Ann. Dee has 2 fewer than Ann (a side statement).

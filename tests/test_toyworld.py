@@ -9,8 +9,14 @@ import pytest
 from prmkit.backends import Completion, SamplingParams, check_outputs
 from prmkit.errors import InputError
 from prmkit.steps import join_steps, split_steps
-from prmkit.toyworld.problems import (PRESETS, Spec, ToyConfig, canonical_steps, make_problems,
-                                      preset)
+from prmkit.toyworld.problems import (
+    PRESETS,
+    Spec,
+    ToyConfig,
+    canonical_steps,
+    make_problems,
+    preset,
+)
 
 
 def test_problems_are_a_function_of_seed_split_and_index():

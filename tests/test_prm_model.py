@@ -1,0 +1,183 @@
+"""PRM models (prmkit.prm.model): one-pass scores equal per-prefix scores, save and load, the
+Qwen2.5-Math-PRM and Math-Shepherd layouts, the likelihood readout."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import PRM_STEPS, bpe_tokenizer, char_tokenizer
+
+from prmkit.errors import InputError
+from prmkit.prm.model import build_prm, load_prm, save_prm
+from prmkit.prm.score import encode, score, score_per_prefix
+
+
+def tiny_config(tokenizer, **extra):
+    from transformers import Qwen2Config
+    return Qwen2Config(vocab_size=len(tokenizer) + 8, hidden_size=32, intermediate_size=64,
+                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                       max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
+                       **extra)
+
+
+@pytest.fixture
+def tiny_prm():
+    tokenizer = char_tokenizer()
+    tokenizer.padding_side = "right"
+    return build_prm(tiny_config(tokenizer), tokenizer, head="ce", seed=1)
+
+
+def test_one_pass_scores_equal_one_pass_per_prefix(tiny_prm):
+    problems = ["Ann has 7 coins.", "Bo has 2.", "Cy has 11 pens and 3 cards."]
+    steps = [PRM_STEPS, PRM_STEPS[:2], ["x"] * 7]
+    batched = score(problems, steps, tiny_prm, batch_size=3)
+    assert [len(s) for s in batched] == [4, 2, 7]
+    for p, s, b in zip(problems, steps, batched):
+        assert score_per_prefix(tiny_prm, p, s) == pytest.approx(b, abs=1e-5)
+    for one, b in zip(score(problems, steps, tiny_prm, batch_size=1), batched):
+        assert one == pytest.approx(b, abs=1e-5)
+
+
+def test_a_saved_prm_loads_and_scores_the_same(tiny_prm, tmp_path):
+    before = score(["Ann has 7 coins."], [PRM_STEPS], tiny_prm)
+    save_prm(tiny_prm, tmp_path / "prm")
+    meta = json.loads((tmp_path / "prm" / "prm.json").read_text())
+    assert meta == {"format": "prmkit", "head": "ce", "readout": "separator"}
+    loaded = load_prm(tmp_path / "prm")
+    assert score(["Ann has 7 coins."], [PRM_STEPS], loaded)[0] == pytest.approx(before[0], abs=1e-6)
+    assert score(["Ann has 7 coins."], [PRM_STEPS], tmp_path / "prm")[0] == \
+        pytest.approx(before[0], abs=1e-6)
+
+
+QWEN_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+                 "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+                 "{% endif %}")
+
+
+def test_qwen25_math_prm_release_layout_loads_without_remote_code(tmp_path):
+    """A tiny random model saved the way Qwen2.5-Math-PRM is: backbone under ``model.``, the
+    two-layer head under ``score.``, architecture Qwen2ForProcessRewardModel."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModel
+    tokenizer = bpe_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>",
+                                                                "<extra_0>"]})
+    tokenizer.chat_template = QWEN_TEMPLATE
+    config = tiny_config(tokenizer, architectures=["Qwen2ForProcessRewardModel"])
+    torch.manual_seed(0)
+    backbone = AutoModel.from_config(config)
+    head = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+    state = {f"model.{k}": v for k, v in backbone.state_dict().items()}
+    state.update({f"score.{k}": v for k, v in head.state_dict().items()})
+    folder = tmp_path / "qwen-prm"
+    folder.mkdir()
+    config.save_pretrained(folder)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    tokenizer.save_pretrained(folder)
+
+    prm = load_prm(folder)
+    assert prm.format.name == "qwen2.5-math-prm"
+    problem = "What is 7+3?"
+    [scores] = score([problem], [PRM_STEPS], prm)
+    # the official recipe: the whole conversation as one string, steps joined by <extra_0>
+    messages = [{"role": "system", "content": "Please reason step by step, and put your final "
+                                              "answer within \\boxed{}."},
+                {"role": "user", "content": problem},
+                {"role": "assistant", "content": "<extra_0>".join(PRM_STEPS) + "<extra_0>"}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        logits = head(backbone(input_ids=ids).last_hidden_state)[0]
+    sep = tokenizer.convert_tokens_to_ids("<extra_0>")
+    expected = torch.softmax(logits[ids[0] == sep], dim=-1)[:, 1].tolist()
+    assert scores == pytest.approx(expected, abs=1e-5)
+
+
+def test_math_shepherd_reads_plus_minus_logits_at_its_step_tags(tmp_path):
+    import torch
+    from transformers import Qwen2ForCausalLM
+    tokenizer = bpe_tokenizer()
+    tokenizer.add_tokens(["ки"])  # one token in Math-Shepherd's vocabulary, as here
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(tiny_config(tokenizer))
+    model.save_pretrained(tmp_path / "shepherd")
+    tokenizer.save_pretrained(tmp_path / "shepherd")
+    with pytest.raises(InputError, match="math-shepherd"):
+        load_prm(tmp_path / "shepherd")  # a plain causal LM: the format must be named
+    prm = load_prm(tmp_path / "shepherd", fmt="math-shepherd")
+    problem = "What is 7+3?"
+    [scores] = score([problem], [PRM_STEPS[:2]], prm)
+    # the official recipe: "question Step 1: ... ки\nStep 2: ... ки", tokenized whole, softmax
+    # over the + and - logits at every tag
+    text = f"{problem} Step 1: {PRM_STEPS[0]} ки\nStep 2: {PRM_STEPS[1]} ки\n"
+    tag, (good, bad) = prm.separator_id, prm.good_bad
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0]
+    expected = torch.softmax(logits[ids[0] == tag][:, [good, bad]], dim=-1)[:, 0].tolist()
+    assert scores == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_folder_that_is_no_prm_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="no config.json"):
+        load_prm(tmp_path)
+
+
+def test_step_likelihood_is_each_steps_lowest_and_mean_token_logprob():
+    import torch
+
+    from prmkit.prm.model import step_likelihood
+    torch.manual_seed(0)
+    logprobs = -torch.rand(3, 40) * 8
+    spans = [[(2, 7), (9, 15), (16, 30)], [(0, 4), (5, 6)], [(10, 39)]]  # (start, separator)
+    mask = torch.zeros(3, 40, dtype=torch.bool)
+    for row, steps in enumerate(spans):
+        for start, end in steps:
+            mask[row, start:end] = True
+    features = step_likelihood(logprobs, mask)
+    for row, steps in enumerate(spans):
+        for start, end in steps:  # read at the separator, as the head is
+            expected = logprobs[row, start:end]
+            assert features[row, end, 0].item() == pytest.approx(expected.min().item(), abs=1e-5)
+            assert features[row, end, 1].item() == pytest.approx(expected.mean().item(),
+                                                                 abs=1e-5)
+            # and inside the step, only the tokens seen so far
+            assert features[row, start + 1, 0].item() == pytest.approx(
+                expected[:2].min().item(), abs=1e-5)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_an_untrained_likelihood_prm_scores_by_its_lms_least_likely_step_token(tmp_path, tied):
+    """With the head's own term zeroed, a step's score is sigmoid(log p) of its least likely
+    token under the causal LM it came from: checked against the LM's own logits, one pass per
+    prefix, and after a save and load (an untied LM head is saved with the PRM)."""
+    import torch
+    from transformers import Qwen2ForCausalLM
+    tokenizer = char_tokenizer()
+    tokenizer.padding_side = "right"
+    torch.manual_seed(0)
+    lm = Qwen2ForCausalLM(tiny_config(tokenizer, tie_word_embeddings=tied))
+    lm.save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    prm = build_prm(str(tmp_path / "lm"), tokenizer, fmt="plain", readout="likelihood")
+    assert (prm.module.lm_head is None) == tied
+    with torch.no_grad():
+        prm.module.score[2].weight.zero_()
+        prm.module.score[2].bias.zero_()
+    problem = "Ann has 7 coins."
+    [scores] = score([problem], [PRM_STEPS], prm)
+    tokens = encode(prm, problem, PRM_STEPS)
+    with torch.no_grad():
+        logits = lm(input_ids=torch.tensor([tokens.input_ids])).logits[0].float()
+    token_logprobs = torch.log_softmax(logits, -1)[:-1].gather(
+        -1, torch.tensor(tokens.input_ids[1:])[:, None])[:, 0]
+    expected = [torch.sigmoid(token_logprobs[start - 1:end - 1].min()).item()
+                for start, end in zip(tokens.starts, tokens.positions)]
+    assert scores == pytest.approx(expected, abs=1e-5)
+    assert score_per_prefix(prm, problem, PRM_STEPS) == pytest.approx(scores, abs=1e-5)
+    save_prm(prm, tmp_path / "prm")
+    loaded = load_prm(tmp_path / "prm")
+    assert loaded.module.readout == "likelihood" and loaded.format.name == "plain"
+    assert score([problem], [PRM_STEPS], loaded)[0] == pytest.approx(scores, abs=1e-5)
+

@@ -1,0 +1,215 @@
+"""Training a PRM (prmkit.prm.train): labels at the positions scoring reads, hard and soft
+targets, the typed config, learning beyond an untrained PRM, resuming, data parallel, head-only."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import PRM_STEPS, char_tokenizer, flawed_toy_solutions
+
+from prmkit import config
+from prmkit.errors import InputError
+from prmkit.prm.model import build_prm, load_prm
+from prmkit.prm.score import encode, score
+from prmkit.prm.train import TrainConfig, step_targets, train
+from prmkit.records import write_jsonl
+
+
+def test_training_reads_labels_at_the_positions_scoring_reads(tmp_path, tiny_lm):
+    from prmkit.prm.train import load_examples
+    rows = [{"id": f"s{i}", "problem": f"Ann has {i} coins.", "steps": PRM_STEPS[:2 + i % 3],
+             "truth": {"step_labels": [1] * (2 + i % 3)}} for i in range(6)]
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    cfg = TrainConfig(data=str(tmp_path / "d.jsonl"), labels="truth.step_labels", model="m",
+                      eval_fraction=0.0)
+    prm = build_prm(str(tiny_lm), char_tokenizer())
+    examples, _ = load_examples(cfg, prm)
+    for row, example in zip(rows, examples):
+        tokens = encode(prm, row["problem"], row["steps"])
+        assert (example["ids"], example["positions"]) == (tokens.input_ids, tokens.positions)
+
+
+def record(labels, steps=4):
+    return {"id": "s", "problem": "P", "steps": ["a"] * steps, "mc": {"values": labels}}
+
+
+def test_targets_hard_soft_index_and_after_the_first_error():
+    hard = TrainConfig(data="x", model="m", labels="mc.values")
+    soft = TrainConfig(data="x", model="m", labels="mc.values", loss="soft")
+    assert step_targets(record([0.5, 0.25, 0.0, 0.75]), hard) == [1.0, 1.0, 0.0, None]
+    assert step_targets(record([0.5, 0.25, 0.0, 0.75]), soft) == [0.5, 0.25, 0.0, None]
+    keep = TrainConfig(data="x", model="m", labels="mc.values", include_after_error=True)
+    assert step_targets(record([0.5, 0.0, 0.0, 1.0]), keep) == [1.0, 0.0, 0.0, 1.0]
+    index = TrainConfig(data="x", model="m", labels="judge.first_error")
+    assert step_targets({"steps": ["a"] * 4, "judge": {"first_error": 1}}, index) == \
+        [1.0, 0.0, None, None]
+    assert step_targets({"steps": ["a"] * 2, "judge": {"first_error": -1}}, index) == [1.0, 1.0]
+
+
+def test_config_from_yaml_and_overrides_rejects_unknown_keys(tmp_path):
+    (tmp_path / "c.yaml").write_text("data: d.jsonl\nlabels: mc.hard\nlr: 0.01\n"
+                                     "weight_decay: 1e-4\n")  # YAML reads 1e-4 as a string
+    cfg = config.load(TrainConfig, tmp_path / "c.yaml", ["lr=5e-4", "loss=soft", "model=some/folder",
+                                                 "max_length=null", "bf16=false"])
+    assert (cfg.data, cfg.labels, cfg.lr, cfg.loss, cfg.model) == ("d.jsonl", "mc.hard", 5e-4,
+                                                                   "soft", "some/folder")
+    assert (cfg.weight_decay, cfg.max_length, cfg.bf16) == (1e-4, None, False)
+    with pytest.raises(InputError) as error:
+        config.load(TrainConfig, tmp_path / "c.yaml", ["model=m", "batch_size=eight"])
+    assert error.value.field == "batch_size"
+    with pytest.raises(InputError) as error:
+        config.load(TrainConfig, tmp_path / "c.yaml", ["model=m", "learning_rate=1"])
+    assert error.value.field == "learning_rate"
+    with pytest.raises(InputError) as error:
+        config.load(TrainConfig, None, ["data=x", "labels=l", "model=m", "loss=medium"])
+    assert error.value.field == "loss"
+    for bad in ("readout=logits", "format=math-shepherd"):  # no step head to train there
+        with pytest.raises(InputError) as error:
+            config.load(TrainConfig, None, ["data=x", "labels=l", "model=m", bad])
+        assert error.value.field == bad.split("=")[0]
+
+
+@pytest.mark.slow
+def test_a_prm_trained_on_exact_truth_beats_an_untrained_one(tmp_path, tiny_lm):
+    from prmkit.evaluate import processbench
+    write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(400, seed=1))
+    bench = flawed_toy_solutions(120, seed=2)
+    losses = []
+    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), model=str(tiny_lm), labels="truth.step_labels", epochs=8,
+                      lr=3e-3, batch_size=16, eval_fraction=0.1, eval_every=40, bf16=False)
+    metrics = train(cfg, tmp_path / "run", progress=False,
+                    on_step=lambda step, loss: losses.append(loss))
+    assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10
+    assert metrics["final_held_out"]["step_accuracy"] > 0.9
+
+    def f1(prm) -> float:
+        scores = score([b["problem"] for b in bench], [b["steps"] for b in bench], prm)
+        result = processbench([{**b, "subset": "toy"} for b in bench],
+                              step_scores={b["id"]: s for b, s in zip(bench, scores)})
+        return result["subsets"]["toy"]["f1"]
+
+    untrained = build_prm(str(tiny_lm), char_tokenizer(), seed=0)
+    trained, before = f1(tmp_path / "run" / "final"), f1(untrained)
+    assert trained > before + 40, (trained, before)
+
+
+@pytest.mark.slow
+def test_an_interrupted_training_run_resumes_where_it_stopped(tmp_path, tiny_lm):
+    write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(60, seed=3))
+    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), model=str(tiny_lm), labels="truth.step_labels", epochs=2,
+                      batch_size=8, save_every=3, eval_fraction=0.0, bf16=False)
+    straight = train(cfg, tmp_path / "straight", progress=False)
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_5(step, loss):
+        if step == 4:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(cfg, tmp_path / "resumed", progress=False, on_step=crash_at_5)
+    assert (tmp_path / "resumed" / "last" / "trainer_state.pt").exists()
+    assert not (tmp_path / "resumed" / "final").exists()
+    resumed = train(cfg, tmp_path / "resumed", progress=False)
+    # steps 1-3 come from the checkpoint, 4 on were recomputed from the restored state
+    assert [h["loss"] for h in resumed["history"]] == \
+        pytest.approx([h["loss"] for h in straight["history"]], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_two_data_parallel_processes_train_what_one_process_with_accumulation_does(tmp_path,
+                                                                                  tiny_lm):
+    """torchrun with 2 CPU processes (gloo, through Accelerate): each takes its own
+    micro-batches, so it must end at the weights of one process accumulating both."""
+    import os
+    import subprocess
+    import sys
+    pytest.importorskip("accelerate", reason="needs the accelerate extra")
+    rows = flawed_toy_solutions(40, seed=5)
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    common = [f"data={tmp_path / 'train.jsonl'}", f"model={tiny_lm}", "labels=truth.step_labels", "epochs=1", "batch_size=4",
+              "eval_fraction=0", "bf16=false", "lr=0.003"]
+    train(config.load(TrainConfig, None, common + ["grad_accum=2"]), tmp_path / "one",
+          progress=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", "29517", "-m", "prmkit.cli", "train", "--out", str(tmp_path / "two"),
+         *[x for item in common for x in ("--set", item)]],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
+    assert one["steps"] == two["steps"] == 5
+    problems, steps = [r["problem"] for r in rows[:8]], [r["steps"] for r in rows[:8]]
+    a = score(problems, steps, load_prm(tmp_path / "one" / "final"))
+    b = score(problems, steps, load_prm(tmp_path / "two" / "final"))
+    assert [x for s in a for x in s] == pytest.approx([x for s in b for x in s], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_a_head_only_run_keeps_the_backbone_and_reuses_cached_features(tmp_path, tiny_lm):
+    from safetensors.torch import load_file
+    write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(200, seed=4))
+    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), model=str(tiny_lm), labels="truth.step_labels", epochs=15,
+                      lr=3e-3, batch_size=32, eval_fraction=0.1, bf16=False,
+                      train_backbone=False, feature_cache=str(tmp_path / "cache"))
+    losses = []
+    first = train(cfg, tmp_path / "a", progress=False, on_step=lambda s, loss: losses.append(loss))
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5  # the head learned
+    before, after = load_file(tiny_lm / "model.safetensors"), \
+        load_file(tmp_path / "a" / "final" / "model.safetensors")
+    for name, value in before.items():  # the LM's base model is the PRM's, same names
+        if name.startswith("model.") and "embed" not in name:  # embeddings grew a separator
+            assert (after[name] == value).all(), name
+    [cache] = (tmp_path / "cache").iterdir()
+    written = cache.stat().st_mtime_ns
+    # another label field on the same solutions: features from the cache, same as computed
+    again = train(TrainConfig(**{**config.to_dict(cfg), "labels": "label"}), tmp_path / "b",
+                  progress=False)
+    assert list((tmp_path / "cache").iterdir()) == [cache]
+    assert cache.stat().st_mtime_ns == written  # nothing was missing, nothing recomputed
+    assert again["history"][-1]["loss"] == pytest.approx(first["history"][-1]["loss"], abs=1e-6)
+
+
+def test_top_layers_trains_only_the_top_of_the_backbone_and_the_head(tmp_path, tiny_lm):
+    from safetensors.torch import load_file
+    write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(40, seed=8))
+    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), model=str(tiny_lm), labels="truth.step_labels", max_steps=3,
+                      batch_size=8, eval_fraction=0.0, bf16=False, top_layers=1)
+    assert train(cfg, tmp_path / "run", progress=False)["steps"] == 3
+    before = load_file(tiny_lm / "model.safetensors")
+    after = load_file(tmp_path / "run" / "final" / "model.safetensors")
+    assert all((after[k] == v).all() for k, v in before.items() if k.startswith("model.layers.0."))
+    assert any((after[k] != v).any() for k, v in before.items() if k.startswith("model.layers.1."))
+    with pytest.raises(InputError) as e:
+        train(TrainConfig(**{**config.to_dict(cfg), "top_layers": 5}), tmp_path / "bad",
+              progress=False)
+    assert e.value.field == "top_layers"
+
+
+def test_a_likelihood_prm_trains_head_only_and_in_full_and_scores_with_its_backbone(
+        tmp_path, tiny_lm):
+    import torch
+
+    from prmkit.prm.score import score_many
+    write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(120, seed=9))
+    common = dict(data=str(tmp_path / "train.jsonl"), model=str(tiny_lm), labels="truth.step_labels", batch_size=16,
+                  eval_fraction=0.0, bf16=False, format="plain", readout="likelihood",
+                  lr=3e-3)
+    losses = []
+    train(TrainConfig(**common, epochs=6, train_backbone=False,
+                      feature_cache=str(tmp_path / "cache")), tmp_path / "head",
+          progress=False, on_step=lambda s, loss: losses.append(loss))
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5  # the head learned
+    train(TrainConfig(**common, max_steps=3), tmp_path / "full", progress=False)
+    head, full = load_prm(tmp_path / "head" / "final"), load_prm(tmp_path / "full" / "final")
+    untrained = build_prm(str(tiny_lm), char_tokenizer(), fmt="plain", readout="likelihood")
+    assert not torch.equal(head.module.likelihood.weight, untrained.module.likelihood.weight)
+    rows = flawed_toy_solutions(5, seed=10)
+    problems, steps = [r["problem"] for r in rows], [r["steps"] for r in rows]
+    together = score_many(problems, steps, {"head": head, "untrained": untrained, "full": full})
+    for name, prm in (("head", head), ("untrained", untrained), ("full", full)):
+        alone = score(problems, steps, prm)
+        assert [x for s in together[name] for x in s] == \
+            pytest.approx([x for s in alone for x in s], abs=1e-6)
+
