@@ -16,8 +16,8 @@ import time
 
 def prefixes(n: int) -> list[str]:
     from prmkit.prompting import render
-    from prmkit.toyworld.policy import PROMPT
     from prmkit.steps import join_steps, split_steps
+    from prmkit.toyworld.policy import PROMPT
     from prmkit.toyworld.problems import PRESETS, make_problems
     prompts = []
     for p in make_problems(PRESETS["mixed"], n, seed=0, split="bench"):

@@ -7,7 +7,12 @@ class Bar:
     def __init__(self, enabled: bool, label: str, total: int, done: int = 0):
         self.bar = None
         if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TimeElapsedColumn,
+            )
             self.bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn())
             self.task = self.bar.add_task(label, total=total, completed=done)

@@ -18,9 +18,9 @@ import hashlib
 import json
 import platform
 import subprocess
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from prmkit.records import atomic_write_text, write_json

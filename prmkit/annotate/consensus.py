@@ -24,8 +24,14 @@ from pathlib import Path
 
 from prmkit import config, rundir
 from prmkit.config import REQUIRED, setting
-from prmkit.labels import Source, default_truth, first_errors, labels_from_first_error, quality
 from prmkit.errors import InputError
+from prmkit.labels import (
+    Source,
+    default_truth,
+    first_errors,
+    labels_from_first_error,
+    quality,
+)
 from prmkit.records import iter_json_items, validate, write_jsonl
 
 BUCKETS = ("-1", "0", "1", "2", "3", "4+", "none")

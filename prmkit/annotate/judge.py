@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING
 
 from prmkit import config
 from prmkit.config import REQUIRED, setting
-
 from prmkit.labels import parse_critique, vote
 from prmkit.prompting import PROMPTS
 

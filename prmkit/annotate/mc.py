@@ -3,9 +3,10 @@
 From every step prefix of a solution, K completions by a completion model (any generation
 backend) continue the solution; each is graded against the gold answer with ``prmkit.grading``.
 A step's *MC value* is the share of its K completions that reach the gold answer: the soft label.
-Its hard label is ``value > threshold`` (``prmkit.labels``' one threshold rule; default 0, the paper's recommendation: a step is good if
-any completion from it succeeds). The prefix that ends with the last step is the solution
-itself, so its value is the solution's own grade and costs no rollouts.
+Its hard label is ``value > threshold`` (``prmkit.labels``' one threshold rule; default 0,
+the paper's recommendation: a step is good if any completion from it succeeds). The prefix that
+ends with the last step is the solution itself, so its value is the solution's own grade and
+costs no rollouts.
 
 Modes:
     linear   every prefix is estimated; the first error is the first step whose hard label is 0.
@@ -45,7 +46,6 @@ from typing import TYPE_CHECKING
 
 from prmkit import config
 from prmkit.config import REQUIRED, setting
-
 from prmkit.labels import first_error, positive
 from prmkit.steps import STEP_SEPARATOR, join_steps
 

@@ -12,9 +12,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prmkit.labels import (MISSING, NAMED_SOURCES, Source, default_truth, first_errors,
-                           quality)
 from prmkit.errors import InputError
+from prmkit.labels import (
+    MISSING,
+    NAMED_SOURCES,
+    Source,
+    default_truth,
+    first_errors,
+    quality,
+)
 from prmkit.records import iter_json_items, validate
 
 DEFAULT_SOURCES = {name: NAMED_SOURCES[name]

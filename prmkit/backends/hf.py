@@ -38,7 +38,12 @@ class _Engine:
     def __init__(self, path: str, dtype: str, device: str, threads: int | None):
         import torch
 
-        from prmkit.models import load_causal_lm, load_tokenizer, quiet_transformers, resolve_device
+        from prmkit.models import (
+            load_causal_lm,
+            load_tokenizer,
+            quiet_transformers,
+            resolve_device,
+        )
         quiet_transformers()
         device = resolve_device(device)
         if threads:

@@ -12,7 +12,13 @@ from prmkit.annotate.judge import JudgeConfig
 from prmkit.annotate.mc import MCConfig
 from prmkit.backends import BackendConfig
 from prmkit.cli import console as _console
-from prmkit.cli.options import command, file_options, force_option, out_option
+from prmkit.cli.options import (
+    command,
+    file_options,
+    force_option,
+    load_configs,
+    out_option,
+)
 
 annotate_app = typer.Typer(no_args_is_help=True, help=(
     "Step labels: Monte Carlo estimation, judges, consensus filtering, label quality."))
@@ -30,10 +36,8 @@ def _print_truth(console, metrics: dict) -> None:
 
 
 def _mc(given: dict, *, out: Path, force: bool, config_file, set_) -> None:
-    from prmkit import config
     from prmkit.annotate import mc as stage
-    cfg = config.load(MCConfig, config_file, set_ or [], given[MCConfig])
-    backend = config.load(BackendConfig, given=given[BackendConfig])
+    cfg, backend = load_configs(given, MCConfig, config_file, set_, BackendConfig)
     metrics = stage.run(cfg, out, backend=backend, force=force)
     console = _console()
     console.print(f"{metrics['n_solutions']} solutions -> {out / 'annotated.jsonl'}; "
@@ -53,10 +57,8 @@ command(annotate_app, "mc", [MCConfig, BackendConfig], _mc,
 
 
 def _judge(given: dict, *, out: Path, force: bool, config_file, set_) -> None:
-    from prmkit import config
     from prmkit.annotate import judge as stage
-    cfg = config.load(JudgeConfig, config_file, set_ or [], given[JudgeConfig])
-    backend = config.load(BackendConfig, given=given[BackendConfig])
+    cfg, backend = load_configs(given, JudgeConfig, config_file, set_, BackendConfig)
     metrics = stage.run(cfg, out, backend=backend, force=force)
     console = _console()
     console.print(f"{metrics['n_solutions']} solutions -> {out / 'annotated.jsonl'}; skipped "
@@ -77,9 +79,8 @@ command(annotate_app, "judge", [JudgeConfig, BackendConfig], _judge,
 
 
 def _consensus(given: dict, *, out: Path, force: bool, config_file, set_) -> None:
-    from prmkit import config
     from prmkit.annotate import consensus as stage
-    cfg = config.load(ConsensusConfig, config_file, set_ or [], given[ConsensusConfig])
+    cfg, = load_configs(given, ConsensusConfig, config_file, set_)
     metrics = stage.run(cfg, out, force=force)
     console = _console()
     console.print(f"kept {metrics['kept']} of {metrics['n_solutions']} solutions "

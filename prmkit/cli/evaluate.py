@@ -104,4 +104,5 @@ def eval_bon(
                       f"of {extra['n_responses']} multi-step responses")
     if len(metrics["benchmarks"]) > 1:
         avg = {a: {int(k): v for k, v in by_n.items()} for a, by_n in metrics["average"].items()}
-        console.print(tables.bon_table("average", avg, sorted({k for v in avg.values() for k in v})))
+        ns = sorted({k for v in avg.values() for k in v})
+        console.print(tables.bon_table("average", avg, ns))

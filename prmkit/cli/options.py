@@ -106,3 +106,10 @@ def command(app: typer.Typer, name: str, configs: list[type], run: Callable[...,
     invoke.__doc__ = help
     invoke.__name__ = name.replace("-", "_")
     app.command(name, help=help)(invoke)
+
+
+def load_configs(given: dict, stage: type, config_file, overrides, *others: type) -> tuple:
+    """The stage's config (defaults < ``--config`` < flags < ``--set``) and each other config
+    from its flags (``BackendConfig``)."""
+    first = config.load(stage, config_file, overrides or [], given[stage])
+    return (first, *(config.load(cls, given=given[cls]) for cls in others))

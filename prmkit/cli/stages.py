@@ -9,17 +9,21 @@ import typer
 
 from prmkit.backends import BackendConfig
 from prmkit.cli import app, console
-from prmkit.cli.options import command, file_options, force_option, out_option
+from prmkit.cli.options import (
+    command,
+    file_options,
+    force_option,
+    load_configs,
+    out_option,
+)
 from prmkit.errors import InputError
 from prmkit.prm.train import TrainConfig
 from prmkit.sample import SampleConfig
 
 
 def _sample(given: dict, *, out: Path, force: bool, config_file, set_) -> None:
-    from prmkit import config
     from prmkit.sample import run
-    cfg = config.load(SampleConfig, config_file, set_ or [], given[SampleConfig])
-    backend = config.load(BackendConfig, given=given[BackendConfig])
+    cfg, backend = load_configs(given, SampleConfig, config_file, set_, BackendConfig)
     metrics = run(cfg, out, backend=backend, force=force)
     show = console()
     show.print(f"{metrics['n_solutions']} solutions for {metrics['n_problems']} problems -> "
@@ -41,9 +45,8 @@ command(app, "sample", [SampleConfig, BackendConfig], _sample,
 
 
 def _train(given: dict, *, out: Path, force: bool, config_file, set_) -> None:
-    from prmkit import config
     from prmkit.prm.train import train as run_training
-    cfg = config.load(TrainConfig, config_file, set_ or [], given[TrainConfig])
+    cfg, = load_configs(given, TrainConfig, config_file, set_)
     metrics = run_training(cfg, out, force=force)
     if not metrics:  # a data-parallel process other than the first: it writes nothing
         return

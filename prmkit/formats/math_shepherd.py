@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 from prmkit.errors import InputError
-from prmkit.labels import first_error, hard_labels
 from prmkit.grading import extract_answer
+from prmkit.labels import first_error, hard_labels
 from prmkit.records import iter_json_items, write_jsonl
 
 TAG = "ки"

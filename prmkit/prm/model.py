@@ -258,7 +258,12 @@ def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "auto",
     torch = _torch()
     from transformers import AutoConfig, AutoModel
 
-    from prmkit.models import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
+    from prmkit.models import (
+        load_causal_lm,
+        load_tokenizer,
+        resolve_device,
+        resolve_dtype,
+    )
     path = Path(path)
     if not (path / "config.json").exists():
         raise InputError("no config.json here: not a saved model", path=path)

@@ -4,8 +4,9 @@ Labels come from one field of the solution records (``labels``), any shape a lab
 (``prmkit.labels``): per-step lists (``truth.step_labels``, ``mc.hard``, ``mc.values``,
 ``consensus.step_labels``, booleans, 0/1 or floats) or an earliest-error index
 (``judge.first_error``, ``label``). A step is negative when its value is at most ``threshold``
-(default 0, as the paper's MC-hard labels; ``prmkit.labels``' one threshold rule). Steps after the first negative are left out unless
-``include_after_error`` (the paper's practice); null labels are left out.
+(default 0, as the paper's MC-hard labels; ``prmkit.labels``' one threshold rule). Steps
+after the first negative are left out unless ``include_after_error`` (the paper's practice);
+null labels are left out.
 
 Losses: ``hard`` trains on 0/1 targets, ``soft`` on the value itself. With the two-output head
 (``ce``) the hard loss is cross-entropy and the soft loss is cross-entropy against [1-p, p]; with

@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-
 toy_app = typer.Typer(no_args_is_help=True, help=(
     "The toy world: arithmetic word problems with exact step truth and a tiny CPU policy."))
 
@@ -86,9 +85,9 @@ def stats(model: str = typer.Option("toy", help="The policy: a model folder, toy
     from prmkit.backends import load_backend
     from prmkit.records import write_json
     from prmkit.report.tables import toy_stats_table
+    from prmkit.toyworld.policy import resolve_policy
     from prmkit.toyworld.problems import make_problems
     from prmkit.toyworld.stats import toy_stats
-    from prmkit.toyworld.policy import resolve_policy
     path = resolve_policy(model)
     problems = make_problems(_toy_config("mixed"), n_problems, seed=seed, split="test")
     with load_backend("hf", str(path), workers=workers, batch_size=64) as backend:
@@ -112,9 +111,9 @@ def bench(out: Path = typer.Option(Path("runs/toybench"), help="Folder for toy.j
     from prmkit import rundir
     from prmkit.backends import load_backend
     from prmkit.toyworld.bench import build
+    from prmkit.toyworld.policy import resolve_policy
     from prmkit.toyworld.problems import make_problems
     from prmkit.toyworld.stats import sample_and_judge
-    from prmkit.toyworld.policy import resolve_policy
     path = resolve_policy(model)
     config = {"stage": "toy.bench", "policy": str(path), "n_problems": n_problems,
               "samples": samples, "temperature": temperature, "seed": seed, "start": start}

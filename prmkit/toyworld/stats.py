@@ -24,8 +24,8 @@ def sample_and_judge(backend, problems: list[dict], *, samples: int, temperature
                      seed: int) -> list[dict]:
     from prmkit.backends import SamplingParams
     from prmkit.prompting import render
-    from prmkit.toyworld.policy import PROMPT
     from prmkit.steps import split_steps
+    from prmkit.toyworld.policy import PROMPT
     from prmkit.toyworld.truth import judge
     outputs = backend.generate([render(PROMPT, p["problem"]) for p in problems],
                                SamplingParams(n=samples, temperature=temperature,
@@ -58,8 +58,8 @@ def rollout_rates(backend, solutions: list[dict], *, rollouts: int, temperature:
                   seed: int) -> dict:
     from prmkit.backends import SamplingParams
     from prmkit.prompting import render
-    from prmkit.toyworld.policy import PROMPT
     from prmkit.steps import join_steps, split_steps
+    from prmkit.toyworld.policy import PROMPT
     from prmkit.toyworld.truth import judge
     wrong, sound = _prefixes(solutions, random.Random(seed))
     jobs = wrong + sound
