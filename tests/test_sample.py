@@ -111,3 +111,17 @@ def test_bad_problem_file_names_file_and_line(tmp_path, tiny_lm):
     bad.write_text('{"id": "a", "problem": "x", "answer": "1"}\n{"id": "b", "answer": "2"}\n')
     with pytest.raises(InputError, match=r"bad.jsonl:2: field 'problem': missing"):
         run(config(bad, tiny_lm), tmp_path / "run", progress=False)
+
+
+def test_the_command_line_needs_a_model_and_takes_a_truth_hook(tmp_path, toy_problems, tiny_lm,
+                                                               capsys):
+    from prmkit.cli import main
+    args = ["sample", str(toy_problems), "--prompt", "plain", "--n", "2",
+            "--max-new-tokens", "16", "--out", str(tmp_path / "run")]
+    assert main(args) == 2  # no toy default: the error says what to pass
+    assert "give --model" in capsys.readouterr().err
+    assert main(args + ["--model", str(tiny_lm), "--truth", TRUTH_HOOK, "--workers", "1"]) == 0
+    records = read_records(tmp_path / "run" / "solutions.jsonl", "solution")
+    assert len(records) == 10 and all(len(r["truth"]["kinds"]) == len(r["steps"])
+                                      for r in records)
+    assert main(args + ["--model", str(tiny_lm), "--truth", "no.such:hook"]) == 2

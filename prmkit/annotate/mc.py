@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING
 
 from prmkit import config
 from prmkit.config import REQUIRED, setting
-from prmkit.labels import first_error, positive
+from prmkit.labels import first_error, labels_from_first_error, positive
 from prmkit.steps import STEP_SEPARATOR, join_steps
 
 MODES = ("linear", "binary")
@@ -183,11 +183,10 @@ class _State:
         if self.cfg.mode == "linear":
             hard = [int(self.positive(i)) for i in range(self.n)]
             first = first_error(hard)
-        elif self.solved:
-            hard, first = [1] * self.n, -1
-        else:
-            first = self.lo
-            hard = [1] * first + [0] + [None] * (self.n - first - 1)
+        else:  # binary: steps after the first error were never estimated
+            first = -1 if self.solved else self.lo
+            hard = labels_from_first_error(first, self.n)[:first + 1 if first >= 0 else None]
+            hard += [None] * (self.n - len(hard))
         out = {"mode": self.cfg.mode, "k": self.cfg.k, "threshold": self.cfg.threshold,
                "values": self.values, "correct": self.correct, "hard": hard,
                "first_error": first,

@@ -117,19 +117,15 @@ def bench(out: Path = typer.Option(Path("runs/toybench"), help="Folder for toy.j
     path = resolve_policy(model)
     config = {"stage": "toy.bench", "policy": str(path), "n_problems": n_problems,
               "samples": samples, "temperature": temperature, "seed": seed, "start": start}
-    if rundir.is_complete(out, config):
-        typer.echo(f"{out} is complete for this config")
-        return
-    rundir.begin(out)
-    problems = make_problems(_toy_config("mixed"), n_problems, seed=seed, split="test",
-                             start=start)
-    with load_backend("hf", str(path), workers=workers, batch_size=64) as backend:
-        solutions = sample_and_judge(backend, problems, samples=samples,
-                                     temperature=temperature, seed=seed)
-    summary = build(solutions, out, generator=path.parent.name + "/" + path.name, seed=seed)
-    from prmkit.records import write_json
-    write_json(out / "summary.json", summary)
-    rundir.finish(out, config)
+
+    def work(folder: Path, _config: dict) -> dict:
+        problems = make_problems(_toy_config("mixed"), n_problems, seed=seed, split="test",
+                                 start=start)
+        with load_backend("hf", str(path), workers=workers, batch_size=64) as backend:
+            solutions = sample_and_judge(backend, problems, samples=samples,
+                                         temperature=temperature, seed=seed)
+        return build(solutions, folder, generator=path.parent.name + "/" + path.name, seed=seed)
+    summary = rundir.run_stage(out, config, work, result="summary.json")
     typer.echo(f"{summary['items']} items ({summary['correct']} correct, {summary['erroneous']} "
                f"erroneous, of which {summary['correct_answer_flawed_process']} reach the right "
                f"answer) -> {summary['file']}")

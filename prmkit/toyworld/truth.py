@@ -41,6 +41,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from prmkit.labels import first_error, labels_from_first_error
 from prmkit.toyworld.problems import Spec, apply, clause
 
 ERROR_KINDS = ("unreadable", "extra", "wrong-op", "misread", "arithmetic", "wrong-answer")
@@ -62,9 +63,7 @@ class Truth:
     @property
     def step_labels(self) -> list[int]:
         """1 before the first error, 0 from it on."""
-        n = len(self.kinds)
-        first = n if self.label < 0 else self.label
-        return [1] * first + [0] * (n - first)
+        return labels_from_first_error(self.label, len(self.kinds))
 
     @property
     def complete(self) -> bool:
@@ -109,7 +108,7 @@ def judge(spec: Spec, steps: list[str]) -> Truth:
         else:
             kinds.append("unreadable")
         statements.append(matched)
-    label = next((i for i, k in enumerate(kinds) if k in ERROR_KINDS), -1)
+    label = first_error(k not in ERROR_KINDS for k in kinds)
     return Truth(kinds, statements, label, answer, answer is not None and answer == spec.answer)
 
 
