@@ -46,7 +46,7 @@ def label_quality(path: str | Path, sources: dict[str, str] | None = None,
         sources = {label: spec for label, spec in DEFAULT_SOURCES.items()
                    if plain and Source.parse(spec).value(plain[0]) is not MISSING}
     if not sources:
-        raise InputError("no label source found; name them with --source LABEL=FIELD",
+        raise InputError("no label source found; name them with --sources LABEL=FIELD",
                          path=path, field="sources")
     reference = Source.parse(truth) if truth else default_truth(plain)
     if reference is None:

@@ -103,7 +103,7 @@ command(annotate_app, "consensus", [ConsensusConfig], _consensus,
 @annotate_app.command("report")
 def report(annotated: Path = typer.Argument(..., help=(
                "An annotated JSONL with every source (e.g. consensus's annotated.jsonl).")),
-           source: Optional[list[str]] = typer.Option(None, help=(
+           sources: Optional[list[str]] = typer.Option(None, help=(
                "LABEL=FIELD[:T] (repeat); default: MC-hard, MC-majority, judge and consensus, "
                "where present.")),
            truth: Optional[str] = typer.Option(None, help="Reference labels (default "
@@ -111,15 +111,15 @@ def report(annotated: Path = typer.Argument(..., help=(
     """The label-quality table: each source against the exact truth, kept share and cost."""
     from prmkit.annotate.quality import label_quality
     from prmkit.errors import InputError
-    sources = None
-    if source:
-        sources = {}
-        for item in source:
+    named = None
+    if sources:
+        named = {}
+        for item in sources:
             label, sep, spec = item.partition("=")
             if not sep:
-                raise InputError(f"{item!r}: expected LABEL=FIELD", field="source")
-            sources[label] = spec
-    table = label_quality(annotated, sources, truth)
+                raise InputError(f"{item!r}: expected LABEL=FIELD", field="sources")
+            named[label] = spec
+    table = label_quality(annotated, named, truth)
     _console().print(_quality_table(table["rows"], f"{table['n_solutions']} solutions, against "
                                                    f"{table['reference']}", with_cost=True))
 
