@@ -37,12 +37,12 @@ REQUIRED = dataclasses.MISSING
 
 
 def setting(default: Any = REQUIRED, help: str = "", *, choices: Iterable[str] | None = None,
-            positional: bool = False, schema: type | None = None):
+            positional: bool = False, schema: type | None = None, short: str | None = None):
     """A dataclass field with its help text; optionally its allowed values, that it is the
-    command's positional argument, or (for a mapping) the dataclass whose fields its keys
-    must be (a recipe's ``mc`` section holds ``MCConfig`` settings)."""
+    command's positional argument (or its short flag), or (for a mapping) the dataclass whose
+    fields its keys must be (a recipe's ``mc`` section holds ``MCConfig`` settings)."""
     metadata = {"help": help, "choices": tuple(choices) if choices else None,
-                "positional": positional, "schema": schema}
+                "positional": positional, "schema": schema, "short": short}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default),
                                  metadata=metadata)
@@ -93,11 +93,14 @@ def coerce(value: Any, kind: Any, name: str, path=None) -> Any:
     def bad(what: str):
         return InputError(f"{value!r}: expected {what}", path=path, field=name)
     if origin in (tuple, list):
+        item = typing.get_args(base)[0]
         if isinstance(value, str):
             value = [v for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise bad("a list")
-        item = typing.get_args(base)[0]
+        if item is not str:  # numbers may come as "1,2,4" from one flag
+            value = [part for v in value for part in
+                     (v.split(",") if isinstance(v, str) else [v]) if part != ""]
         items = [coerce(v, item, f"{name}[{i}]", path) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict or base is dict:

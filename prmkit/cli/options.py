@@ -25,9 +25,8 @@ OUT_HELP = "Output folder: the stage's files, config.json and the COMPLETE marke
 
 def _flag_type(kind) -> Any:
     base, _ = config._optional(kind)
-    origin = typing.get_origin(base)
-    if origin in (list, tuple):
-        return Optional[list[typing.get_args(base)[0]]]
+    if typing.get_origin(base) in (list, tuple):
+        return Optional[list[str]]  # each value coerced by the config ("1,2,4" for numbers)
     return Optional[base]
 
 
@@ -39,13 +38,15 @@ def _param(f, kind) -> inspect.Parameter:
     if meta.get("positional"):
         annotation = _flag_type(kind)
         if typing.get_origin(config._optional(kind)[0]) in (list, tuple):
-            annotation = list[typing.get_args(config._optional(kind)[0])[0]]
+            annotation = list[str]
         info = typer.Argument(... if required else None, help=help_text, show_default=False)
         return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=info,
                                  annotation=annotation)
     name = "--" + f.name.replace("_", "-")
     base, _ = config._optional(kind)
     decls = [f"{name}/--no-{f.name.replace('_', '-')}"] if base is bool else [name]
+    if meta.get("short"):
+        decls.append(meta["short"])
     shown = "required" if required else (
         ",".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default))
     info = typer.Option(None, *decls, help=help_text, show_default=shown)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
-
-import typer
 
 from prmkit.backends import BackendConfig
 from prmkit.cli import app, console
@@ -16,7 +13,7 @@ from prmkit.cli.options import (
     load_configs,
     out_option,
 )
-from prmkit.errors import InputError
+from prmkit.prm.score import ScoreConfig
 from prmkit.prm.train import TrainConfig
 from prmkit.sample import SampleConfig
 
@@ -63,52 +60,16 @@ command(app, "train", [TrainConfig], _train,
                 force_option(), *file_options()])
 
 
-@app.command()
-def score(solutions: str = typer.Argument(..., help=(
-              "Solutions: prmkit JSONL, or a ProcessBench file/folder with --format "
-              "processbench.")),
-          model: Path = typer.Option(..., help="The PRM: a prmkit PRM folder, a "
-                                               "Qwen2.5-Math-PRM folder, or a causal LM with "
-                                               "--model-format math-shepherd."),
-          out: Path = typer.Option(..., help="Output folder: scores.jsonl ({id, step_scores}), "
-                                             "metrics.json, config.json, COMPLETE."),
-          fmt: str = typer.Option("prmkit", "--format", help="Format of the solutions file."),
-          model_format: Optional[str] = typer.Option(None, help=(
-              "prmkit, qwen2.5-math-prm or math-shepherd (default: from the folder).")),
-          batch_size: int = typer.Option(16, help="Solutions a forward batch."),
-          dtype: str = typer.Option("auto", help="auto (bfloat16 on a GPU, float32 on the "
-                                                 "CPU), float32, bfloat16 or float16."),
-          device: str = typer.Option("auto", help="auto (a GPU when there is one, else the "
-                                                  "CPU), cpu, cuda or cuda:N."),
-          force: bool = force_option().default) -> None:
-    """Score every step of every solution, one forward pass a solution."""
-    from prmkit import rundir
-    from prmkit.records import read_records, write_jsonl
-
-    def work(folder: Path, _config: dict) -> dict:
-        from prmkit.prm.model import load_prm
-        from prmkit.prm.score import score as score_steps
-        if fmt == "prmkit":
-            records = read_records(solutions, "solution")
-        else:
-            from prmkit.formats import reader
-            read, kind = reader(fmt)
-            if kind != "solution":
-                raise InputError(f"format {fmt!r} gives {kind} records, not solutions",
-                                 field="format")
-            records = read(solutions)
-        prm = load_prm(model, fmt=model_format, dtype=dtype, device=device)
-        scores = score_steps([r["problem"] for r in records], [r["steps"] for r in records],
-                             prm, batch_size=batch_size, progress=True)
-        write_jsonl(folder / "scores.jsonl",
-                    ({"id": r["id"], "step_scores": s} for r, s in zip(records, scores)))
-        return {"n_solutions": len(records), "n_steps": sum(len(s) for s in scores),
-                "steps_past_context": sum(s.count(None) for s in scores)}
-
-    config = {"stage": "score", "format": fmt, "model_format": model_format, "dtype": dtype}
-    metrics = rundir.run_stage(out, config, work, force=force,
-                               inputs={"solutions": solutions, "model": model})
+def _score(given: dict, *, out: Path, force: bool, config_file, set_) -> None:
+    from prmkit.prm.score import run
+    cfg, = load_configs(given, ScoreConfig, config_file, set_)
+    metrics = run(cfg, out, force=force)
     dropped = metrics["steps_past_context"]
     console().print(f"{metrics['n_solutions']} solutions scored -> {out / 'scores.jsonl'}"
                     + (f"; {dropped} trailing steps did not fit the context" if dropped else ""))
 
+
+command(app, "score", [ScoreConfig], _score,
+        help="Score every step of every solution, one forward pass a solution.",
+        extras=[out_option("Output folder: scores.jsonl ({id, step_scores}), metrics.json."),
+                force_option(), *file_options()])

@@ -5,14 +5,19 @@
     metrics = evaluate.bon({"gsm8k": "gsm8k_candidates.jsonl"}, fmt="qwen_eval")
 
 Inputs may be paths or records already in memory; results are plain dicts (what the CLI writes
-to ``metrics.json``).
+to ``metrics.json``). ``ProcessBenchConfig`` and ``BonConfig`` are the commands' settings;
+``run_processbench`` and ``run_bon`` run them, into a folder through the stage runner when one
+is given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from prmkit.config import REQUIRED, setting
+from prmkit.errors import InputError
 from prmkit.evaluate import bon as _bon
 from prmkit.evaluate import processbench as _processbench
 from prmkit.records import read_records_with_lines
@@ -59,7 +64,6 @@ def load_candidates(source: Source | list[dict], fmt: str = "prmkit") -> list[di
     from prmkit.formats import reader
     read, kind = reader(fmt)
     if kind != "candidates":
-        from prmkit.errors import InputError
         raise InputError(f"format {fmt!r} holds {kind} records, not candidate sets", field="format")
     return read(source)
 
@@ -72,3 +76,79 @@ def bon(benchmarks: Mapping[str, Source | list[dict]] | Source, *, fmt: str = "p
         benchmarks = {Path(benchmarks).stem: benchmarks}
     sets = {name: load_candidates(src, fmt) for name, src in benchmarks.items()}
     return _bon.evaluate(sets, ns=ns, group_by=group_by, processes=processes)
+
+
+# --- the commands' settings --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ProcessBenchConfig:
+    benchmark: str = setting(REQUIRED, "ProcessBench: a JSON/JSONL file, a folder of subset "
+                             "files, or hub:Qwen/ProcessBench.", short="-b")
+    scores: str | None = setting(None, "JSONL of {id, step_scores}, or a `prmkit score` "
+                                 "folder.")
+    critiques: str | None = setting(None, "JSONL of {id, critiques: [text]}.")
+    threshold: float = setting(0.5, "A step scored at or below this is an error "
+                               "(prmkit.labels' one threshold rule).")
+    tune_on: str | None = setting(None, "Pick the best-F1 threshold on this subset.")
+    subset: list[str] | None = setting(None, "Evaluate only these subsets (repeat).")
+
+    def validate(self) -> "ProcessBenchConfig":
+        if (self.scores is None) == (self.critiques is None):
+            raise InputError("give exactly one of --scores and --critiques", field="scores")
+        return self
+
+
+@dataclass(frozen=True)
+class BonConfig:
+    candidates: list[str] = setting(REQUIRED, "Candidate-set files, one a benchmark (named "
+                                    "by its file stem).", positional=True)
+    format: str = setting("prmkit", "Format of the candidate files: prmkit or qwen_eval.")
+    n: list[int] | None = setting(None, "N values, e.g. 1,2,4,8 (default: 1, 2, 4, ... up to "
+                                  "the set size).")
+    group_by: str = setting("equivalence", "Group answers by equivalence or string.",
+                            choices=("equivalence", "string"))
+    processes: int = setting(1, "Worker processes for grading.")
+
+    def validate(self) -> "BonConfig":
+        names = [Path(p).stem for p in self.candidates]
+        if len(set(names)) != len(names):
+            raise InputError("two candidate files share a name; benchmarks are named by file "
+                             "stem", field="candidates")
+        return self
+
+
+def _into(out: str | Path | None, config: dict, inputs: dict, force: bool,
+          compute: Callable[[], dict]) -> dict:
+    if out is None:
+        return compute()
+    from prmkit import rundir
+    return rundir.run_stage(out, config, lambda _folder, _config: compute(), inputs=inputs,
+                            force=force)
+
+
+def run_processbench(cfg: ProcessBenchConfig, out: str | Path | None = None, *,
+                     force: bool = False) -> dict:
+    """ProcessBench metrics of a ``prmkit eval processbench`` config (into ``out`` if given)."""
+    from prmkit import config
+    cfg.validate()
+    scores = cfg.scores
+    if scores is not None and Path(scores).is_dir():  # a `prmkit score` folder
+        scores = str(Path(scores) / "scores.jsonl")
+    settings = {"stage": "eval.processbench", **config.to_dict(cfg)}
+    return _into(out, settings, {"benchmark": cfg.benchmark,
+                                 "predictions": scores or cfg.critiques}, force,
+                 lambda: processbench(cfg.benchmark, step_scores=scores,
+                                      critiques=cfg.critiques, threshold=cfg.threshold,
+                                      tune_on=cfg.tune_on, subsets=cfg.subset))
+
+
+def run_bon(cfg: BonConfig, out: str | Path | None = None, *, force: bool = False) -> dict:
+    """Best-of-N metrics of a ``prmkit eval bon`` config (into ``out`` if given)."""
+    from prmkit import config
+    cfg.validate()
+    files = {Path(p).stem: p for p in cfg.candidates}
+    settings = {"stage": "eval.bon", **{k: v for k, v in config.to_dict(cfg).items()
+                                        if k != "processes"}}
+    return _into(out, settings, files, force,
+                 lambda: bon(files, fmt=cfg.format, ns=cfg.n, group_by=cfg.group_by,
+                             processes=cfg.processes))

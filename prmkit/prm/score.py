@@ -8,12 +8,17 @@ right padding never changes a causal model's outputs at real positions.
 
 Steps that do not fit the context are dropped whole from the end (``prmkit.steps``) and get
 ``None``; the count is reported.
+
+The stage (``ScoreConfig``, ``run``) writes ``scores.jsonl`` into a run folder.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from prmkit.config import REQUIRED, setting
+from prmkit.errors import InputError
 from prmkit.prm.formats import after_text, prefix_text
 from prmkit.steps import StepTokens, encode_steps
 
@@ -161,3 +166,64 @@ def score_many(problems: list[str], steps: list[list[str]], prms: dict, *,
                     out[name][i] = probs[row, encoded[i].positions].tolist()
     return {name: [s + [None] * e.dropped for s, e in zip(scores, encoded)]
             for name, scores in out.items()}
+
+
+# --- the stage: ``prmkit score`` -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    solutions: str = setting(REQUIRED, "Solutions: prmkit JSONL, or another --format (a "
+                             "ProcessBench file or folder).", positional=True)
+    model: str = setting(REQUIRED, "The PRM: a prmkit PRM folder, a Qwen2.5-Math-PRM folder, "
+                         "or a causal LM with --model-format math-shepherd.")
+    format: str = setting("prmkit", "Format of the solutions file (see `prmkit formats`).")
+    model_format: str | None = setting(None, "prmkit, plain, qwen2.5-math-prm or "
+                                       "math-shepherd (default: from the folder).")
+    batch_size: int = setting(16, "Solutions a forward batch.")
+    dtype: str = setting("auto", "auto (bfloat16 on a GPU, float32 on the CPU), float32, "
+                         "bfloat16 or float16.", choices=("auto", "float32", "bfloat16",
+                                                          "float16"))
+    device: str = setting("auto", "auto (a GPU when there is one, else the CPU), cpu, cuda or "
+                          "cuda:N.")
+
+    def validate(self) -> "ScoreConfig":
+        if self.batch_size < 1:
+            raise InputError(f"{self.batch_size!r}: must be at least 1", field="batch_size")
+        return self
+
+
+def read_solutions(path: str, fmt: str) -> list[dict]:
+    from prmkit.records import read_records
+    if fmt == "prmkit":
+        return read_records(path, "solution")
+    from prmkit.formats import reader
+    read, kind = reader(fmt)
+    if kind != "solution":
+        raise InputError(f"format {fmt!r} gives {kind} records, not solutions", field="format")
+    return read(path)
+
+
+def run(cfg: ScoreConfig, out: str | Path, *, force: bool = False,
+        progress: bool = True) -> dict:
+    """Score every solution into ``out/scores.jsonl`` (``{id, step_scores}``); returns the
+    metrics: solutions, steps, and the steps past the context (scored ``None``)."""
+    from prmkit import config, rundir
+    from prmkit.records import write_jsonl
+    cfg.validate()
+
+    def work(folder: Path, _config: dict) -> dict:
+        from prmkit.prm.model import load_prm
+        records = read_solutions(cfg.solutions, cfg.format)
+        prm = load_prm(cfg.model, fmt=cfg.model_format, dtype=cfg.dtype, device=cfg.device)
+        scores = score([r["problem"] for r in records], [r["steps"] for r in records], prm,
+                       batch_size=cfg.batch_size, progress=progress)
+        write_jsonl(folder / "scores.jsonl",
+                    ({"id": r["id"], "step_scores": s} for r, s in zip(records, scores)))
+        return {"n_solutions": len(records), "n_steps": sum(len(s) for s in scores),
+                "steps_past_context": sum(s.count(None) for s in scores)}
+
+    # the device and the batch size change only the speed; the dtype changes the numbers
+    stage_config = {"stage": "score", **{k: v for k, v in config.to_dict(cfg).items()
+                                         if k not in ("device", "batch_size")}}
+    return rundir.run_stage(out, stage_config, work, force=force,
+                            inputs={"solutions": cfg.solutions, "model": cfg.model})
