@@ -75,18 +75,6 @@ def truth_hook(spec: str) -> Callable[[dict, list[str]], dict]:
     return hook
 
 
-def read_problems(path: str | Path, fmt: str = "prmkit") -> list[dict]:
-    from prmkit.errors import InputError
-    from prmkit.records import read_records
-    if fmt == "prmkit":
-        return read_records(path, "problem")
-    from prmkit.formats import reader
-    read, kind = reader(fmt)
-    if kind != "problem":
-        raise InputError(f"format {fmt!r} gives {kind} records, not problems", field="format")
-    return read(path)
-
-
 def solution_record(problem: dict, j: int, completion, generator: str, grade,
                     truth: Callable | None = None) -> dict:
     from prmkit.steps import split_steps
@@ -154,7 +142,8 @@ def run(cfg: SampleConfig, out: str | Path, *, backend: BackendConfig | None = N
     backend = backend or BackendConfig()
 
     def work(folder: Path, stage_config: dict) -> dict:
-        problems = read_problems(cfg.problems, cfg.format)
+        from prmkit.formats import read_as
+        problems = read_as(cfg.problems, cfg.format, "problem")
         shards = Shards(folder, problems, cfg.shard_size, stage_config)
         if shards.pending():
             with load_backend(backend.backend, cfg.model, **backend.options()) as generator:

@@ -16,24 +16,26 @@ OPTIONAL_OUT = extra("out", Optional[Path], typer.Option(None, "--out", help=(
     "Output folder for metrics.json (with config.json and COMPLETE); none: print only.")))
 
 
-def _show_reuse(out: Optional[Path], before: Optional[int]) -> None:
+def _evaluated(cls: type, run, given: dict, out: Optional[Path], force: bool, config_file,
+               set_) -> dict:
+    """The metrics of one eval config; says whether a complete ``--out`` was reused."""
     from prmkit import rundir
-    if out is None:
-        return
-    if before is not None and rundir.marker_time(out) == before:
+    cfg, = load_configs(given, cls, config_file, set_)
+    before = rundir.marker_time(out) if out else None
+    metrics = run(cfg, out, force=force)
+    if out is not None and before is not None and rundir.marker_time(out) == before:
         _console().print(f"{out} is complete for this config; showing its metrics (--force "
                          "redoes it)")
-    else:
+    elif out is not None:
         _console().print(f"wrote {out / 'metrics.json'}")
+    return metrics
 
 
 def _processbench(given: dict, *, out: Optional[Path], force: bool, config_file, set_) -> None:
-    from prmkit import evaluate, rundir
+    from prmkit import evaluate
     from prmkit.report import tables
-    cfg, = load_configs(given, ProcessBenchConfig, config_file, set_)
-    before = rundir.marker_time(out) if out else None
-    metrics = evaluate.run_processbench(cfg, out, force=force)
-    _show_reuse(out, before)
+    metrics = _evaluated(ProcessBenchConfig, evaluate.run_processbench, given, out, force,
+                         config_file, set_)
     console = _console()
     console.print(tables.processbench_table(metrics))
     if metrics["mode"] == "step_scores":
@@ -48,12 +50,9 @@ command(eval_app, "processbench", [ProcessBenchConfig], _processbench,
 
 
 def _bon(given: dict, *, out: Optional[Path], force: bool, config_file, set_) -> None:
-    from prmkit import evaluate, rundir
+    from prmkit import evaluate
     from prmkit.report import tables
-    cfg, = load_configs(given, BonConfig, config_file, set_)
-    before = rundir.marker_time(out) if out else None
-    metrics = evaluate.run_bon(cfg, out, force=force)
-    _show_reuse(out, before)
+    metrics = _evaluated(BonConfig, evaluate.run_bon, given, out, force, config_file, set_)
     console = _console()
     for name, m in metrics["benchmarks"].items():
         ns_here = [int(k) for k in m["ns"]]

@@ -59,13 +59,8 @@ def load_candidates(source: Source | list[dict], fmt: str = "prmkit") -> list[di
     """Candidate sets from prmkit's JSONL, another format (e.g. ``qwen_eval``), or records."""
     if isinstance(source, list):
         return source
-    if fmt == "prmkit":
-        return [r for _, r in read_records_with_lines(source, "candidates")]
-    from prmkit.formats import reader
-    read, kind = reader(fmt)
-    if kind != "candidates":
-        raise InputError(f"format {fmt!r} holds {kind} records, not candidate sets", field="format")
-    return read(source)
+    from prmkit.formats import read_as
+    return read_as(source, fmt, "candidates")
 
 
 def bon(benchmarks: Mapping[str, Source | list[dict]] | Source, *, fmt: str = "prmkit",

@@ -64,3 +64,15 @@ def read_prmkit_solutions(path) -> list[dict]:
     from prmkit.records import read_records
     return read_records(path, "solution")
 
+
+def read_as(path, fmt: str, kind: str) -> list[dict]:
+    """Records of ``kind`` (problem, solution, candidates) from a file in format ``fmt``:
+    prmkit's own JSONL, or any reader that gives that kind."""
+    if fmt == "prmkit":
+        from prmkit.records import read_records
+        return read_records(path, kind)
+    read, gives = reader(fmt)
+    if gives != kind:
+        raise InputError(f"format {fmt!r} gives {gives} records, not {kind} records",
+                         field="format")
+    return read(path)

@@ -192,17 +192,6 @@ class ScoreConfig:
         return self
 
 
-def read_solutions(path: str, fmt: str) -> list[dict]:
-    from prmkit.records import read_records
-    if fmt == "prmkit":
-        return read_records(path, "solution")
-    from prmkit.formats import reader
-    read, kind = reader(fmt)
-    if kind != "solution":
-        raise InputError(f"format {fmt!r} gives {kind} records, not solutions", field="format")
-    return read(path)
-
-
 def run(cfg: ScoreConfig, out: str | Path, *, force: bool = False,
         progress: bool = True) -> dict:
     """Score every solution into ``out/scores.jsonl`` (``{id, step_scores}``); returns the
@@ -212,8 +201,9 @@ def run(cfg: ScoreConfig, out: str | Path, *, force: bool = False,
     cfg.validate()
 
     def work(folder: Path, _config: dict) -> dict:
+        from prmkit.formats import read_as
         from prmkit.prm.model import load_prm
-        records = read_solutions(cfg.solutions, cfg.format)
+        records = read_as(cfg.solutions, cfg.format, "solution")
         prm = load_prm(cfg.model, fmt=cfg.model_format, dtype=cfg.dtype, device=cfg.device)
         scores = score([r["problem"] for r in records], [r["steps"] for r in records], prm,
                        batch_size=cfg.batch_size, progress=progress)
