@@ -5,6 +5,8 @@ answer; ``grade_answer(answer, gold)`` compares an answer already extracted. A p
 read is UNPARSEABLE, never INCORRECT, and says why in ``Grade.reason``:
 
     no-answer          nothing that looks like a final answer was found
+    answer-too-long    the extracted answer is longer than MAX_ANSWER_CHARS: no final answer
+                       is, and math-verify would spend its whole time limit on it
     parse-failed       math-verify could not read the answer
     timeout            parsing or comparison ran past its time limit
     gold-unparseable   the gold answer itself could not be read (a data problem, not the model's)
@@ -31,7 +33,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-TIMEOUT_SECONDS = 5  # per parse and per comparison, as math-verify's default
+TIMEOUT_SECONDS = 5  # per parse and for all comparisons of a pair, as math-verify's default
+MAX_ANSWER_CHARS = 1000  # MATH's longest gold answer has under 200 characters
 
 
 class Outcome(str, enum.Enum):
@@ -59,30 +62,51 @@ _GSM8K = re.compile(r"####\s*(.+)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
 
-def _balanced(text: str, start: int) -> str | None:
-    """The contents of the brace group opening just before ``start``; None if unclosed."""
-    depth = 1
-    for i in range(start, len(text)):
-        if text[i] == "{":
-            depth += 1
-        elif text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start:i]
-    return None
+_BRACE = re.compile(r"[{}]")
+
+
+def _closing_braces(text: str) -> dict[int, int]:
+    """Where each ``{`` of ``text`` is closed (unclosed ones are absent), in one pass: every
+    step of extraction is linear in the text's length, so a 1-million-character output is
+    read in well under a second (a scan from every ``\\boxed{`` to the end was quadratic:
+    a 140k-character output took 75 s)."""
+    closing, open_at = {}, []
+    for match in _BRACE.finditer(text):
+        if match.group() == "{":
+            open_at.append(match.start())
+        elif open_at:
+            closing[open_at.pop()] = match.start()
+    return closing
 
 
 def last_boxed(text: str) -> str | None:
     """Contents of the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces balanced."""
-    for match in reversed(list(_BOXED.finditer(text))):
-        inner = _balanced(text, match.end())
-        if inner is not None:
-            return inner.strip()
+    starts = [m.end() for m in _BOXED.finditer(text)]
+    if not starts:
+        return None
+    closing = _closing_braces(text)
+    for start in reversed(starts):
+        if (end := closing.get(start - 1)) is not None:
+            return text[start:end].strip()
     return None
 
 
 _SENTENCE_END = re.compile(r"\.(?:\s|$)")
 _MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+_DELIMITERS = (("$$", "$$"), ("\\(", "\\)"), ("\\[", "\\]"), ("$", "$"))
+
+
+def _final_math_span(text: str) -> str | None:
+    """The inside of a math span (``$..$``, ``$$..$$``, ``\\(..\\)``, ``\\[..\\]``) that ends the
+    text (only spaces and ``.!`` after it), found from the end: linear in the text's length."""
+    tail = text.rstrip(" \t\n.!")
+    for opener, closer in _DELIMITERS:
+        if tail.endswith(closer) and len(tail) > len(closer):
+            start = tail.rfind(opener, 0, len(tail) - len(closer))
+            if start >= 0:
+                inner = tail[start + len(opener):len(tail) - len(closer)].strip()
+                return inner or None
+    return None
 
 
 def _clean_sentence_answer(rest: str) -> str:
@@ -118,9 +142,7 @@ def extract_answer(text: str) -> str | None:
         if answer:
             return answer
     # a final sentence that ends on math ("... is \\(\\frac{11}{36}\\).") states the answer
-    spans = list(_MATH_SPAN.finditer(text))
-    if spans and not text[spans[-1].end():].strip(" \t\n.!"):
-        inner = next(g for g in spans[-1].groups() if g is not None).strip()
+    if (inner := _final_math_span(text)) is not None:
         inner = inner.rsplit("=", 1)[-1].strip()  # "V = 20 \\times 2 = 40": the result is 40
         if inner:
             return inner
@@ -201,11 +223,15 @@ def _compare_in_this_thread(answer: str, gold: str) -> Grade:
     if not parsed_pred:
         return Grade(Outcome.UNPARSEABLE, answer, "parse-failed")
 
-    timed_out = False
+    import time
+    timed_out, deadline = False, time.monotonic() + TIMEOUT_SECONDS
     for g in parsed_gold:
         for p in parsed_pred:
+            left = deadline - time.monotonic()
+            if left <= 0:  # every reading of the pair together gets one time limit
+                return Grade(Outcome.UNPARSEABLE, answer, "timeout")
             try:
-                if verify(g, p, timeout_seconds=TIMEOUT_SECONDS, raise_on_error=True):
+                if verify(g, p, timeout_seconds=max(1, int(left)), raise_on_error=True):
                     return Grade(Outcome.CORRECT, answer)
             except TimeoutException:
                 timed_out = True
@@ -249,6 +275,8 @@ def grade_answer(answer: str | None, gold: str | None) -> Grade:
         return Grade(Outcome.UNPARSEABLE, answer, "gold-unparseable")
     if answer is None or not answer.strip():
         return Grade(Outcome.UNPARSEABLE, answer, "no-answer")
+    if len(answer) > MAX_ANSWER_CHARS:
+        return Grade(Outcome.UNPARSEABLE, answer[:MAX_ANSWER_CHARS], "answer-too-long")
     if _in_main_thread():
         return _grade_answer_cached(answer, str(gold))
     return _pool_for_threads().submit(_grade_answer_cached, answer, str(gold)).result()
