@@ -100,6 +100,29 @@ def hard_labels(record: dict, field: str = "step_labels") -> list[bool]:
     return out
 
 
+# --- label values: what a step label and a first-error index may be ------------------------------
+
+def step_value(value, i: int) -> float:
+    """A per-step label as a number: a boolean, 0/1 or a soft value, finite and in [0, 1].
+    Anything else (NaN, 1.7, -0.5, a string) is a ValueError naming the step."""
+    import math
+    if isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, (int, float)):
+        raise ValueError(f"step {i}: expected a label in [0, 1] or a boolean, got "
+                         f"{type(value).__name__} {value!r}")
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"step {i}: expected a label in [0, 1], got {value!r}")
+    return float(value)
+
+
+def error_index(value, n_steps: int) -> int:
+    """A first-error index: -1 (no error) or a step index of the solution."""
+    if not -1 <= value < n_steps:
+        raise ValueError(f"first error {value} is not -1 or a step index below {n_steps}")
+    return value
+
+
 # --- label sources ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -116,10 +139,13 @@ class Source:
             raise InputError(f"{spec!r}: expected a dotted field path, like mc.hard or "
                              "mc.values:0.5", field="sources")
         try:
-            return cls(path, float(threshold) if threshold else 0.0)
+            value = float(threshold) if threshold else 0.0
         except ValueError:
-            raise InputError(f"{spec!r}: the threshold after ':' must be a number",
-                             field="sources") from None
+            value = float("nan")
+        if not 0.0 <= value < 1.0:  # NaN fails this too
+            raise InputError(f"{spec!r}: the threshold after ':' must be a number in [0, 1)",
+                             field="sources")
+        return cls(path, value)
 
     @property
     def spec(self) -> str:
@@ -145,18 +171,14 @@ class Source:
         if isinstance(value, bool):
             raise ValueError("expected a step index or a list of step labels, got a boolean")
         if isinstance(value, int):
-            return value
+            return error_index(value, len(record.get("steps") or []))
         if isinstance(value, list):
-            for i, label in enumerate(value):
-                if label is None:
-                    continue
-                if isinstance(label, bool):
-                    label = int(label)
-                if not isinstance(label, (int, float)):
-                    raise ValueError(f"step {i}: expected a number or a boolean")
-                if not positive(label, self.threshold):
-                    return i
-            return -1
+            first = -1
+            for i, label in enumerate(value):  # every label is checked, not just the first ones
+                if label is not None and not positive(step_value(label, i), self.threshold) \
+                        and first < 0:
+                    first = i
+            return first
         raise ValueError(f"expected a step index or a list of step labels, got "
                          f"{type(value).__name__}")
 
@@ -176,16 +198,17 @@ def step_targets(record: dict, source: Source, *, soft: bool = False,
     if value is None:
         return [None] * n
     if isinstance(value, int) and not isinstance(value, bool):
+        value = error_index(value, n)
         return [1.0] * n if value < 0 else [1.0] * value + [0.0] + [None] * (n - value - 1)
     if not isinstance(value, list) or len(value) != n:
         raise ValueError(f"expected {n} step labels or an index")
+    checked = [None if v is None else step_value(v, i) for i, v in enumerate(value)]
     targets: list[float | None] = []
     seen_negative = False
-    for v in value:
+    for v in checked:
         if v is None or (seen_negative and not include_after_error):
             targets.append(None)
             continue
-        v = float(v)
         ok = positive(v, source.threshold)
         targets.append(v if soft else float(ok))
         seen_negative = seen_negative or not ok

@@ -38,12 +38,12 @@ class Stages:
     def __call__(self, name: str, folder: Path | None, work):
         """``work(force)`` runs the stage; ``force`` starts a stage over whose unfinished
         shards were made with other settings (the recipe changed since)."""
-        from prmkit.runner import StaleShards
+        from prmkit.rundir import StaleFolder
         before = rundir.marker_time(folder) if folder is not None else None
         began = time.monotonic()
         try:
             result = work(False)
-        except StaleShards:
+        except StaleFolder:
             self.console.print(f"[yellow]{name}: the settings changed since the last run; "
                                "starting this stage over[/yellow]")
             result = work(True)
@@ -188,7 +188,8 @@ def _train_prms(recipe: dict, out: Path, data: Path, policy: Path, stages: Stage
             "feature_cache": str(out / "features")})
         folder = out / f"prm-{slug(name)}"
         stages(f"PRM ({name})", folder,
-               lambda force, cfg=cfg, folder=folder: train(cfg, folder, progress=progress))
+               lambda force, cfg=cfg, folder=folder: train(cfg, folder, progress=progress,
+                                                           force=force))
         folders[name] = folder / "final"
     if spec.get("baseline"):  # the PRM before training, with the settings the others start from
         name = spec["baseline"]
@@ -196,12 +197,13 @@ def _train_prms(recipe: dict, out: Path, data: Path, policy: Path, stages: Stage
         cfg = config.load(TrainConfig, given={**spec["train"], "data": str(data),
                                               "labels": "-", "model": str(policy)})
         folder = out / f"prm-{slug(name)}"
-        stages(f"PRM ({name})", folder, lambda force: untrained(cfg, folder))
+        stages(f"PRM ({name})", folder, lambda force: untrained(cfg, folder, force=force))
         folders[name] = folder / "final"
     return folders
 
 
-def _score(out: Path, prms: dict[str, Path], solutions: dict[str, list[dict]]) -> dict:
+def _score(out: Path, prms: dict[str, Path], solutions: dict[str, list[dict]], *,
+           force: bool = False) -> dict:
     """Every PRM's scores of every solution set, one backbone pass for PRMs sharing one."""
     from prmkit.prm.score import score_many
     everything = [s for group in solutions.values() for s in group]
@@ -214,7 +216,7 @@ def _score(out: Path, prms: dict[str, Path], solutions: dict[str, list[dict]]) -
     stage_config = {"stage": "scores",
                     "solutions": {k: [s["id"] for s in v] for k, v in solutions.items()}}
     return rundir.run_stage(out / "scores", stage_config, work, inputs=prms,
-                            result="scores.json")
+                            result="scores.json", force=force)
 
 
 def ranking(solutions: list[dict], by_id: dict[str, list], aggregation: str = "min") -> dict:
@@ -263,7 +265,13 @@ def _evaluate(recipe: dict, bench: list[dict], heldout: list[dict], scores: dict
 
 
 def run(recipe: dict, *, progress: bool = True, console=None) -> dict:
-    """Run (or resume) a recipe; returns the results written to ``results.json``."""
+    """Run (or resume) a recipe; returns the results written to ``results.json``. The run
+    folder is held by this process (``rundir.owned``): a second run on it is refused."""
+    with rundir.owned(rundir.check_out(recipe["out"])):
+        return _run(recipe, progress=progress, console=console)
+
+
+def _run(recipe: dict, *, progress: bool, console) -> dict:
     from rich.console import Console
 
     from prmkit.annotate import consensus, judge, mc
@@ -276,7 +284,6 @@ def run(recipe: dict, *, progress: bool = True, console=None) -> dict:
     from prmkit.toyworld.truth import TRUTH_HOOK
     console = console or Console()
     out = Path(recipe["out"])
-    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "recipe.json", recipe)
     stages = Stages(out, console)
     began = time.monotonic()
@@ -322,7 +329,8 @@ def run(recipe: dict, *, progress: bool = True, console=None) -> dict:
                            int(recipe["report"]["viewer_solutions"]),
                            seed=int(recipe["problems"]["seed"]))
     scores = stages("scoring", out / "scores",
-                    lambda force: _score(out, prms, {"heldout": heldout, "viewer": viewer}))
+                    lambda force: _score(out, prms, {"heldout": heldout, "viewer": viewer},
+                                         force=force))
     evaluation = stages("evaluation", None,
                         lambda force: _evaluate(recipe, bench, heldout, scores))
     results = {

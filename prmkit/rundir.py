@@ -19,13 +19,16 @@ import json
 import platform
 import subprocess
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from prmkit.errors import InputError
 from prmkit.records import atomic_write_text, write_json
 
 MARKER = "COMPLETE"
+LOCK = ".lock"
 _PACKAGES = ("prmkit", "torch", "transformers", "tokenizers", "math-verify", "numpy")
 
 
@@ -113,7 +116,6 @@ def replace_folder(path: str | Path, fill) -> Path:
 def input_digests(inputs: Mapping[str, str | Path | None]) -> dict[str, str | None]:
     """sha256 of every input file or folder; a hub source (``hub:NAME``) has none. A missing
     input is an error naming it, before any work."""
-    from prmkit.errors import InputError
     out = {}
     for name, source in inputs.items():
         if source is None or str(source).startswith("hub:"):
@@ -123,6 +125,66 @@ def input_digests(inputs: Mapping[str, str | Path | None]) -> dict[str, str | No
             raise InputError("not found", path=source, field=name)
         out[name] = file_digest(source)
     return out
+
+
+class StaleFolder(InputError):
+    """The folder holds work done with other settings: refused, never mixed or overwritten
+    without ``--force``."""
+
+
+@contextmanager
+def owned(out: str | Path):
+    """Hold ``out`` for this process: a second run on a busy folder is refused with a message
+    that names the holder. The lock is the kernel's (``flock`` on ``out/.lock``), so a killed
+    process never leaves it stuck: its lock goes with it."""
+    import fcntl
+    import os
+    import socket
+    import sys
+    import time
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / LOCK, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise InputError(f"busy: {holder} is writing this folder; wait for it to finish, or "
+                         "use another --out", path=out, field="out") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                 f"{time.strftime('%Y-%m-%d %H:%M:%S')} ({' '.join(sys.argv)[:200]})\n")
+    handle.flush()
+    try:
+        yield out
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def check_out(out: str | Path) -> Path:
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError("--out must be a folder; this is a file", path=out, field="out")
+    return out
+
+
+def refuse_other_settings(out: Path, config: dict[str, Any]) -> None:
+    """A folder complete with other settings is left exactly as it is: redoing it needs
+    ``--force`` (or another --out)."""
+    if not (out / MARKER).exists() or not (out / "config.json").exists():
+        return
+    try:
+        saved = json.loads((out / "config.json").read_text())["config"]
+    except (json.JSONDecodeError, KeyError):
+        return
+    changed = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+    raise StaleFolder(f"holds a finished run with other settings (changed: "
+                      f"{', '.join(changed)}); use --force to redo it, or another --out",
+                      path=out)
 
 
 def run_stage(out: str | Path, config: dict[str, Any], work: Callable[[Path, dict], dict], *,
@@ -138,17 +200,21 @@ def run_stage(out: str | Path, config: dict[str, Any], work: Callable[[Path, dic
     data-parallel processes other than the first: they do their share of the work and write
     nothing (their result is ``{}``)."""
     import shutil
-    out = Path(out)
+    out = check_out(out)
     config = {**config, "inputs_sha256": input_digests(inputs or {})}
-    if not force and is_complete(out, config):
-        return json.loads((out / result).read_text())
     if not writer:
-        work(out, config)
+        if not is_complete(out, config):
+            work(out, config)
         return {}
-    if force:
-        shutil.rmtree(out / "shards", ignore_errors=True)
-    begin(out)
-    value = work(out, config)
-    write_json(out / result, value)
-    finish(out, config)
-    return value
+    with owned(out):
+        if not force and is_complete(out, config):
+            return json.loads((out / result).read_text())
+        if not force:
+            refuse_other_settings(out, config)
+        else:
+            shutil.rmtree(out / "shards", ignore_errors=True)
+        begin(out)
+        value = work(out, config)
+        write_json(out / result, value)
+        finish(out, config)
+        return value

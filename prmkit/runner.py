@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from prmkit.errors import InputError
+from prmkit.rundir import StaleFolder
 from prmkit.progress import Bar
 from prmkit.records import atomic_write_text, iter_json_items, write_json, write_jsonl
 
@@ -32,7 +33,7 @@ WorkFactory = Callable[[], Work]  # builds a Work once per process or actor (pic
 EXECUTORS = ("local", "ray")
 
 
-class StaleShards(InputError):
+class StaleShards(StaleFolder):
     """The folder holds shards made with other settings."""
 
 

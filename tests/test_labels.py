@@ -74,7 +74,33 @@ def test_one_tie_rule_the_earliest_error_wins():
 ])
 def test_sources_read_step_labels_or_an_index(spec, value, expected):
     top, field = spec.split(":")[0].split(".")
-    assert Source.parse(spec).first_error({top: {field: value}}) == expected
+    record = {"steps": ["s"] * 4, top: {field: value}}
+    assert Source.parse(spec).first_error(record) == expected
+
+
+@pytest.mark.parametrize("value,why", [
+    ([0.5, float("nan"), 1.0, 1.0], "step 1: expected a label in \\[0, 1\\], got nan"),
+    ([1.7, 1, 1, 1], "step 0: expected a label in \\[0, 1\\], got 1.7"),
+    ([1, -0.5, 1, 1], "got -0.5"),
+    ([1, "yes", 1, 1], "got str"),
+    (99, "first error 99 is not -1 or a step index below 4"),
+    (-7, "first error -7"),
+])
+def test_labels_out_of_range_are_errors_not_verdicts(value, why):
+    """NaN, soft values outside [0, 1], strings and indices outside the steps are refused by
+    every reader of labels: the first-error reading, training targets, hard labels."""
+    record = {"steps": ["s"] * 4, "mc": {"v": value}}
+    for read in (lambda: Source.parse("mc.v").first_error(record),
+                 lambda: step_targets(record, Source("mc.v")),
+                 lambda: step_targets(record, Source("mc.v"), soft=True)):
+        with pytest.raises(ValueError, match=why):
+            read()
+
+
+def test_a_threshold_must_be_a_number_in_range():
+    for spec in ("mc.values:nan", "mc.values:1.5", "mc.values:x", "mc.values:-0.1"):
+        with pytest.raises(InputError):
+            Source.parse(spec)
 
 
 def test_source_quality_counts_negative_steps_from_the_first_error():

@@ -17,7 +17,7 @@ def counting_work(calls: list):
     return work
 
 
-def test_a_complete_stage_is_not_redone_until_an_input_or_setting_changes(tmp_path):
+def test_a_complete_stage_is_reused_and_other_settings_are_refused_untouched(tmp_path):
     data, out, calls = tmp_path / "data.jsonl", tmp_path / "out", []
     data.write_text("a\n")
     first = rundir.run_stage(out, {"k": 1}, counting_work(calls), inputs={"data": data})
@@ -26,11 +26,46 @@ def test_a_complete_stage_is_not_redone_until_an_input_or_setting_changes(tmp_pa
     assert saved["k"] == 1 and len(saved["inputs_sha256"]["data"]) == 64
     assert rundir.run_stage(out, {"k": 1}, counting_work(calls), inputs={"data": data}) == first
     assert len(calls) == 1                                   # reused
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     data.write_text("b\n")                                   # the input changed
-    rundir.run_stage(out, {"k": 1}, counting_work(calls), inputs={"data": data})
-    rundir.run_stage(out, {"k": 2}, counting_work(calls), inputs={"data": data})
+    with pytest.raises(rundir.StaleFolder, match="changed: inputs_sha256"):
+        rundir.run_stage(out, {"k": 1}, counting_work(calls), inputs={"data": data})
+    with pytest.raises(rundir.StaleFolder, match="changed: inputs_sha256, k"):
+        rundir.run_stage(out, {"k": 2}, counting_work(calls), inputs={"data": data})
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after == before and len(calls) == 1              # the finished folder as it was
     rundir.run_stage(out, {"k": 2}, counting_work(calls), inputs={"data": data}, force=True)
-    assert len(calls) == 4
+    assert len(calls) == 2
+
+
+def test_an_out_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "out").write_text("x")
+    with pytest.raises(InputError, match="must be a folder") as error:
+        rundir.run_stage(tmp_path / "out", {}, counting_work([]))
+    assert error.value.field == "out"
+
+
+def test_a_busy_folder_is_refused_with_its_holder_and_freed_by_a_kill(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from prmkit import rundir\n"
+        f"with rundir.owned({str(out)!r}):\n"
+        "    print('held', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=f"busy: pid {holder.pid} on ") as error:
+            rundir.run_stage(out, {}, counting_work([]))
+        assert error.value.field == "out" and not (out / rundir.MARKER).exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    time.sleep(0.1)
+    assert rundir.run_stage(out, {}, counting_work([])) == {"made": 1}  # the kill freed it
 
 
 def test_a_missing_input_is_an_error_before_any_work(tmp_path):
@@ -48,7 +83,7 @@ def test_a_failed_stage_is_never_marked_complete(tmp_path):
     def fail(folder, config):
         raise RuntimeError("killed")
     with pytest.raises(RuntimeError):
-        rundir.run_stage(out, {"k": 2}, fail)
+        rundir.run_stage(out, {"k": 2}, fail, force=True)
     assert not (out / rundir.MARKER).exists()  # the old marker went first
 
 

@@ -60,6 +60,16 @@ def padded_batch(encoded: list[StepTokens], pad: int):
     return ids, step_mask
 
 
+def finite(probs, name: str = "the PRM"):
+    """Scores as computed, or an error: a non-finite score (a checkpoint with NaN weights) is
+    never written or ranked."""
+    import torch
+    if not torch.isfinite(probs).all():
+        raise InputError(f"{name} gives non-finite step scores (NaN or inf): its weights are "
+                         "broken; nothing was written", field="model")
+    return probs
+
+
 def score_encoded(prm, encoded: list[StepTokens], *, batch_size: int = 16,
                   max_tokens: int = 32768, progress: bool = False) -> list[list[float]]:
     import torch
@@ -79,7 +89,8 @@ def score_encoded(prm, encoded: list[StepTokens], *, batch_size: int = 16,
             # right padding needs no attention mask: a causal model's output at a real position
             # never sees the padding after it, and without a mask attention takes its fast path
             with torch.inference_mode():
-                probs = prm.probabilities(ids.to(device), None, step_mask.to(device)).cpu()
+                probs = finite(prm.probabilities(ids.to(device), None,
+                                                 step_mask.to(device)).cpu())
             for row, i in enumerate(batch):
                 out[i] = probs[row, encoded[i].positions].tolist()
             if bar is not None:
@@ -161,7 +172,8 @@ def score_many(problems: list[str], steps: list[list[str]], prms: dict, *,
         with torch.inference_mode():
             features = first.module.features(ids, None, step_mask)
             for name, prm in loaded.items():
-                probs = prm.module.probabilities(prm.module.feature_head()(features))
+                probs = finite(prm.module.probabilities(prm.module.feature_head()(features)),
+                               name)
                 for row, i in enumerate(batch):
                     out[name][i] = probs[row, encoded[i].positions].tolist()
     return {name: [s + [None] * e.dropped for s, e in zip(scores, encoded)]

@@ -406,7 +406,8 @@ def _train(cfg: TrainConfig, out: Path, init: Path, procs: "_Processes", progres
                 loss = step_loss(prm, logits, targets) / cfg.grad_accum
                 procs.backward(loss)
                 losses.append(loss.item())
-            torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
+            norm = torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
+            _stop_if_diverged(step + 1, sum(losses), norm.item(), cfg)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             entry = {"step": step + 1, "loss": round(sum(losses), 5)}
@@ -424,6 +425,7 @@ def _train(cfg: TrainConfig, out: Path, init: Path, procs: "_Processes", progres
     procs.wait()
     if not procs.is_main:
         return {}
+    _check_weights(prm.module)
     save_prm(prm, out / "final")
     return {"steps": total_steps, "train_examples": len(train_set),
             "held_out_examples": len(held_out), "seconds": round(state["seconds"], 1),
@@ -431,7 +433,7 @@ def _train(cfg: TrainConfig, out: Path, init: Path, procs: "_Processes", progres
             "final_held_out": state["history"][-1].get("held_out", {})}
 
 
-def untrained(cfg: TrainConfig, out: str | Path) -> dict:
+def untrained(cfg: TrainConfig, out: str | Path, *, force: bool = False) -> dict:
     """The PRM as ``train`` would start it, its head's own term zeroed, saved without a step of
     training: the baseline that says how much the labels add. With ``readout=likelihood`` a
     step's score is then the backbone LM's verdict alone, sigmoid(log p) of the step's least
@@ -454,7 +456,27 @@ def untrained(cfg: TrainConfig, out: str | Path) -> dict:
         save_prm(prm, out / "final")
         return {"steps": 0, "seconds": 0.0, "history": []}
 
-    return rundir.run_stage(out, {"stage": "untrained", **config.to_dict(cfg)}, work)
+    return rundir.run_stage(out, {"stage": "untrained", **config.to_dict(cfg)}, work,
+                            force=force)
+
+
+def _stop_if_diverged(step: int, loss: float, grad_norm: float, cfg: TrainConfig) -> None:
+    """Training stops at the first non-finite loss or gradient: no step is taken with it, and
+    nothing is saved (a PRM with NaN weights would score NaN everywhere)."""
+    if math.isfinite(loss) and math.isfinite(grad_norm):
+        return
+    what = "loss" if not math.isfinite(loss) else "gradient norm"
+    raise InputError(f"training diverged at step {step}: the {what} is "
+                     f"{loss if what == 'loss' else grad_norm}; nothing was saved (lower lr, "
+                     f"now {cfg.lr:g}, or check the labels)", path=cfg.data, field="lr")
+
+
+def _check_weights(module) -> None:
+    import torch
+    for name, parameter in module.named_parameters():
+        if not torch.isfinite(parameter).all():
+            raise InputError(f"the trained weights hold non-finite values ({name}); nothing "
+                             "was saved", field="lr")
 
 
 def _order(lengths: list[int], batch: int, needed: int, seed: int) -> list[int]:
