@@ -302,6 +302,9 @@ def validate(record: Any, kind: str, *, path: str | Path | None = None,
 
 # --- reading and writing ------------------------------------------------------------------------
 
+_TOO_DEEP = "JSON nested too deeply to be a record"
+
+
 def iter_json_items(path: str | Path) -> Iterator[tuple[int, Any]]:
     """Yield (line number, value) for a JSONL file or a JSON array file.
 
@@ -313,6 +316,8 @@ def iter_json_items(path: str | Path) -> Iterator[tuple[int, Any]]:
         content = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError("file not found", path=path) from None
+    except IsADirectoryError:
+        raise InputError("a folder, where a file belongs", path=path) from None
     except UnicodeDecodeError as e:
         raise InputError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=path) from None
     stripped = content.lstrip()
@@ -327,6 +332,8 @@ def iter_json_items(path: str | Path) -> Iterator[tuple[int, Any]]:
         except json.JSONDecodeError as e:
             raise InputError(f"malformed JSON ({e.msg}, column {e.colno})",
                              path=path, line=number_) from None
+        except RecursionError:
+            raise InputError(_TOO_DEEP, path=path, line=number_) from None
 
 
 def _iter_json_array(content: str, path: Path) -> Iterator[tuple[int, Any]]:
@@ -350,6 +357,8 @@ def _iter_json_array(content: str, path: Path) -> Iterator[tuple[int, Any]]:
         except json.JSONDecodeError as e:
             raise InputError(f"malformed JSON ({e.msg}, column {e.colno})",
                              path=path, line=e.lineno) from None
+        except RecursionError:
+            raise InputError(_TOO_DEEP, path=path, line=line_of(pos)) from None
         yield line_of(pos), value
         pos = skip(end)
         if pos < len(content) and content[pos] == ",":
@@ -391,8 +400,16 @@ def read_yaml_mapping(path: str | Path, what: str = "settings") -> dict:
     import yaml
     try:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise InputError(f"unreadable YAML ({e})", path=path) from None
+    except FileNotFoundError:
+        raise InputError("file not found", path=path) from None
+    except OSError as e:
+        raise InputError(f"unreadable ({e.strerror})", path=path) from None
+    except yaml.MarkedYAMLError as e:  # one line, at the line YAML stopped on
+        mark = e.problem_mark
+        raise InputError(f"unreadable YAML ({e.problem})", path=path,
+                         line=mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as e:
+        raise InputError(f"unreadable YAML ({str(e).splitlines()[0]})", path=path) from None
     if not isinstance(loaded, dict):
         raise InputError(f"expected a mapping of {what}", path=path)
     return loaded

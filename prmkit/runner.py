@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from prmkit.errors import InputError
-from prmkit.rundir import StaleFolder
 from prmkit.progress import Bar
 from prmkit.records import atomic_write_text, iter_json_items, write_json, write_jsonl
+from prmkit.rundir import StaleFolder
 
 Work = Callable[[list[Any], int], list[dict]]  # (shard items, shard index) -> records
 WorkFactory = Callable[[], Work]  # builds a Work once per process or actor (picklable for Ray)

@@ -144,6 +144,8 @@ def run(cfg: SampleConfig, out: str | Path, *, backend: BackendConfig | None = N
     def work(folder: Path, stage_config: dict) -> dict:
         from prmkit.formats import read_as
         problems = read_as(cfg.problems, cfg.format, "problem")
+        if not problems:  # nothing to sample is a mistake, never an empty finished folder
+            raise InputError("no problems in this file", path=cfg.problems, field="problems")
         shards = Shards(folder, problems, cfg.shard_size, stage_config)
         if shards.pending():
             with load_backend(backend.backend, cfg.model, **backend.options()) as generator:

@@ -59,6 +59,8 @@ def join(paths: list[str]) -> list[tuple[int, dict]]:
     first, *others = paths
     records = [(line, validate(value, "solution", path=first, line=line))
                for line, value in iter_json_items(first)]
+    if not records:
+        raise InputError("no solutions in this file", path=first, field="inputs")
     by_id = {r["id"]: r for _, r in records}
     for path in others:
         for line, value in iter_json_items(path):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prmkit import rundir
+from prmkit.errors import InputError
 from prmkit.records import iter_json_items, validate, write_jsonl
 
 
@@ -61,6 +62,9 @@ def annotation_stage(out: str | Path, config: dict, solutions_path: str | Path, 
     the metrics are ``summarize(records, skipped)``."""
     def work(folder: Path, stage_config: dict) -> dict:
         solutions, skipped = read_solutions(solutions_path)
+        if not solutions and not skipped:
+            raise InputError("no solutions in this file", path=solutions_path,
+                             field="solutions")
         solutions = prepare(solutions, skipped)
         records = execute(solutions, folder, stage_config)
         write_jsonl(folder / "annotated.jsonl", records)

@@ -23,7 +23,8 @@ __all__ = ["BACKENDS", "Backend", "BackendConfig", "Completion", "SamplingParams
 
 # options that change only the speed, never the output (completions are seeded per prompt and
 # sample): a resumed run may change them freely, and they stay out of a stage's config hash
-SPEED_ONLY = ("workers", "threads", "batch_size", "concurrency", "executor", "actors")
+SPEED_ONLY = ("workers", "threads", "batch_size", "concurrency", "executor", "actors",
+              "timeout", "max_retries")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class BackendConfig:
                                    "http://host:8000/v1.")
     api: str = setting("chat", "openai: chat or completions.", choices=("chat", "completions"))
     concurrency: int = setting(8, "openai: requests in flight.")
+    timeout: float = setting(120.0, "openai: seconds a request may take before it is retried.")
+    max_retries: int = setting(3, "openai: retries of a failed request (exponential backoff).")
     executor: str = setting("local", "local (this machine) or ray (RAY_ADDRESS or a local "
                             "Ray).", choices=("local", "ray"))
     actors: int = setting(2, "ray: actors, each builds its backend once.")
@@ -53,7 +56,8 @@ class BackendConfig:
     def options(self) -> dict:
         """The keyword arguments of the chosen backend."""
         if self.backend == "openai":
-            return {"base_url": self.base_url, "api": self.api, "concurrency": self.concurrency}
+            return {"base_url": self.base_url, "api": self.api, "concurrency": self.concurrency,
+                    "timeout": self.timeout, "max_retries": self.max_retries}
         # a Ray actor is one worker: Ray spreads the shards over actors instead
         return {"batch_size": self.batch_size,
                 "workers": 1 if self.executor == "ray" else self.workers,

@@ -11,6 +11,12 @@ local servers that need no key get a placeholder.
 
 Reproducibility is the server's: a request carries the seed of its first sample, which vLLM
 honours; hosted APIs may not.
+
+Failures: each request waits at most ``timeout`` seconds and is retried ``max_retries`` times
+with exponential backoff (the openai client's). A server that stays dead, answers with an
+error status or with something that is not a completion ends the stage with one line naming
+the server, what failed and how many attempts were made (an ``InputError``: exit 2, nothing
+marked complete).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ APIS = ("chat", "completions")
 
 class OpenAIBackend:
     def __init__(self, model: str, *, base_url: str | None = None, api: str = "chat",
-                 concurrency: int = 8, timeout: float = 600.0, max_retries: int = 3,
+                 concurrency: int = 8, timeout: float = 120.0, max_retries: int = 3,
                  api_key_env: str = "OPENAI_API_KEY"):
         try:
             from openai import OpenAI
@@ -39,9 +45,13 @@ class OpenAIBackend:
         if not base_url and not os.environ.get("OPENAI_BASE_URL"):
             raise InputError("the openai backend needs --base-url (or OPENAI_BASE_URL)",
                              field="base_url")
+        if not timeout > 0 or max_retries < 0:
+            raise InputError(f"timeout {timeout!r} must be positive and max_retries "
+                             f"{max_retries!r} at least 0", field="timeout")
         self.model, self.api, self.concurrency = model, api, max(1, concurrency)
+        self.base_url, self.attempts = base_url or os.environ["OPENAI_BASE_URL"], max_retries + 1
         self.tokenizer = None  # the server owns the tokenizer and the chat template
-        self.client = OpenAI(base_url=base_url or os.environ["OPENAI_BASE_URL"],
+        self.client = OpenAI(base_url=self.base_url,
                              api_key=os.environ.get(api_key_env) or "not-needed",
                              timeout=timeout, max_retries=max_retries)
 
@@ -51,6 +61,14 @@ class OpenAIBackend:
         return check_outputs(prompts, params, outputs)
 
     def _request(self, prompt: str, params: SamplingParams) -> list[Completion]:
+        try:
+            return self._ask(prompt, params)
+        except Exception as e:  # every client, HTTP and parsing failure: one line, no chain
+            attempts = self.attempts if _retried(e) else 1
+            raise InputError(f"server failed after {attempts} attempt(s): {_what(e)}",
+                             path=self.base_url, field="base_url") from None
+
+    def _ask(self, prompt: str, params: SamplingParams) -> list[Completion]:
         common = {"model": self.model, "n": params.n, "temperature": params.temperature,
                   "top_p": params.top_p, "max_tokens": params.max_new_tokens,
                   "seed": params.row_seed(prompt, 0) % (2**31), "stop": list(params.stop) or None}
@@ -76,3 +94,26 @@ class OpenAIBackend:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _what(error: Exception) -> str:
+    """What failed, in words: the HTTP status and the server's message, a timeout, a refused
+    connection, or a reply that is not a completion."""
+    import openai
+    if isinstance(error, openai.APITimeoutError):
+        return "no answer within the timeout (--timeout)"
+    if isinstance(error, openai.APIConnectionError):
+        return "cannot connect (is the server running at this URL?)"
+    if isinstance(error, openai.APIStatusError):
+        return f"HTTP {error.status_code}: {str(error.message)[:200]}"
+    return f"the reply is not a completion ({type(error).__name__}: {str(error)[:200]})"
+
+
+def _retried(error: Exception) -> bool:
+    """Whether the client retried this failure (connections, timeouts, 408/409/429/5xx); a
+    reply it could not read, or a 4xx, is not retried."""
+    import openai
+    if isinstance(error, (openai.APITimeoutError, openai.APIConnectionError)):
+        return True
+    return isinstance(error, openai.APIStatusError) and (
+        error.status_code in (408, 409, 429) or error.status_code >= 500)

@@ -25,6 +25,9 @@ def _step_choice(step: dict) -> tuple[dict | None, bool]:
     completions = step.get("completions") or []
     chosen = step.get("chosen_completion")
     if chosen is not None:
+        if isinstance(chosen, bool) or not isinstance(chosen, int) \
+                or not 0 <= chosen < len(completions):  # -1 would silently take the last one
+            raise IndexError(chosen)
         return completions[chosen], False
     bad = [c for c in completions if c.get("rating") == -1]
     if bad:

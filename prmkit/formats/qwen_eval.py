@@ -52,8 +52,18 @@ def _convert(value: dict, path: Path, line: int) -> dict:
 
 
 def read(path: str | Path) -> list[dict]:
+    """Candidate sets, one a problem; a problem id seen twice is an error (it would be counted
+    twice in every Best-of-N accuracy)."""
     path = Path(path)
-    return [_convert(value, path, line) for line, value in iter_json_items(path)]
+    records, first_line = [], {}
+    for line, value in iter_json_items(path):
+        record = _convert(value, path, line)
+        if record["id"] in first_line:
+            raise InputError(f"duplicate id {record['id']!r} (first on line "
+                             f"{first_line[record['id']]})", path=path, line=line, field="idx")
+        first_line[record["id"]] = line
+        records.append(record)
+    return records
 
 
 def write(records: list[dict], path: str | Path) -> Path:
