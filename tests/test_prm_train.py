@@ -96,8 +96,9 @@ def test_a_prm_trained_on_exact_truth_beats_an_untrained_one(tmp_path, tiny_lm):
 @pytest.mark.slow
 def test_an_interrupted_training_run_resumes_where_it_stopped(tmp_path, tiny_lm):
     write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(60, seed=3))
-    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), model=str(tiny_lm), labels="truth.step_labels", epochs=2,
-                      batch_size=8, save_every=3, eval_fraction=0.0, bf16=False)
+    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), model=str(tiny_lm),
+                      labels="truth.step_labels", epochs=2, batch_size=8, save_every=3,
+                      eval_fraction=0.0, bf16=False)
     straight = train(cfg, tmp_path / "straight", progress=False)
 
     class Crash(Exception):

@@ -336,3 +336,77 @@ def test_duplicate_candidate_ids_and_a_negative_chosen_completion_are_errors(tmp
     with pytest.raises(InputError, match="chosen_completion") as error:
         prm800k.read(tmp_path / "p.jsonl")
     assert error.value.field == "label.steps[0]"
+
+
+# --- kill -9 at several moments of every model stage --------------------------------------------
+
+def kill_cases(tmp_path: Path, tiny_lm: Path) -> dict[str, list[str]]:
+    from prmkit.toyworld.problems import PRESETS, Spec, canonical_steps, make_problems
+    from prmkit.toyworld.truth import TRUTH_HOOK
+    problems = make_problems(PRESETS["easy"], 8, seed=5)
+    write_jsonl(tmp_path / "problems.jsonl", problems)
+    write_jsonl(tmp_path / "solutions.jsonl", [
+        {"id": p["id"], "problem": p["problem"], "steps": canonical_steps(Spec.from_dict(
+            p["toy"])), "gold_answer": p["answer"]} for p in problems])
+    write_jsonl(tmp_path / "train.jsonl", [
+        {"id": f"s{i}", "problem": f"Ann has {i} coins.", "steps": ["x", "y", "z"][:2 + i % 2],
+         "truth": {"step_labels": [1, i % 2, 0][:2 + i % 2]}} for i in range(64)])
+    return {
+        "sample": ["sample", str(tmp_path / "problems.jsonl"), "--model", str(tiny_lm),
+                   "--prompt", "plain", "--truth", TRUTH_HOOK, "--n", "2",
+                   "--max-new-tokens", "24", "--shard-size", "1"],
+        "annotate mc": ["annotate", "mc", str(tmp_path / "solutions.jsonl"), "--model",
+                        str(tiny_lm), "--prompt", "plain", "--k", "4",
+                        "--max-new-tokens", "24", "--shard-size", "1"],
+        "train": ["train", "--data", str(tmp_path / "train.jsonl"), "--labels",
+                  "truth.step_labels", "--model", str(tiny_lm), "--max-steps", "16",
+                  "--save-every", "2", "--batch-size", "8", "--eval-fraction", "0",
+                  "--no-bf16"],
+    }
+
+
+def outcome(folder: Path, stage: str):
+    """What a finished folder holds, to compare a killed-and-resumed run with a straight one."""
+    if stage == "train":
+        return [h["loss"] for h in json.loads((folder / "metrics.json").read_text())["history"]]
+    name = "solutions.jsonl" if stage == "sample" else "annotated.jsonl"
+    return (folder / name).read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["sample", "annotate mc", "train"])
+def test_a_stage_killed_at_any_moment_resumes_to_the_same_output(stage, tmp_path, tiny_lm):
+    import signal
+    import subprocess
+    import sys
+    argv = kill_cases(tmp_path, tiny_lm)[stage]
+
+    def cli(out: Path, **popen):
+        return subprocess.Popen([sys.executable, "-m", "prmkit.cli", *argv, "--out", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                **popen)
+    straight = cli(tmp_path / "straight")
+    assert straight.wait() == 0, straight.stderr.read()
+    expected = outcome(tmp_path / "straight", stage)
+    killed = tmp_path / "killed"
+    kills = 0
+    for delay in (1.5, 3.0, 4.5, 6.0):  # during imports, loading, the first shards, later ones
+        process = cli(killed)
+        time.sleep(delay)
+        if process.poll() is not None:  # it finished before this moment
+            break
+        process.send_signal(signal.SIGKILL)
+        if process.wait() != -signal.SIGKILL:  # it finished just before the signal
+            break
+        kills += 1
+        if (killed / rundir.MARKER).exists():  # killed after its marker: then it is whole
+            assert outcome(killed, stage) == pytest.approx(expected, abs=1e-3) \
+                if stage == "train" else outcome(killed, stage) == expected
+    finish = cli(killed)
+    assert finish.wait() == 0, finish.stderr.read()
+    if stage == "train":
+        assert outcome(killed, stage) == pytest.approx(expected, abs=1e-3)
+    else:
+        assert outcome(killed, stage) == expected
+    assert kills >= 1, kills
+    print(f"{stage}: killed {kills} times, resumed to the straight run's output")
