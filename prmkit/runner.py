@@ -135,6 +135,64 @@ def _ray():
     return ray
 
 
+# Watches the driver. While it lives, it notes every process below the local Ray's helpers
+# (the raylet starts agents and workers of its own); when the driver is gone (killed with -9:
+# no atexit ran), it ends them all. A pid is only signalled while it still runs a Ray program.
+_REAPER = """
+import os, signal, sys, time
+driver, known = int(sys.argv[1]), {int(p) for p in sys.argv[2:]}
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+def parents():
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    out[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+while alive(driver):
+    for pid, parent in parents().items():
+        if parent in known:
+            known.add(pid)
+    time.sleep(0.5)
+for pid in known:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"ray" in f.read():
+                os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+def start_ray(ray) -> None:
+    """Connect to the cluster named by ``RAY_ADDRESS``, or start a local Ray that does not
+    outlive this process: its helper processes (GCS, raylet, ...) are ended by a small reaper
+    when the driver dies, even by ``kill -9``; the actors die with their raylet."""
+    import os
+    import subprocess
+    import sys
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if os.environ.get("RAY_ADDRESS"):
+        return  # a cluster this process does not own
+    try:
+        node = ray._private.worker._global_node
+        pids = [str(info.process.pid) for infos in node.all_processes.values()
+                for info in infos if info.process is not None]
+    except AttributeError:  # another Ray version's internals: nothing to watch
+        return
+    subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid()), *pids],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
+
+
 def run_ray(shards: Shards, factory: WorkFactory, *, actors: int = 2, actor_cpus: float = 1.0,
             actor_gpus: float = 0.0, progress: bool = True, label: str = "") -> None:
     """Run the pending shards on Ray actors, one shard in flight per actor.
@@ -149,7 +207,7 @@ def run_ray(shards: Shards, factory: WorkFactory, *, actors: int = 2, actor_cpus
     if actors < 1:
         raise InputError(f"{actors}: must be at least 1", field="actors")
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        start_ray(ray)
 
     @ray.remote
     class ShardWorker:

@@ -97,3 +97,57 @@ def test_unknown_executor_is_refused(tmp_path):
     with pytest.raises(InputError) as error:
         run(shards, lambda: (lambda items, i: items), executor="dask")
     assert error.value.field == "executor"
+
+
+def descendants(root: int) -> list[int]:
+    parent = {}
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found, frontier = [], {root}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier}
+        found += sorted(frontier)
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_driver_leaves_no_ray_processes_behind(tmp_path):
+    pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    script = (
+        "import os, ray, time\n"
+        "from prmkit.runner import start_ray\n"
+        "start_ray(ray)\n"
+        "@ray.remote\n"
+        "class A:\n"
+        "    def pid(self):\n"
+        "        return os.getpid()\n"
+        "a = A.remote()\n"
+        "node = ray._private.worker._global_node\n"
+        "pids = [i.process.pid for v in node.all_processes.values() for i in v]\n"
+        "pids.append(ray.get(a.pid.remote()))\n"
+        "print(' '.join(map(str, pids)), flush=True)\n"
+        "time.sleep(120)\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    driver = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, env=env)
+    pids = [int(p) for p in driver.stdout.readline().split()]
+    assert len(pids) >= 3  # the GCS, the raylet, ... and the actor
+    time.sleep(1)
+    pids += descendants(driver.pid)  # the raylet's own agents too
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+
+    def running(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended
+        except OSError:
+            return False
+    deadline = time.monotonic() + 30
+    while any(running(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [p for p in pids if running(p)] == []
