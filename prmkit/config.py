@@ -37,12 +37,16 @@ REQUIRED = dataclasses.MISSING
 
 
 def setting(default: Any = REQUIRED, help: str = "", *, choices: Iterable[str] | None = None,
-            positional: bool = False, schema: type | None = None, short: str | None = None):
-    """A dataclass field with its help text; optionally its allowed values, that it is the
-    command's positional argument (or its short flag), or (for a mapping) the dataclass whose
-    fields its keys must be (a recipe's ``mc`` section holds ``MCConfig`` settings)."""
+            positional: bool = False, schema: type | None = None, short: str | None = None,
+            ge: float | None = None, gt: float | None = None, le: float | None = None,
+            lt: float | None = None):
+    """A dataclass field with its help text; optionally its allowed values or bounds (``ge``,
+    ``gt``, ``le``, ``lt``: a number, or every number of a list), that it is the command's
+    positional argument (or its short flag), or (for a mapping) the dataclass whose fields its
+    keys must be (a recipe's ``mc`` section holds ``MCConfig`` settings)."""
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
     metadata = {"help": help, "choices": tuple(choices) if choices else None,
-                "positional": positional, "schema": schema, "short": short}
+                "positional": positional, "schema": schema, "short": short, "bounds": bounds}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default),
                                  metadata=metadata)
@@ -179,6 +183,29 @@ def typed(cls, values: Mapping[str, Any], path=None, where: str = "") -> dict:
     return out
 
 
+_BOUND_WORDS = {"ge": ("at least", lambda v, b: v >= b), "gt": ("above", lambda v, b: v > b),
+                "le": ("at most", lambda v, b: v <= b), "lt": ("below", lambda v, b: v < b)}
+
+
+def check_values(obj, path=None, where: str = ""):
+    """Every field of a config instance within its bounds and choices (a config made in Python
+    is checked as strictly as one from the command line); returns ``obj``."""
+    for f in fields(type(obj)):
+        value, name = getattr(obj, f.name), f"{where}{f.name}"
+        choices = f.metadata.get("choices")
+        if choices and value is not None and value not in choices:
+            raise InputError(f"{value!r}: choose one of {list(choices)}", path=path, field=name)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            for kind, bound in f.metadata.get("bounds", {}).items():
+                word, holds = _BOUND_WORDS[kind]
+                if not holds(item, bound):
+                    raise InputError(f"{item!r}: must be {word} {bound:g}", path=path,
+                                     field=name)
+    return obj
+
+
 def build(cls, values: Mapping[str, Any], path=None, where: str = ""):
     """An instance of ``cls`` from checked values, nested sections built too; a required
     setting left out is an error naming it."""
@@ -189,7 +216,7 @@ def build(cls, values: Mapping[str, Any], path=None, where: str = ""):
             values[f.name] = build(section, values.get(f.name) or {}, path, f"{where}{f.name}.")
         elif f.name not in values and default_of(f) is REQUIRED:
             raise InputError("required setting missing", path=path, field=f"{where}{f.name}")
-    made = cls(**values)
+    made = check_values(cls(**values), path, where)
     return made.validate() if hasattr(made, "validate") else made
 
 

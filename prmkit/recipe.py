@@ -31,15 +31,15 @@ RECIPES = Path(__file__).parent / "recipes"
 class PolicySection:
     name: str = setting(REQUIRED, "toy (the toy policy, trained once and cached) or a model "
                         "folder.")
-    steps: int | None = setting(None, "toy: a shorter training run (quick runs).")
+    steps: int | None = setting(None, "toy: a shorter training run (quick runs).", ge=1)
 
 
 @dataclass(frozen=True)
 class ProblemsSection:
     train: int = setting(REQUIRED, "Training problems (x sample.n solutions: annotated, then "
-                         "trained on).")
+                         "trained on).", ge=1)
     heldout: int = setting(REQUIRED, "Held-out problems (x sample.n solutions: the toy "
-                           "ProcessBench and Best-of-N).")
+                           "ProcessBench and Best-of-N).", ge=1)
     preset: str = setting("mixed", "Toy problem preset: easy, medium, hard, long or mixed.")
     seed: int = setting(0, "Seed of the problems and of sampling.")
 
@@ -60,7 +60,7 @@ class BonSection:
 
 @dataclass(frozen=True)
 class ReportSection:
-    viewer_solutions: int = setting(240, "Training solutions in the step viewer.")
+    viewer_solutions: int = setting(240, "Training solutions in the step viewer.", ge=0)
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class Recipe:
     prms: PRMSection = setting(None, "The PRMs: one a label source.")
     bon: BonSection = setting(None, "Best-of-N.")
     report: ReportSection = setting(None, "The report.")
-    workers: int = setting(2, "Generation worker processes (2 on a 2-core CPU).")
+    workers: int = setting(2, "Generation worker processes (2 on a 2-core CPU).", ge=1)
     quick: dict = setting({}, "Overrides applied by --quick (a recipe layer of their own).")
 
 

@@ -45,19 +45,17 @@ class SampleConfig:
                           "prompt) or a .txt template with {problem}.")
     format: str = setting("prmkit", "Format of the problems file: prmkit, gsm8k, math (see "
                           "`prmkit formats`).")
-    n: int = setting(8, "Solutions a problem.")
-    temperature: float = setting(1.0, "Sampling temperature (0: greedy).")
-    top_p: float = setting(1.0, "Nucleus sampling mass.")
-    max_new_tokens: int = setting(1024, "Tokens a solution at most (capped by the context).")
+    n: int = setting(8, "Solutions a problem.", ge=1)
+    temperature: float = setting(1.0, "Sampling temperature (0: greedy).", ge=0)
+    top_p: float = setting(1.0, "Nucleus sampling mass.", gt=0, le=1)
+    max_new_tokens: int = setting(1024, "Tokens a solution at most (capped by the context).", ge=1)
     seed: int = setting(0, "Seed; every completion has its own, derived from it.")
     truth: str | None = setting(None, "A step-truth hook module:function(problem, steps) -> "
                                 "dict, for worlds that know every step's truth.")
-    shard_size: int = setting(64, "Problems a resumable shard.")
+    shard_size: int = setting(64, "Problems a resumable shard.", ge=1)
 
     def validate(self) -> "SampleConfig":
-        for name in ("n", "max_new_tokens", "shard_size"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{getattr(self, name)!r}: must be at least 1", field=name)
+        config.check_values(self)
         if self.truth is not None:
             truth_hook(self.truth)
         return self

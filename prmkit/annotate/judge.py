@@ -139,24 +139,22 @@ class JudgeConfig:
                         "model).", choices=KINDS)
     model: str | None = setting(None, "The judge model (kind model): a folder (hf) or the "
                                 "served model name (openai).")
-    samples: int = setting(1, "Critiques a solution (majority vote, prmkit.labels.vote).")
-    temperature: float = setting(0.0, "0 = greedy; use ~0.7 with samples > 1.")
-    top_p: float = setting(1.0, "Nucleus sampling mass.")
-    max_new_tokens: int = setting(2048, "Tokens a critique at most.")
+    samples: int = setting(1, "Critiques a solution (majority vote, prmkit.labels.vote).", ge=1)
+    temperature: float = setting(0.0, "0 = greedy; use ~0.7 with samples > 1.", ge=0)
+    top_p: float = setting(1.0, "Nucleus sampling mass.", gt=0, le=1)
+    max_new_tokens: int = setting(2048, "Tokens a critique at most.", ge=1)
     seed: int = setting(0, "Seed of the critiques.")
     chat: bool = setting(True, "hf: wrap the critique prompt in the model's chat template.")
     template: str = setting(str(TEMPLATE), "Critique prompt template ({problem}, "
                             "{tagged_paragraphs}).")
     name: str = setting("judge", "Field the verdict goes in.")
-    shard_size: int = setting(64, "Solutions a resumable shard.")
+    shard_size: int = setting(64, "Solutions a resumable shard.", ge=1)
 
     def validate(self) -> "JudgeConfig":
         from prmkit.errors import InputError
+        config.check_values(self)
         if self.kind == "model" and not self.model:
             raise InputError("a model judge needs --model", field="model")
-        for name in ("samples", "max_new_tokens", "shard_size"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{getattr(self, name)!r}: must be at least 1", field=name)
         if not self.name.isidentifier():
             raise InputError(f"{self.name!r}: must be a plain field name", field="name")
         if self.kind == "model" and not Path(self.template).is_file():

@@ -65,26 +65,22 @@ class MCConfig:
                          "model name (openai); normally the policy that wrote the solutions.")
     prompt: str = setting(REQUIRED, "The prompt the solutions were sampled with: plain, "
                           "qwen-math or a .txt template.")
-    k: int = setting(8, "Completions from each step prefix.")
+    k: int = setting(8, "Completions from each step prefix.", ge=1)
     mode: str = setting("linear", "linear (every prefix) or binary (search for the first "
                         "error).", choices=MODES)
     threshold: float = setting(0.0, "Hard label: a step is positive when its MC value is above "
-                               "this.")
-    temperature: float = setting(1.0, "Sampling temperature of the rollouts.")
-    top_p: float = setting(1.0, "Nucleus sampling mass of the rollouts.")
-    max_new_tokens: int = setting(1024, "Tokens a rollout at most.")
+                               "this.", ge=0, lt=1)
+    temperature: float = setting(1.0, "Sampling temperature of the rollouts.", ge=0)
+    top_p: float = setting(1.0, "Nucleus sampling mass of the rollouts.", gt=0, le=1)
+    max_new_tokens: int = setting(1024, "Tokens a rollout at most.", ge=1)
     seed: int = setting(0, "Seed; each rollout's is derived from it and its prompt.")
     name: str = setting("mc", "Field the labels go in.")
     keep_rollouts: bool = setting(False, "Keep every rollout's text and outcome.")
-    shard_size: int = setting(32, "Solutions a resumable shard.")
+    shard_size: int = setting(32, "Solutions a resumable shard.", ge=1)
 
     def validate(self) -> "MCConfig":
         from prmkit.errors import InputError
-        for name in ("k", "max_new_tokens", "shard_size"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{getattr(self, name)!r}: must be at least 1", field=name)
-        if not 0.0 <= self.threshold < 1.0:
-            raise InputError(f"{self.threshold!r}: must be in [0, 1)", field="threshold")
+        config.check_values(self)
         if not self.name.isidentifier():
             raise InputError(f"{self.name!r}: must be a plain field name", field="name")
         return self

@@ -38,20 +38,20 @@ class BackendConfig:
     dtype: str = setting("auto", "hf: auto (bfloat16 on a GPU, float32 on the CPU), float32, "
                          "bfloat16 or float16.",
                          choices=("auto", "float32", "bfloat16", "float16"))
-    batch_size: int = setting(64, "hf: completions a forward batch.")
+    batch_size: int = setting(64, "hf: completions a forward batch.", ge=1)
     workers: int = setting(1, "hf: worker processes, each with its own model copy (2 on a "
-                           "2-core CPU).")
+                           "2-core CPU).", ge=1)
     threads: int | None = setting(None, "hf: torch threads a worker (default: the cores shared "
-                                  "among the workers).")
+                                  "among the workers).", ge=1)
     base_url: str | None = setting(None, "openai: the server's base URL, e.g. "
                                    "http://host:8000/v1.")
     api: str = setting("chat", "openai: chat or completions.", choices=("chat", "completions"))
-    concurrency: int = setting(8, "openai: requests in flight.")
-    timeout: float = setting(120.0, "openai: seconds a request may take before it is retried.")
-    max_retries: int = setting(3, "openai: retries of a failed request (exponential backoff).")
+    concurrency: int = setting(8, "openai: requests in flight.", ge=1)
+    timeout: float = setting(120.0, "openai: seconds a request may take before it is retried.", gt=0)
+    max_retries: int = setting(3, "openai: retries of a failed request (exponential backoff).", ge=0)
     executor: str = setting("local", "local (this machine) or ray (RAY_ADDRESS or a local "
                             "Ray).", choices=("local", "ray"))
-    actors: int = setting(2, "ray: actors, each builds its backend once.")
+    actors: int = setting(2, "ray: actors, each builds its backend once.", ge=1)
 
     def options(self) -> dict:
         """The keyword arguments of the chosen backend."""

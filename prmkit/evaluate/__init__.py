@@ -83,11 +83,13 @@ class ProcessBenchConfig:
                                  "folder.")
     critiques: str | None = setting(None, "JSONL of {id, critiques: [text]}.")
     threshold: float = setting(0.5, "A step scored at or below this is an error "
-                               "(prmkit.labels' one threshold rule).")
+                               "(prmkit.labels' one threshold rule).", ge=0, le=1)
     tune_on: str | None = setting(None, "Pick the best-F1 threshold on this subset.")
     subset: list[str] | None = setting(None, "Evaluate only these subsets (repeat).")
 
     def validate(self) -> "ProcessBenchConfig":
+        from prmkit import config
+        config.check_values(self)
         if (self.scores is None) == (self.critiques is None):
             raise InputError("give exactly one of --scores and --critiques", field="scores")
         return self
@@ -99,12 +101,14 @@ class BonConfig:
                                     "by its file stem).", positional=True)
     format: str = setting("prmkit", "Format of the candidate files: prmkit or qwen_eval.")
     n: list[int] | None = setting(None, "N values, e.g. 1,2,4,8 (default: 1, 2, 4, ... up to "
-                                  "the set size).")
+                                  "the set size).", ge=1)
     group_by: str = setting("equivalence", "Group answers by equivalence or string.",
                             choices=("equivalence", "string"))
-    processes: int = setting(1, "Worker processes for grading.")
+    processes: int = setting(1, "Worker processes for grading.", ge=1)
 
     def validate(self) -> "BonConfig":
+        from prmkit import config
+        config.check_values(self)
         names = [Path(p).stem for p in self.candidates]
         if len(set(names)) != len(names):
             raise InputError("two candidate files share a name; benchmarks are named by file "

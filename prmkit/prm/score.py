@@ -191,7 +191,7 @@ class ScoreConfig:
     format: str = setting("prmkit", "Format of the solutions file (see `prmkit formats`).")
     model_format: str | None = setting(None, "prmkit, plain, qwen2.5-math-prm or "
                                        "math-shepherd (default: from the folder).")
-    batch_size: int = setting(16, "Solutions a forward batch.")
+    batch_size: int = setting(16, "Solutions a forward batch.", ge=1)
     dtype: str = setting("auto", "auto (bfloat16 on a GPU, float32 on the CPU), float32, "
                          "bfloat16 or float16.", choices=("auto", "float32", "bfloat16",
                                                           "float16"))
@@ -199,9 +199,8 @@ class ScoreConfig:
                           "cuda:N.")
 
     def validate(self) -> "ScoreConfig":
-        if self.batch_size < 1:
-            raise InputError(f"{self.batch_size!r}: must be at least 1", field="batch_size")
-        return self
+        from prmkit import config
+        return config.check_values(self)
 
 
 def run(cfg: ScoreConfig, out: str | Path, *, force: bool = False,

@@ -60,7 +60,7 @@ class TrainConfig:
     loss: str = setting("hard", "hard (0/1 targets) or soft (the label value itself).",
                         choices=("hard", "soft"))
     threshold: float = setting(0.0, "A step is negative when its label is at or below this "
-                               "(prmkit.labels' one rule).")
+                               "(prmkit.labels' one rule).", ge=0, lt=1)
     include_after_error: bool = setting(False, "Also train on the steps after the first error.")
     head: str = setting("ce", "ce (two outputs, softmax) or bce (one output, sigmoid).",
                         choices=("ce", "bce"))
@@ -69,18 +69,18 @@ class TrainConfig:
     readout: str = setting("separator", "separator (the hidden state at each step's end) or "
                            "likelihood (that and the backbone LM's likelihood of the step).",
                            choices=("separator", "likelihood"))
-    epochs: float = setting(2.0, "Passes over the training set (unless max_steps).")
-    max_steps: int | None = setting(None, "Optimizer steps, whatever the data size.")
-    batch_size: int = setting(16, "Solutions a micro-batch (a process).")
-    grad_accum: int = setting(1, "Micro-batches an optimizer step.")
-    lr: float = setting(1e-3, "Peak learning rate (warmup, then cosine decay).")
-    warmup_steps: int = setting(10, "Linear warmup steps.")
-    weight_decay: float = setting(0.0, "AdamW weight decay.")
-    eval_fraction: float = setting(0.1, "Held-out share of problems, evaluated during training.")
-    eval_every: int = setting(50, "Optimizer steps between held-out evaluations.")
-    save_every: int = setting(100, "Optimizer steps between resumable checkpoints.")
+    epochs: float = setting(2.0, "Passes over the training set (unless max_steps).", gt=0)
+    max_steps: int | None = setting(None, "Optimizer steps, whatever the data size.", ge=1)
+    batch_size: int = setting(16, "Solutions a micro-batch (a process).", ge=1)
+    grad_accum: int = setting(1, "Micro-batches an optimizer step.", ge=1)
+    lr: float = setting(1e-3, "Peak learning rate (warmup, then cosine decay).", gt=0)
+    warmup_steps: int = setting(10, "Linear warmup steps.", ge=0)
+    weight_decay: float = setting(0.0, "AdamW weight decay.", ge=0)
+    eval_fraction: float = setting(0.1, "Held-out share of problems, evaluated during training.", ge=0, lt=1)
+    eval_every: int = setting(50, "Optimizer steps between held-out evaluations.", ge=1)
+    save_every: int = setting(100, "Optimizer steps between resumable checkpoints.", ge=1)
     max_length: int | None = setting(None, "Tokens a solution at most (default: the "
-                                     "backbone's context).")
+                                     "backbone's context).", ge=1)
     seed: int = setting(0, "Seed of the head, the split and the batch order.")
     device: str = setting("auto", "auto (a GPU when there is one, else the CPU), cpu, cuda or "
                           "cuda:N; data-parallel processes take theirs from the launcher.")
@@ -90,24 +90,15 @@ class TrainConfig:
     feature_cache: str = setting("", "A folder where frozen-backbone features are kept for "
                                  "later runs.")
     top_layers: int | None = setting(None, "Train only the top N transformer layers (and the "
-                                     "head).")
+                                     "head).", ge=0)
 
     def validate(self) -> "TrainConfig":
-        def bad(name, why):
-            return InputError(f"{getattr(self, name)!r}: {why}", field=name)
+        config.check_values(self)  # bounds and choices of every field
         from prmkit.prm.formats import FORMATS
         trainable = sorted(k for k, f in FORMATS.items() if f.readout == "head")
         if self.format not in trainable:
-            raise bad("format", f"choose one of {trainable} (a step head is trained)")
-        for name in ("batch_size", "grad_accum", "eval_every", "save_every"):
-            if getattr(self, name) < 1:
-                raise bad(name, "must be at least 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise bad("max_steps", "must be at least 1 (or null: use epochs)")
-        if not self.epochs > 0 or not self.lr > 0:
-            raise bad("epochs" if not self.epochs > 0 else "lr", "must be positive")
-        if not 0 <= self.eval_fraction < 1:
-            raise bad("eval_fraction", "must be in [0, 1)")
+            raise InputError(f"{self.format!r}: choose one of {trainable} (a step head is "
+                             "trained)", field="format")
         return self
 
 
