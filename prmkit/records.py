@@ -415,28 +415,38 @@ def read_yaml_mapping(path: str | Path, what: str = "settings") -> dict:
     return loaded
 
 
+def _writable(path: Path) -> None:
+    """A file can be written at ``path``: not a folder, under folders (made if missing)."""
+    if path.is_dir():
+        raise InputError("a folder, where a file belongs", path=path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError("cannot write here: a file stands where a folder belongs",
+                         path=path) from None
+    except PermissionError:
+        raise InputError("cannot write here: permission denied", path=path) from None
+
+
 def atomic_write_text(path: str | Path, write: Callable[[Any], None]) -> Path:
     """Write a file through ``write(f)`` so that readers never see it half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return _atomic(path, "w", write)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    return _atomic(path, "wb", lambda f: f.write(data))
+
+
+def _atomic(path: str | Path, mode: str, write: Callable[[Any], Any]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _writable(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except PermissionError:
+        raise InputError("cannot write here: permission denied", path=path) from None
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -142,8 +142,15 @@ def owned(out: str | Path):
     import socket
     import sys
     import time
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_out(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError("cannot make this folder: a file stands in its path", path=out,
+                         field="out") from None
+    except PermissionError:
+        raise InputError("cannot make this folder: permission denied", path=out,
+                         field="out") from None
     handle = open(out / LOCK, "a+", encoding="utf-8")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

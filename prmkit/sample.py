@@ -138,6 +138,7 @@ def run(cfg: SampleConfig, out: str | Path, *, backend: BackendConfig | None = N
     from prmkit.runner import Shards, run_local
     cfg.validate()
     backend = backend or BackendConfig()
+    backend.check_model(cfg.model)
 
     def work(folder: Path, stage_config: dict) -> dict:
         from prmkit.formats import read_as

@@ -250,6 +250,8 @@ def run(cfg: JudgeConfig, out: str | Path, *, backend: "BackendConfig | None" = 
     from prmkit.runner import run as run_shards
     cfg.validate()
     backend = backend or BackendConfig()
+    if cfg.kind == "model":
+        backend.check_model(cfg.model)
     stage_config = {"stage": "annotate-judge", **config.to_dict(cfg),
                     "backend": backend.output_relevant() if cfg.kind == "model" else None}
 

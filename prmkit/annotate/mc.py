@@ -243,6 +243,7 @@ def run(cfg: MCConfig, out: str | Path, *, backend: "BackendConfig | None" = Non
     from prmkit.runner import run as run_shards
     cfg.validate()
     backend = backend or BackendConfig()
+    backend.check_model(cfg.model)
 
     def execute(solutions, folder, stage_config):
         shards = Shards(folder, solutions, cfg.shard_size, stage_config)

@@ -63,6 +63,14 @@ class BackendConfig:
                 "workers": 1 if self.executor == "ray" else self.workers,
                 "threads": self.threads, "dtype": self.dtype, "device": self.device}
 
+    def check_model(self, model: str) -> None:
+        """A local model is a folder with a config.json, checked before any work (a served
+        model is the server's to check)."""
+        from pathlib import Path
+        if self.backend == "hf" and not (Path(model) / "config.json").is_file():
+            raise InputError("not a model folder (no config.json): give --model a saved "
+                             "Hugging Face model folder", path=model, field="model")
+
     def output_relevant(self) -> dict:
         """What of this config can change the output (for a stage's config hash)."""
         return {"backend": self.backend, **{k: v for k, v in sorted(self.options().items())

@@ -94,6 +94,11 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         config.check_values(self)  # bounds and choices of every field
+        from prmkit.labels import Source
+        try:
+            Source.parse(self.labels)
+        except InputError as e:
+            raise InputError(e.message, field="labels") from None
         from prmkit.prm.formats import FORMATS
         trainable = sorted(k for k, f in FORMATS.items() if f.readout == "head")
         if self.format not in trainable:
