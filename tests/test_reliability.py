@@ -161,6 +161,10 @@ CASES = [
     ("sample: --out under a file", lambda f: ["sample", f["problems"], "--model", f["model"],
                                               "--prompt", "plain", "--out",
                                               f["out_file"] / "sub"], "a file stands"),
+    ("annotate report: missing file", lambda f: ["annotate", "report", f["missing"]],
+     "not found"),
+    ("annotate report: no reference", lambda f: ["annotate", "report", f["solutions"]],
+     "no label source found"),
     ("demo: --set mc.k=abc", lambda f: ["demo", "--set", "mc.k=abc", "--out", f["dir"] / "d"],
      "field 'mc.k'"),
     ("run: not YAML", lambda f: ["run", f["solutions"]], "solutions.jsonl:2: unreadable YAML"),
@@ -171,7 +175,8 @@ CASES = [
 @pytest.mark.parametrize("name,argv,expect", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_located_line_and_nothing_complete(name, argv, expect, files, capsys):
     args = argv(files)
-    if "--out" not in args and args[0] not in ("convert", "demo", "run"):
+    if "--out" not in args and args[0] not in ("convert", "demo", "run") and \
+            args[:2] != ["annotate", "report"]:
         args += ["--out", files["dir"] / "out"]
     started = time.monotonic()
     assert_refused(capsys, args, expect=expect, root=files["dir"])
@@ -336,6 +341,12 @@ def test_two_runs_on_one_folder_one_is_refused_the_other_finishes(tmp_path, tiny
     saved = json.loads((out / "config.json").read_text())["config"]
     records = [json.loads(line) for line in (out / "annotated.jsonl").read_text().splitlines()]
     assert saved["k"] == 2 and len(records) == 24 and {r["mc"]["k"] for r in records} == {2}
+
+
+def test_a_second_demo_on_a_busy_run_folder_is_refused(tmp_path, capsys):
+    with rundir.owned(tmp_path / "demo"):
+        status, err = run_cli(capsys, ["demo", "--quick", "--out", tmp_path / "demo"])
+    assert status == 2 and "busy: pid" in err and markers(tmp_path) == [], err
 
 
 # --- pathological outputs -----------------------------------------------------------------------
