@@ -71,9 +71,10 @@ def first_error(step_ok: Iterable[bool]) -> int:
     return next((i for i, ok in enumerate(step_ok) if not ok), -1)
 
 
-def first_at_or_below(values: Iterable[float], threshold: float) -> int:
-    """The first error of per-step scores or values: the first not positive, or -1."""
-    return first_error(positive(v, threshold) for v in values)
+def first_at_or_below(values: Iterable[float | None], threshold: float) -> int:
+    """The first error of per-step scores or values: the first not positive, or -1. A null
+    (a step past a PRM's context, an unknown label) is unknown and skipped, as everywhere."""
+    return first_error(v is None or positive(v, threshold) for v in values)
 
 
 def labels_from_first_error(first: int, n_steps: int) -> list[int]:

@@ -24,7 +24,8 @@ solution     {"id": str, "problem": str, "steps": [str, ...] (non-empty),
                                  "statuses"?, "prompt_sha256"?, "claims"?, "false_claims"?}
                annotate consensus "consensus": {"kept", "first_error", "sources", "cost",
                                  "step_labels"?}
-step_scores  {"id": str, "step_scores": [number, ...]}    one score a step, higher = more correct.
+step_scores  {"id": str, "step_scores": [number | null, ...]}    one score a step, higher = more
+             correct; null for a step past the PRM's context (unscored: skipped, and counted).
 critique     {"id": str, "critiques": [str, ...]}          generated critiques of one solution;
              ``"critique": str`` is accepted for a single one.
 candidates   {"id": str, "problem"?: str, "gold_answer"?: str | null,
@@ -159,7 +160,7 @@ CANDIDATE: Schema = {
     "answer": (optional(text), False),
     "text": (text, False),
     "steps": (list_of(text), False),
-    "step_scores": (list_of(number), False),
+    "step_scores": (list_of(optional(number)), False),
     "score": (number, False),
     "correct": (boolean, False),
 }
@@ -242,7 +243,8 @@ SCHEMAS: dict[str, Schema] = {
     },
     "step_scores": {
         "id": (text, True),
-        "step_scores": (list_of(number, nonempty=True), True),
+        # null: a step past the PRM's context (unscored; prmkit.labels skips it)
+        "step_scores": (list_of(optional(number), nonempty=True), True),
     },
     "critique": {
         "id": (text, True),

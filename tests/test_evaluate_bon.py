@@ -73,6 +73,12 @@ def test_cli_on_the_qwen_format(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["benchmarks"]["gsm8k"]["accuracy"]["maj"]["8"] == pytest.approx(qwen_maj_at_k(rows, 8))
     assert (out / "COMPLETE").exists()
+    # each problem's pick by every method at N=8, beside it in predictions.jsonl
+    picks = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(picks) == 30 and {p["benchmark"] for p in picks} == {"gsm8k"}
+    assert 100 * sum(p["picks"]["maj"]["correct"] for p in picks) / 30 == \
+        pytest.approx(qwen_maj_at_k(rows, 8))
+    assert "items" not in metrics["benchmarks"]["gsm8k"]
 
 
 def cand(answer, steps):
@@ -115,3 +121,13 @@ def test_min_on_final_step_and_defaults():
     assert group_answers(["2", None, "2.0", "x"], "equivalence") == [[0, 2], [3]]
     with pytest.raises(InputError, match="only 4 candidates"):
         evaluate.bon({"b": sets}, ns=[8])
+
+
+def test_unscored_steps_are_left_out_of_the_aggregation():
+    from prmkit.evaluate.bon import evaluate_set
+    sets = [{"id": "p", "gold_answer": "1", "candidates": [
+        {"answer": "2", "correct": False, "step_scores": [0.9, 0.2]},
+        {"answer": "1", "correct": True, "step_scores": [0.8, None]}]}]  # past the context
+    m = evaluate_set(sets, ns=[2], per_item=True)
+    assert m["accuracy"]["min"][2] == 100.0 and m["items"][0]["picks"]["min"]["index"] == 1
+

@@ -114,7 +114,12 @@ def test_cli_writes_metrics_then_marker_and_refuses_bad_input(tmp_path, processb
     assert done.returncode == 0, done.stderr
     assert (out / "COMPLETE").exists() and "F1" in done.stdout
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["threshold_source"] == "tuned on gsm8k"
+    assert metrics["threshold_source"] == "tuned on gsm8k" and "items" not in metrics
+    # one prediction an item beside its label, at the threshold used, for error analysis
+    predictions = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [p["id"] for p in predictions] == [r["id"] for r in items]
+    hits = [p["hit"] for p in predictions if p["label"] != -1]
+    assert 100 * sum(hits) / len(hits) == pytest.approx(metrics["subsets"]["gsm8k"]["error_acc"])
     again = run_cli("eval", "processbench", "-b", str(bench), "--scores", str(scores),
                     "--out", str(out), "--tune-on", "gsm8k")
     assert "is complete for this config" in " ".join(again.stdout.split())
@@ -166,3 +171,16 @@ def test_the_f1_gap_has_a_paired_bootstrap_interval():
     clear = f1_gap(items, good, blind)
     assert clear["gap"] > 50 and 0 < clear["low"] <= clear["gap"] <= clear["high"]
     assert f1_gap(items, blind, good)["high"] < 0
+
+
+def test_steps_past_the_context_are_skipped_and_counted(processbench_items):
+    """A PRM writes null for the steps that did not fit its context: they cannot be the
+    predicted error (unknown steps are skipped, as prmkit.labels skips them) and are counted."""
+    items = [r for r in processbench_items if r["subset"] == "gsm8k"][:20]
+    scores = {r["id"]: [0.9] * len(r["steps"]) for r in items}
+    first = items[0]["id"]
+    scores[first] = [0.9] + [None] * (len(items[0]["steps"]) - 1)
+    m = evaluate.processbench(items, step_scores=scores, per_item=True)
+    assert m["unscored"] == {"steps": len(items[0]["steps"]) - 1, "items": 1}
+    assert {p["id"]: p["prediction"] for p in m["items"]}[first] == -1
+

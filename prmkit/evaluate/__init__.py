@@ -42,17 +42,20 @@ def _load_predictions(source, kind: str, field: str) -> tuple[dict, dict, str]:
 
 def processbench(benchmark: Source | list[dict], *, step_scores: Source | Mapping | None = None,
                  critiques: Source | Mapping | None = None, threshold: float = 0.5,
-                 tune_on: str | None = None, subsets: Iterable[str] | None = None) -> dict:
-    """ProcessBench metrics of per-step scores (id -> [score]) or critiques (id -> [text])."""
+                 tune_on: str | None = None, subsets: Iterable[str] | None = None,
+                 per_item: bool = False) -> dict:
+    """ProcessBench metrics of per-step scores (id -> [score]) or critiques (id -> [text]);
+    with ``per_item``, every item's prediction too (``items``)."""
     items = load_benchmark(benchmark)
     if step_scores is not None:
         scores, lines, source = _load_predictions(step_scores, "step_scores", "step_scores")
         return _processbench.evaluate(items, step_scores=scores, threshold=threshold,
-                                      tune_on=tune_on, subsets=subsets, source=source, lines=lines)
+                                      tune_on=tune_on, subsets=subsets, source=source, lines=lines,
+                                      per_item=per_item)
     texts, lines, source = (_load_predictions(critiques, "critique", "critiques")
                             if critiques is not None else (None, {}, "<predictions>"))
     return _processbench.evaluate(items, critiques=texts, subsets=subsets, source=source,
-                                  lines=lines)
+                                  lines=lines, per_item=per_item)
 
 
 def load_candidates(source: Source | list[dict], fmt: str = "prmkit") -> list[dict]:
@@ -65,12 +68,14 @@ def load_candidates(source: Source | list[dict], fmt: str = "prmkit") -> list[di
 
 def bon(benchmarks: Mapping[str, Source | list[dict]] | Source, *, fmt: str = "prmkit",
         ns: Sequence[int] | None = None, group_by: str = "equivalence",
-        processes: int = 1) -> dict:
-    """Best-of-N metrics; ``benchmarks`` maps names to candidate files or records."""
+        processes: int = 1, per_item: bool = False) -> dict:
+    """Best-of-N metrics; ``benchmarks`` maps names to candidate files or records; with
+    ``per_item``, each benchmark's picks per problem too (``items``)."""
     if not isinstance(benchmarks, Mapping):
         benchmarks = {Path(benchmarks).stem: benchmarks}
     sets = {name: load_candidates(src, fmt) for name, src in benchmarks.items()}
-    return _bon.evaluate(sets, ns=ns, group_by=group_by, processes=processes)
+    return _bon.evaluate(sets, ns=ns, group_by=group_by, processes=processes,
+                         per_item=per_item)
 
 
 # --- the commands' settings --------------------------------------------------------------------
@@ -117,12 +122,20 @@ class BonConfig:
 
 
 def _into(out: str | Path | None, config: dict, inputs: dict, force: bool,
-          compute: Callable[[], dict]) -> dict:
+          compute: Callable[[bool], dict], items: Callable[[dict], list[dict]]) -> dict:
+    """The metrics, computed at once or (with ``out``) through the stage runner, which keeps
+    the per-item predictions beside them in ``predictions.jsonl`` (``items`` takes them out of
+    the metrics)."""
     if out is None:
-        return compute()
+        return compute(False)
     from prmkit import rundir
-    return rundir.run_stage(out, config, lambda _folder, _config: compute(), inputs=inputs,
-                            force=force)
+    from prmkit.records import write_jsonl
+
+    def work(folder: Path, _config: dict) -> dict:
+        metrics = compute(True)
+        write_jsonl(folder / "predictions.jsonl", items(metrics))
+        return metrics
+    return rundir.run_stage(out, config, work, inputs=inputs, force=force)
 
 
 def run_processbench(cfg: ProcessBenchConfig, out: str | Path | None = None, *,
@@ -136,9 +149,11 @@ def run_processbench(cfg: ProcessBenchConfig, out: str | Path | None = None, *,
     settings = {"stage": "eval.processbench", **config.to_dict(cfg)}
     return _into(out, settings, {"benchmark": cfg.benchmark,
                                  "predictions": scores or cfg.critiques}, force,
-                 lambda: processbench(cfg.benchmark, step_scores=scores,
-                                      critiques=cfg.critiques, threshold=cfg.threshold,
-                                      tune_on=cfg.tune_on, subsets=cfg.subset))
+                 lambda per_item: processbench(cfg.benchmark, step_scores=scores,
+                                               critiques=cfg.critiques,
+                                               threshold=cfg.threshold, tune_on=cfg.tune_on,
+                                               subsets=cfg.subset, per_item=per_item),
+                 lambda metrics: metrics.pop("items"))
 
 
 def run_bon(cfg: BonConfig, out: str | Path | None = None, *, force: bool = False) -> dict:
@@ -149,5 +164,8 @@ def run_bon(cfg: BonConfig, out: str | Path | None = None, *, force: bool = Fals
     settings = {"stage": "eval.bon", **{k: v for k, v in config.to_dict(cfg).items()
                                         if k != "processes"}}
     return _into(out, settings, files, force,
-                 lambda: bon(files, fmt=cfg.format, ns=cfg.n, group_by=cfg.group_by,
-                             processes=cfg.processes))
+                 lambda per_item: bon(files, fmt=cfg.format, ns=cfg.n, group_by=cfg.group_by,
+                                      processes=cfg.processes, per_item=per_item),
+                 lambda metrics: [{"benchmark": name, **item}
+                                  for name, m in metrics["benchmarks"].items()
+                                  for item in m.pop("items")])

@@ -91,8 +91,11 @@ def vote(groups: list[list[int]], weights: Sequence[float] | None = None) -> int
 
 
 def _step_scores(c: dict) -> list[float] | None:
+    """The scores a response is ranked by; steps past the PRM's context (null) are left out,
+    as ``prmkit.labels`` leaves unknown steps out."""
     if c.get("step_scores"):
-        return c["step_scores"]
+        scored = [s for s in c["step_scores"] if s is not None]
+        return scored or None
     return [c["score"]] if "score" in c else None
 
 
@@ -160,14 +163,16 @@ def available_methods(sets: list[dict]) -> list[str]:
 
 def min_on_final_step(sets: list[dict]) -> dict:
     multi = [s for record in sets for c in record["candidates"]
-             if (s := c.get("step_scores")) and len(s) >= 2]
+             if (s := _step_scores(c)) and "step_scores" in c and len(s) >= 2]
     on_final = sum(1 for s in multi if min(range(len(s)), key=s.__getitem__) == len(s) - 1)
     return {"n_responses": len(multi), "share": 100.0 * on_final / len(multi) if multi else None}
 
 
 def evaluate_set(sets: list[dict], *, ns: Sequence[int] | None = None,
-                 group_by: str = "equivalence", processes: int = 1) -> dict:
-    """Best-of-N metrics of one benchmark's candidate sets."""
+                 group_by: str = "equivalence", processes: int = 1,
+                 per_item: bool = False) -> dict:
+    """Best-of-N metrics of one benchmark's candidate sets; with ``per_item``, also ``items``:
+    each problem's pick by every method at the largest N (for error analysis)."""
     if not sets:
         raise InputError("no candidate sets")
     available = min(len(r["candidates"]) for r in sets)
@@ -180,6 +185,7 @@ def evaluate_set(sets: list[dict], *, ns: Sequence[int] | None = None,
     outcomes = _correctness(sets, processes)
     hits = {m: {n: [] for n in ns} for m in methods + ["pass", "random"]}
     unparseable = gold_unreadable = 0
+    items = []
     for record, outcome in zip(sets, outcomes):
         if any(o is None for o in outcome):
             gold_unreadable += 1
@@ -187,8 +193,15 @@ def evaluate_set(sets: list[dict], *, ns: Sequence[int] | None = None,
         unparseable += sum(o is Outcome.UNPARSEABLE for o in outcome)
         answers = [_answer(c) for c in record["candidates"]]
         for n in ns:
-            for method, pick in _picks(record["candidates"], answers, n, group_by, methods).items():
+            picks = _picks(record["candidates"], answers, n, group_by, methods)
+            for method, pick in picks.items():
                 hits[method][n].append(outcome[pick] is Outcome.CORRECT)
+            if per_item and n == max(ns):
+                items.append({"id": record["id"], "n": n, "n_correct": sum(
+                    o is Outcome.CORRECT for o in outcome[:n]), "picks": {
+                        m: {"index": p, "answer": answers[p],
+                            "correct": outcome[p] is Outcome.CORRECT}
+                        for m, p in picks.items()}})
             hits["pass"][n].append(any(o is Outcome.CORRECT for o in outcome[:n]))
             hits["random"][n].append(sum(o is Outcome.CORRECT for o in outcome[:n]) / n)
     scored = len(sets) - gold_unreadable
@@ -198,13 +211,16 @@ def evaluate_set(sets: list[dict], *, ns: Sequence[int] | None = None,
         "n_problems": len(sets), "n_scored": scored, "gold_unparseable": gold_unreadable,
         "unparseable_answers": unparseable, "ns": ns, "group_by": group_by,
         "accuracy": accuracy, "min_on_final_step": min_on_final_step(sets),
+        **({"items": items} if per_item else {}),
     }
 
 
 def evaluate(benchmarks: Mapping[str, list[dict]], *, ns: Sequence[int] | None = None,
-             group_by: str = "equivalence", processes: int = 1) -> dict:
+             group_by: str = "equivalence", processes: int = 1,
+             per_item: bool = False) -> dict:
     """Best-of-N metrics per benchmark and their average over benchmarks."""
-    per = {name: evaluate_set(sets, ns=ns, group_by=group_by, processes=processes)
+    per = {name: evaluate_set(sets, ns=ns, group_by=group_by, processes=processes,
+                              per_item=per_item)
            for name, sets in benchmarks.items()}
     shared_ns = sorted(set.intersection(*(set(m["ns"]) for m in per.values())))
     shared_methods = set.intersection(*(set(m["accuracy"]) for m in per.values()))

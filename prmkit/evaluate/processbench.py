@@ -109,12 +109,29 @@ def evaluate(benchmark: list[dict], *, step_scores: Mapping[str, list[float]] | 
              critiques: Mapping[str, list[str]] | None = None,
              threshold: float = DEFAULT_THRESHOLD, tune_on: str | None = None,
              subsets: Iterable[str] | None = None, source: str = "<predictions>",
-             lines: Mapping[str, int] | None = None) -> dict:
+             lines: Mapping[str, int] | None = None, per_item: bool = False) -> dict:
     """ProcessBench metrics for step scores or critiques (exactly one of them).
 
     ``benchmark``: solution records with ``label``, ``final_answer_correct`` and ``subset``.
     ``tune_on``: a subset on which to pick the best-F1 threshold, then used for all subsets.
-    """
+    ``per_item``: also ``items``, every item's prediction (at the threshold used) beside its
+    label, for error analysis. Steps scored null (past a PRM's context) are skipped and counted
+    (``unscored``)."""
+    result = _evaluate(benchmark, step_scores=step_scores, critiques=critiques,
+                       threshold=threshold, tune_on=tune_on, subsets=subsets, source=source,
+                       lines=lines)
+    chosen = result.pop("_predictions")
+    if per_item:
+        result["items"] = [{"id": r["id"], "subset": r.get("subset", "all"), "label": r["label"],
+                            "prediction": chosen[r["id"]],
+                            "hit": chosen[r["id"]] == r["label"]} for r in result.pop("_items")]
+    else:
+        result.pop("_items")
+    return result
+
+
+def _evaluate(benchmark: list[dict], *, step_scores, critiques, threshold, tune_on, subsets,
+              source, lines) -> dict:
     if (step_scores is None) == (critiques is None):
         raise InputError("give either step scores or critiques, not both or neither")
     if subsets is not None:
@@ -128,7 +145,7 @@ def evaluate(benchmark: list[dict], *, step_scores: Mapping[str, list[float]] | 
 
     if critiques is not None:
         check_alignment(benchmark, critiques, what="critiques", source=source, lines=lines)
-        return _evaluate_critiques(benchmark, critiques)
+        return {**_evaluate_critiques(benchmark, critiques), "_items": benchmark}
 
     check_alignment(benchmark, step_scores, what="step scores", source=source, lines=lines,
                     per_step=True)
@@ -145,7 +162,13 @@ def evaluate(benchmark: list[dict], *, step_scores: Mapping[str, list[float]] | 
     for name in chosen["subsets"]:
         t_best = max(sweep, key=lambda t: (sweep[t]["subsets"][name]["f1"] or -1, -abs(t - 0.5)))
         best[name] = {"threshold": t_best, "f1": sweep[t_best]["subsets"][name]["f1"]}
+    unscored = {r["id"]: step_scores[r["id"]].count(None) for r in benchmark}
     return {
+        "_items": benchmark,
+        "_predictions": {r["id"]: first_at_or_below(step_scores[r["id"]], threshold)
+                         for r in benchmark},
+        "unscored": {"steps": sum(unscored.values()),
+                     "items": sum(1 for n in unscored.values() if n)},
         "mode": "step_scores",
         "threshold": threshold,
         "threshold_source": threshold_source,
@@ -173,7 +196,7 @@ def _evaluate_critiques(benchmark: list[dict], critiques: Mapping[str, list[str]
             stats["solutions_without_prediction"] += 1
     subsets = {name: subset_metrics(items, predictions)
                for name, items in _by_subset(benchmark).items()}
-    return {"mode": "critiques", "subsets": subsets, "average_f1": _average_f1(subsets),
+    return {"_predictions": predictions, "mode": "critiques", "subsets": subsets, "average_f1": _average_f1(subsets),
             "critique_stats": {k: stats[k] for k in ("critiques", "unparseable", "out_of_range",
                                                       "solutions_without_prediction")}}
 
