@@ -131,3 +131,29 @@ def test_unscored_steps_are_left_out_of_the_aggregation():
     m = evaluate_set(sets, ns=[2], per_item=True)
     assert m["accuracy"]["min"][2] == 100.0 and m["items"][0]["picks"]["min"]["index"] == 1
 
+
+
+def test_eval_bon_scores_the_candidates_with_a_prm_itself(tmp_path, tiny_lm):
+    from helpers import char_tokenizer
+
+    from prmkit.cli import main
+    from prmkit.prm.model import build_prm, save_prm
+    from prmkit.prm.score import score
+    from prmkit.records import write_jsonl
+    prm = build_prm(str(tiny_lm), char_tokenizer())
+    save_prm(prm, tmp_path / "prm")
+    sets = [{"id": f"p{i}", "problem": f"Ann has {i} coins.", "gold_answer": str(i),
+             "candidates": [{"answer": str(i + j % 2), "text": f"{i}+0={i}.\n\nSo {i + j % 2}.",
+                             "correct": j % 2 == 0} for j in range(4)]} for i in range(5)]
+    write_jsonl(tmp_path / "toy.jsonl", sets)
+    out = tmp_path / "run"
+    assert main(["eval", "bon", str(tmp_path / "toy.jsonl"), "--model", str(tmp_path / "prm"),
+                 "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["benchmarks"]["toy"]
+    assert {"min", "prod", "vote_min"} <= set(metrics["accuracy"])  # step scores were made
+    # the picks follow the PRM's own scores of each candidate's steps
+    first = sets[0]
+    rows = score([first["problem"]] * 4, [c["text"].split("\n\n") for c in first["candidates"]],
+                 tmp_path / "prm")
+    pick = json.loads((out / "predictions.jsonl").read_text().splitlines()[0])
+    assert pick["picks"]["min"]["index"] == max(range(4), key=lambda k: (min(rows[k]), -k))

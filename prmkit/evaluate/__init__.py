@@ -110,6 +110,15 @@ class BonConfig:
     group_by: str = setting("equivalence", "Group answers by equivalence or string.",
                             choices=("equivalence", "string"))
     processes: int = setting(1, "Worker processes for grading.", ge=1)
+    model: str | None = setting(None, "A PRM folder: score every candidate's steps with it "
+                                "first (their `steps`, or their `text` split on blank lines).")
+    model_format: str | None = setting(None, "With --model: prmkit, plain, qwen2.5-math-prm or "
+                                       "math-shepherd (default: from the folder).")
+    batch_size: int = setting(16, "With --model: solutions a forward batch.", ge=1)
+    device: str = setting("auto", "With --model: auto (a GPU when there is one), cpu, cuda.")
+    dtype: str = setting("auto", "With --model: auto (bfloat16 on a GPU, float32 on the CPU), "
+                         "float32, bfloat16 or float16.",
+                         choices=("auto", "float32", "bfloat16", "float16"))
 
     def validate(self) -> "BonConfig":
         from prmkit import config
@@ -161,11 +170,44 @@ def run_bon(cfg: BonConfig, out: str | Path | None = None, *, force: bool = Fals
     from prmkit import config
     cfg.validate()
     files = {Path(p).stem: p for p in cfg.candidates}
+    speed_only = ("processes", "batch_size", "device")
     settings = {"stage": "eval.bon", **{k: v for k, v in config.to_dict(cfg).items()
-                                        if k != "processes"}}
-    return _into(out, settings, files, force,
-                 lambda per_item: bon(files, fmt=cfg.format, ns=cfg.n, group_by=cfg.group_by,
-                                      processes=cfg.processes, per_item=per_item),
+                                        if k not in speed_only}}
+    inputs = {**files, **({"model": cfg.model} if cfg.model else {})}
+
+    def compute(per_item: bool) -> dict:
+        sets = {name: load_candidates(path, cfg.format) for name, path in files.items()}
+        if cfg.model:
+            score_candidates(sets, cfg)
+        return bon(sets, ns=cfg.n, group_by=cfg.group_by, processes=cfg.processes,
+                   per_item=per_item)
+    return _into(out, settings, inputs, force, compute,
                  lambda metrics: [{"benchmark": name, **item}
                                   for name, m in metrics["benchmarks"].items()
                                   for item in m.pop("items")])
+
+
+def score_candidates(sets: Mapping[str, list[dict]], cfg: BonConfig) -> None:
+    """Every candidate's ``step_scores`` from the PRM of ``cfg.model``, in place: one forward
+    pass a candidate, its ``steps`` or its ``text`` split on blank lines."""
+    from prmkit.prm.model import load_prm
+    from prmkit.prm.score import score
+    from prmkit.steps import split_steps
+    problems, steps, where = [], [], []
+    for name, records in sets.items():
+        for record in records:
+            if not record.get("problem"):
+                raise InputError(f"set {record['id']!r} has no problem text to score with",
+                                 path=name, field="problem")
+            for c in record["candidates"]:
+                pieces = c.get("steps") or split_steps(c.get("text") or "")
+                if not pieces:
+                    raise InputError(f"set {record['id']!r}: a candidate has neither steps nor "
+                                     "text to score", path=name, field="candidates")
+                problems.append(record["problem"])
+                steps.append(pieces)
+                where.append(c)
+    prm = load_prm(cfg.model, fmt=cfg.model_format, dtype=cfg.dtype, device=cfg.device)
+    for candidate, row in zip(where, score(problems, steps, prm, batch_size=cfg.batch_size)):
+        candidate["step_scores"] = row
+
