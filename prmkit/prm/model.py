@@ -237,18 +237,25 @@ def save_prm(prm: LoadedPRM, path: str | Path, extra=None) -> Path:
     return replace_folder(Path(path), fill)
 
 
-def _state_dict(path: Path) -> dict:
-    from safetensors.torch import load_file
+def _weight_files(path: Path) -> list[str]:
     index = path / "model.safetensors.index.json"
     if index.exists():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    else:
-        files = ["model.safetensors"]
+        return sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    return ["model.safetensors"]
+
+
+def _head_state(path: Path, device: str) -> dict:
+    """The PRM's own tensors (everything but the backbone's ``model.*``), read alone: safetensors
+    opens a file without loading it, so a 7B checkpoint costs only its head here."""
+    from safetensors import safe_open
     state = {}
-    for name in files:
+    for name in _weight_files(path):
         if not (path / name).exists():
             raise InputError(f"missing weights file {name}", path=path)
-        state.update(load_file(str(path / name)))
+        with safe_open(str(path / name), framework="pt", device=device) as f:
+            for key in f.keys():
+                if not key.startswith("model."):
+                    state[key] = f.get_tensor(key)
     return state
 
 
@@ -256,7 +263,7 @@ def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "auto",
              device: str = "auto") -> LoadedPRM:
     """Open a PRM folder for scoring; the format comes from the folder unless ``fmt`` says."""
     torch = _torch()
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
     from prmkit.models import (
         load_causal_lm,
@@ -286,19 +293,31 @@ def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "auto",
     if prm_format.readout == "lm-tokens":
         module = load_causal_lm(path, dtype=dtype, device=device)
         return LoadedPRM(module, tokenizer, prm_format, sep, good_bad_ids(prm_format, tokenizer))
-    config = AutoConfig.from_pretrained(path)
-    state = _state_dict(path)
+    state = _head_state(path, device)
+    if "score.2.weight" not in state:
+        raise InputError(f"no step head (score.*) in the weights: not a {fmt} PRM", path=path)
     head = meta.get("head") or ("ce" if state["score.2.weight"].shape[0] == 2 else "bce")
     readout = meta.get("readout", "separator")
+    # the backbone through from_pretrained: read lazily, straight into its dtype and device
+    # (sharded files too), never built at random in fp32 first and then overwritten
+    try:
+        backbone = AutoModel.from_pretrained(path, dtype=torch_dtype,
+                                             device_map=None if device == "cpu" else device)
+    except Exception as e:  # safetensors, torch and transformers each raise their own types
+        raise InputError(f"unreadable backbone ({type(e).__name__}: {e})", path=path) from None
     lm_head = None
     if "lm_head.weight" in state:  # an untied LM head, kept for the likelihood readout
         vocab, hidden = state["lm_head.weight"].shape
         lm_head = torch.nn.Linear(hidden, vocab, bias=False)
-    module = StepRewardModel(AutoModel.from_config(config), head, readout, lm_head)
+    module = StepRewardModel(backbone, head, readout, lm_head)
     try:
-        module.load_state_dict(state)
+        module.load_state_dict(state, strict=False)
     except RuntimeError as e:
         raise InputError(f"weights do not match a {fmt} PRM ({str(e).splitlines()[0]})",
                          path=path) from None
+    expected = {k for k in module.state_dict() if not k.startswith("model.")}
+    if expected - set(state):
+        raise InputError(f"weights do not match a {fmt} PRM (missing "
+                         f"{sorted(expected - set(state))[0]})", path=path)
     module = module.to(device=device, dtype=torch_dtype).eval()
     return LoadedPRM(module, tokenizer, prm_format, sep)
