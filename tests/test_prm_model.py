@@ -181,3 +181,44 @@ def test_an_untrained_likelihood_prm_scores_by_its_lms_least_likely_step_token(t
     assert loaded.module.readout == "likelihood" and loaded.format.name == "plain"
     assert score([problem], [PRM_STEPS], loaded)[0] == pytest.approx(scores, abs=1e-5)
 
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_a_trl_token_classification_prm_scores_as_trl_lays_it_out(tmp_path, kind):
+    """A PRM trained by TRL's PRMTrainer is an AutoModelForTokenClassification with two labels,
+    trained on: BOS (if any) + prompt + for every step its tokens and the separator "\\n", each
+    piece tokenized on its own, the label at the separator. prmkit reads the same positions and
+    gives softmax(...)[1] there, and finds the format from the folder alone."""
+    import torch
+    from transformers import AutoModelForTokenClassification, Qwen2Config
+
+    from prmkit.prm.model import load_prm
+    tokenizer = {"char": char_tokenizer, "bpe": bpe_tokenizer}[kind]()
+    if kind == "bpe":
+        tokenizer.add_special_tokens({"bos_token": "<bos>"})
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, num_labels=2)
+    torch.manual_seed(0)
+    AutoModelForTokenClassification.from_config(config).save_pretrained(tmp_path / "trl")
+    tokenizer.save_pretrained(tmp_path / "trl")
+    problem, steps = "Ann has 7 coins.", PRM_STEPS[:3]
+
+    # TRL's own layout, written out here from its PRMTrainer.tokenize_row
+    def ids(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    sep = ids("\n")
+    sequence = ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else [])
+    sequence += ids(problem)
+    positions = []
+    for step in steps:
+        sequence += ids(step) + sep
+        positions.append(len(sequence) - 1)
+    model = AutoModelForTokenClassification.from_pretrained(tmp_path / "trl").eval()
+    with torch.no_grad():
+        logits = model(torch.tensor([sequence])).logits[0]
+    expected = torch.softmax(logits, -1)[positions, 1].tolist()
+
+    prm = load_prm(tmp_path / "trl", dtype="float32", device="cpu")
+    assert prm.format.name == "trl"
+    assert score([problem], [steps], prm)[0] == pytest.approx(expected, abs=1e-5)

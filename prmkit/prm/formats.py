@@ -17,6 +17,10 @@ architecture in ``config.json``), never from a model id.
                       two-label head at each ``<extra_0>``, positive class
     math-shepherd     Math-Shepherd: "question Step 1: ... ки\\nStep 2: ... ки"; score = softmax
                       over the LM's logits of the ``+`` and ``-`` tokens at each ``ки`` tag
+    trl               a PRM trained by TRL's PRMTrainer (``AutoModelForTokenClassification``,
+                      two labels): the tokenizer's BOS if it has one, the prompt, then every step
+                      followed by the step separator ("\\n"), each piece tokenized on its own as
+                      TRL does; score = softmax of the two labels at the separator, label 1
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class PRMFormat:
     in_text: bool = False          # the separator is text the policy writes itself: read at
                                    # its first token, the rest of it follows as ``after``
     good_bad: str = ""             # lm-tokens: the text whose two tokens are (good, bad)
+    bos: bool = False              # the tokenizer's BOS token first, where it has one
 
 
 FORMATS = {
@@ -48,6 +53,7 @@ FORMATS = {
                                   readout="head"),
     "math-shepherd": PRMFormat("math-shepherd", "ки", prompt="shepherd", readout="lm-tokens",
                                before="Step {index}: {step} ", after="\n", good_bad="+ -"),
+    "trl": PRMFormat("trl", "\n", prompt="raw", readout="token-classification", bos=True),
 }
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -59,6 +65,8 @@ def get_format(name: str) -> PRMFormat:
 
 
 def prefix_text(fmt: PRMFormat, problem: str, tokenizer) -> str:
+    if fmt.prompt == "raw":
+        return problem
     if fmt.prompt == "plain":
         return problem + "\n\n"
     if fmt.prompt == "shepherd":

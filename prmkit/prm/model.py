@@ -179,6 +179,8 @@ class LoadedPRM:
         if self.format.readout == "head":
             return self.module.probabilities(self.module(input_ids, attention_mask, step_mask))
         logits = self.module(input_ids=input_ids, attention_mask=attention_mask).logits
+        if self.format.readout == "token-classification":  # TRL: label 1 is a correct step
+            return torch.softmax(logits.float(), dim=-1)[..., 1]
         pair = logits[..., list(self.good_bad)].float()
         return torch.softmax(pair, dim=-1)[..., 0]
 
@@ -281,6 +283,8 @@ def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "auto",
             fmt = meta["format"]
         elif "Qwen2ForProcessRewardModel" in architectures:
             fmt = "qwen2.5-math-prm"
+        elif any(a.endswith("ForTokenClassification") for a in architectures):
+            fmt = "trl"  # TRL's PRMTrainer trains AutoModelForTokenClassification
         else:
             raise InputError("not a PRM folder (no prm.json, no PRM architecture); for a "
                              "Math-Shepherd-style causal LM pass --format math-shepherd",
@@ -293,6 +297,18 @@ def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "auto",
     if prm_format.readout == "lm-tokens":
         module = load_causal_lm(path, dtype=dtype, device=device)
         return LoadedPRM(module, tokenizer, prm_format, sep, good_bad_ids(prm_format, tokenizer))
+    if prm_format.readout == "token-classification":
+        from transformers import AutoModelForTokenClassification
+        try:
+            module = AutoModelForTokenClassification.from_pretrained(
+                path, dtype=torch_dtype, device_map=None if device == "cpu" else device)
+        except Exception as e:  # safetensors, torch and transformers each raise their own
+            raise InputError(f"unreadable token-classification PRM ({type(e).__name__}: {e})",
+                             path=path) from None
+        if module.config.num_labels != 2:
+            raise InputError(f"a TRL PRM has two labels; this one has {module.config.num_labels}",
+                             path=path, field="format")
+        return LoadedPRM(module.to(device).eval(), tokenizer, prm_format, sep)
     state = _head_state(path, device)
     if "score.2.weight" not in state:
         raise InputError(f"no step head (score.*) in the weights: not a {fmt} PRM", path=path)

@@ -27,10 +27,16 @@ def encode(prm, problem: str, steps: list[str], max_length: int | None = None) -
     fmt = prm.format
     if max_length is None:
         max_length = getattr(prm.module.config, "max_position_embeddings", None)
-    return encode_steps(prm.tokenizer, prefix_text(fmt, problem, prm.tokenizer), steps,
-                        prm.separator_id, before=fmt.before,
-                        after=after_text(fmt, prm.tokenizer),
-                        max_length=max_length)
+    bos = prm.tokenizer.bos_token_id if fmt.bos else None
+    tokens = encode_steps(prm.tokenizer, prefix_text(fmt, problem, prm.tokenizer), steps,
+                          prm.separator_id, before=fmt.before,
+                          after=after_text(fmt, prm.tokenizer),
+                          max_length=None if max_length is None or bos is None
+                          else max_length - 1)
+    if bos is None:
+        return tokens
+    return StepTokens([bos] + tokens.input_ids, [p + 1 for p in tokens.positions],
+                      tokens.dropped, [s + 1 for s in tokens.starts])
 
 
 def _batches(lengths: list[int], batch_size: int, max_tokens: int) -> list[list[int]]:
