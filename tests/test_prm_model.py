@@ -94,11 +94,14 @@ def test_qwen25_math_prm_release_layout_loads_without_remote_code(tmp_path):
     assert scores == pytest.approx(expected, abs=1e-5)
 
 
-def test_math_shepherd_reads_plus_minus_logits_at_its_step_tags(tmp_path):
+@pytest.mark.parametrize("bos", [False, True])
+def test_math_shepherd_reads_plus_minus_logits_at_its_step_tags(tmp_path, bos):
     import torch
     from transformers import Qwen2ForCausalLM
     tokenizer = bpe_tokenizer()
     tokenizer.add_tokens(["ки"])  # one token in Math-Shepherd's vocabulary, as here
+    if bos:  # Mistral's tokenizer, Math-Shepherd's own, puts <s> first in encode()
+        tokenizer.add_special_tokens({"bos_token": "<s>"})
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(tiny_config(tokenizer))
     model.save_pretrained(tmp_path / "shepherd")
@@ -108,11 +111,12 @@ def test_math_shepherd_reads_plus_minus_logits_at_its_step_tags(tmp_path):
     prm = load_prm(tmp_path / "shepherd", fmt="math-shepherd")
     problem = "What is 7+3?"
     [scores] = score([problem], [PRM_STEPS[:2]], prm)
-    # the official recipe: "question Step 1: ... ки\nStep 2: ... ки", tokenized whole, softmax
-    # over the + and - logits at every tag
+    # the official recipe: "question Step 1: ... ки\nStep 2: ... ки", tokenized whole after
+    # the BOS, softmax over the + and - logits at every tag
     text = f"{problem} Step 1: {PRM_STEPS[0]} ки\nStep 2: {PRM_STEPS[1]} ки\n"
     tag, (good, bad) = prm.separator_id, prm.good_bad
-    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+    first = [tokenizer.bos_token_id] if bos else []
+    ids = torch.tensor([first + tokenizer(text, add_special_tokens=False)["input_ids"]])
     with torch.no_grad():
         logits = model(input_ids=ids).logits[0]
     expected = torch.softmax(logits[ids[0] == tag][:, [good, bad]], dim=-1)[:, 0].tolist()

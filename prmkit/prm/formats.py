@@ -15,8 +15,9 @@ architecture in ``config.json``), never from a model id.
                       by step, and put your final answer within \\boxed{}.", the problem as the
                       user turn, the steps each followed by ``<extra_0>``; score = softmax of the
                       two-label head at each ``<extra_0>``, positive class
-    math-shepherd     Math-Shepherd: "question Step 1: ... ки\\nStep 2: ... ки"; score = softmax
-                      over the LM's logits of the ``+`` and ``-`` tokens at each ``ки`` tag
+    math-shepherd     Math-Shepherd: "question Step 1: ... ки\\nStep 2: ... ки" after the
+                      tokenizer's BOS, as the model card's ``tokenizer.encode`` has it; score =
+                      softmax over the LM's logits of the ``+`` and ``-`` tokens at each ``ки``
     trl               a PRM trained by TRL's PRMTrainer (``AutoModelForTokenClassification``,
                       two labels): the tokenizer's BOS if it has one, the prompt, then every step
                       followed by the step separator ("\\n"), each piece tokenized on its own as
@@ -51,8 +52,10 @@ FORMATS = {
     "plain": PRMFormat("plain", "\n\n", prompt="plain", readout="head", in_text=True),
     "qwen2.5-math-prm": PRMFormat("qwen2.5-math-prm", "<extra_0>", prompt="chat",
                                   readout="head"),
+    # the model card runs tokenizer.encode(f"{question} {output}"): its BOS comes first
     "math-shepherd": PRMFormat("math-shepherd", "ки", prompt="shepherd", readout="lm-tokens",
-                               before="Step {index}: {step} ", after="\n", good_bad="+ -"),
+                               before="Step {index}: {step} ", after="\n", good_bad="+ -",
+                               bos=True),
     "trl": PRMFormat("trl", "\n", prompt="raw", readout="token-classification", bos=True),
 }
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
