@@ -48,7 +48,8 @@ class SampleConfig:
     n: int = setting(8, "Solutions a problem.", ge=1)
     temperature: float = setting(1.0, "Sampling temperature (0: greedy).", ge=0)
     top_p: float = setting(1.0, "Nucleus sampling mass.", gt=0, le=1)
-    max_new_tokens: int = setting(1024, "Tokens a solution at most (capped by the context).", ge=1)
+    max_new_tokens: int = setting(1024, "Tokens a solution at most (capped by the context).",
+                                  ge=1)
     seed: int = setting(0, "Seed; every completion has its own, derived from it.")
     truth: str | None = setting(None, "A step-truth hook module:function(problem, steps) -> "
                                 "dict, for worlds that know every step's truth.")
