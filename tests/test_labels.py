@@ -3,9 +3,19 @@
 import pytest
 
 from prmkit.errors import InputError
-from prmkit.labels import (NAMED_SOURCES, Source, first_at_or_below, first_error, hard_labels,
-                           labels_from_first_error, parse_critique, positive, quality,
-                           step_targets, vote)
+from prmkit.labels import (
+    NAMED_SOURCES,
+    Source,
+    first_at_or_below,
+    first_error,
+    hard_labels,
+    labels_from_first_error,
+    parse_critique,
+    positive,
+    quality,
+    step_targets,
+    vote,
+)
 
 
 def test_one_threshold_rule_for_values_labels_and_scores():

@@ -22,6 +22,7 @@ marked complete).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -56,14 +57,21 @@ class OpenAIBackend:
                              timeout=timeout, max_retries=max_retries)
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        # The stage ends at the first failure: requests not yet sent are dropped rather than
+        # each waiting out its own timeouts and retries against a server that is down.
+        failed = threading.Event()
         with ThreadPoolExecutor(self.concurrency) as pool:
-            outputs = list(pool.map(lambda p: self._request(p, params), prompts))
+            outputs = list(pool.map(lambda p: self._request(p, params, failed), prompts))
         return check_outputs(prompts, params, outputs)
 
-    def _request(self, prompt: str, params: SamplingParams) -> list[Completion]:
+    def _request(self, prompt: str, params: SamplingParams,
+                 failed: threading.Event) -> list[Completion] | None:
+        if failed.is_set():
+            return None  # never read: map raises the earlier failure first
         try:
             return self._ask(prompt, params)
         except Exception as e:  # every client, HTTP and parsing failure: one line, no chain
+            failed.set()
             attempts = self.attempts if _retried(e) else 1
             raise InputError(f"server failed after {attempts} attempt(s): {_what(e)}",
                              path=self.base_url, field="base_url") from None
