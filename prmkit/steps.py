@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prmkit.errors import InputError
+
 STEP_SEPARATOR = "\n\n"
 
 
@@ -69,3 +71,46 @@ def encode_steps(tokenizer, prefix: str, steps: list[str], separator_id: int, *,
         out = out + head + [separator_id] + tail
         positions.append(len(out) - 1 - len(tail))
     return StepTokens(out, positions, 0, starts)
+
+
+def encode_whole_text(tokenizer, prefix: str, steps: list[str], separator: str,
+                      separator_id: int, *, before: str = "{step}", after: str = "",
+                      max_length: int | None = None) -> StepTokens:
+    """The same layout as ``encode_steps``, but the whole text tokenized at once, the way model
+    cards score (Qwen2.5-Math-PRM's one conversation string, Math-Shepherd's
+    ``tokenizer.encode(f"{question} {output}")``).
+
+    For a tokenizer whose tokens depend on their neighbours (SentencePiece's word-initial "▁",
+    byte-level BPE merging a prompt's last newline with a step's first spaces), this is the
+    token sequence such a model was trained on; ``encode_steps`` can differ at piece borders.
+    The separator's position comes from the tokenizer's character offsets, and the token found
+    there must be the separator: a separator that merges with its neighbours is an error, never
+    a silently shifted score."""
+    text, block_starts, separator_at, block_ends = prefix, [], [], []
+    for i, step in enumerate(steps):
+        block_starts.append(len(text))
+        text += before.replace("{step}", step).replace("{index}", str(i + 1))
+        separator_at.append(len(text))
+        text += separator + after
+        block_ends.append(len(text))
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+
+    def token_at(char: int) -> int:  # the first token that ends after this character
+        return next((t for t, (_, end) in enumerate(offsets) if end > char), len(ids))
+
+    positions, starts = [], []
+    kept_tokens = token_at(len(prefix) - 1) + 1 if prefix else 0
+    for i in range(len(steps)):
+        position = token_at(separator_at[i])
+        if position >= len(ids) or ids[position] != separator_id:
+            raise InputError(f"the step separator {separator!r} is not one token where step "
+                             f"{i + 1} ends in this tokenizer's encoding of the whole text",
+                             field="format")
+        needed = token_at(block_ends[i] - 1) + 1
+        if max_length is not None and needed > max_length:
+            return StepTokens(ids[:kept_tokens], positions, len(steps) - i, starts)
+        positions.append(position)
+        starts.append(token_at(block_starts[i]))
+        kept_tokens = needed
+    return StepTokens(ids[:kept_tokens], positions, 0, starts)

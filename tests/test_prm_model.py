@@ -42,7 +42,10 @@ def test_a_saved_prm_loads_and_scores_the_same(tiny_prm, tmp_path):
     before = score(["Ann has 7 coins."], [PRM_STEPS], tiny_prm)
     save_prm(tiny_prm, tmp_path / "prm")
     meta = json.loads((tmp_path / "prm" / "prm.json").read_text())
-    assert meta == {"format": "prmkit", "head": "ce", "readout": "separator"}
+    assert meta == {"format": "prmkit", "head": "ce", "readout": "separator", "head_layers": 2,
+                    "layout": "qwen2.5-math-prm"}
+    config = json.loads((tmp_path / "prm" / "config.json").read_text())
+    assert config["architectures"] == ["Qwen2ForProcessRewardModel"]
     loaded = load_prm(tmp_path / "prm")
     assert score(["Ann has 7 coins."], [PRM_STEPS], loaded)[0] == pytest.approx(before[0], abs=1e-6)
     assert score(["Ann has 7 coins."], [PRM_STEPS], tmp_path / "prm")[0] == \
@@ -121,6 +124,43 @@ def test_math_shepherd_reads_plus_minus_logits_at_its_step_tags(tmp_path, bos):
         logits = model(input_ids=ids).logits[0]
     expected = torch.softmax(logits[ids[0] == tag][:, [good, bad]], dim=-1)[:, 0].tolist()
     assert scores == pytest.approx(expected, abs=1e-5)
+
+
+def test_math_shepherd_on_a_sentencepiece_vocabulary_scores_as_its_model_card(tmp_path):
+    """Real Math-Shepherd records, a SentencePiece tokenizer built here (BOS from encode(), "▁"
+    pieces that depend on their neighbours) and a tiny Mistral: prmkit's scores of the records
+    as it reads them equal the model card's procedure on the raw ``input`` text, within 1e-4."""
+    import torch
+    from conftest import shared
+    from helpers import sentencepiece_tokenizer
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from prmkit.formats.math_shepherd import read
+    path = shared("formats/math_shepherd_samples.jsonl")
+    raw = [json.loads(line)["input"] for line in path.read_text().splitlines() if line]
+    records = read(path)
+    folder = tmp_path / "shepherd"
+    tokenizer = sentencepiece_tokenizer(raw, folder)
+    config = MistralConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                           max_position_embeddings=4096, bos_token_id=tokenizer.bos_token_id)
+    torch.manual_seed(0)
+    model = MistralForCausalLM(config).eval()
+    model.save_pretrained(folder)
+    # the model card, line for line in spirit: candidates after the BOS, the tag's last token
+    good_bad = tokenizer.encode("+ -")[1:]
+    step_tag_id = tokenizer.encode("ки")[-1]
+    prm = load_prm(folder, fmt="math-shepherd", dtype="float32", device="cpu")
+    assert list(prm.good_bad) == good_bad and prm.separator_id == step_tag_id
+    ours = score([r["problem"] for r in records], [r["steps"] for r in records], prm)
+    for text, record, mine in zip(raw, records, ours):
+        ids = torch.tensor([tokenizer.encode(text)])
+        assert ids[0, 0].item() == tokenizer.bos_token_id
+        with torch.no_grad():
+            logits = model(ids).logits[:, :, good_bad]
+        card = logits.softmax(dim=-1)[:, :, 0][ids == step_tag_id].tolist()
+        assert len(card) == len(record["steps"]) == len(mine)
+        assert max(abs(a - b) for a, b in zip(mine, card)) < 1e-4
 
 
 def test_a_folder_that_is_no_prm_is_a_clear_error(tmp_path):

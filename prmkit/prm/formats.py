@@ -13,10 +13,12 @@ architecture in ``config.json``), never from a model id.
                       inserted token a step)
     qwen2.5-math-prm  Qwen2.5-Math-PRM: chat layout with the system prompt "Please reason step
                       by step, and put your final answer within \\boxed{}.", the problem as the
-                      user turn, the steps each followed by ``<extra_0>``; score = softmax of the
+                      user turn, the steps each followed by ``<extra_0>``, the conversation
+                      tokenized whole as the model card does; score = softmax of the
                       two-label head at each ``<extra_0>``, positive class
-    math-shepherd     Math-Shepherd: "question Step 1: ... ки\\nStep 2: ... ки" after the
-                      tokenizer's BOS, as the model card's ``tokenizer.encode`` has it; score =
+    math-shepherd     Math-Shepherd: "question Step 1: ... ки\\nStep 2: ... ки" tokenized whole
+                      after the tokenizer's BOS, as the model card's ``tokenizer.encode`` has it
+                      (with SentencePiece, tokens depend on their neighbours); score =
                       softmax over the LM's logits of the ``+`` and ``-`` tokens at each ``ки``
     trl               a PRM trained by TRL's PRMTrainer (``AutoModelForTokenClassification``,
                       two labels): the tokenizer's BOS if it has one, the prompt, then every step
@@ -44,6 +46,8 @@ class PRMFormat:
                                    # its first token, the rest of it follows as ``after``
     good_bad: str = ""             # lm-tokens: the text whose two tokens are (good, bad)
     bos: bool = False              # the tokenizer's BOS token first, where it has one
+    whole_text: bool = False       # tokenize the whole text at once, as the model card does
+                                   # (else each piece alone: prmkit.steps.encode_steps)
 
 
 FORMATS = {
@@ -51,11 +55,11 @@ FORMATS = {
                         add_separator=True),
     "plain": PRMFormat("plain", "\n\n", prompt="plain", readout="head", in_text=True),
     "qwen2.5-math-prm": PRMFormat("qwen2.5-math-prm", "<extra_0>", prompt="chat",
-                                  readout="head"),
+                                  readout="head", whole_text=True),
     # the model card runs tokenizer.encode(f"{question} {output}"): its BOS comes first
     "math-shepherd": PRMFormat("math-shepherd", "ки", prompt="shepherd", readout="lm-tokens",
                                before="Step {index}: {step} ", after="\n", good_bad="+ -",
-                               bos=True),
+                               bos=True, whole_text=True),
     "trl": PRMFormat("trl", "\n", prompt="raw", readout="token-classification", bos=True),
 }
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."

@@ -47,18 +47,24 @@ class StepRewardModel(_torch().nn.Module):
     it directly. It needs the backbone's LM head (``lm_head``; None: tied to the input
     embeddings) and each token's step (``step_mask``)."""
 
-    def __init__(self, backbone, head: str = "ce", readout: str = "separator", lm_head=None):
+    def __init__(self, backbone, head: str = "ce", readout: str = "separator", lm_head=None,
+                 head_layers: int = 2):
         torch = _torch()
         super().__init__()
         if head not in HEADS:
             raise InputError(f"{head!r}: choose one of {list(HEADS)}", field="head")
         if readout not in READOUTS:
             raise InputError(f"{readout!r}: choose one of {list(READOUTS)}", field="readout")
-        self.head, self.readout = head, readout
+        if head_layers not in (1, 2):
+            raise InputError(f"{head_layers!r}: a step head has 1 or 2 layers",
+                             field="head_layers")
+        self.head, self.readout, self.head_layers = head, readout, head_layers
         self.model = backbone
         hidden, outputs = backbone.config.hidden_size, 2 if head == "ce" else 1
-        self.score = torch.nn.Sequential(torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
-                                         torch.nn.Linear(hidden, outputs))
+        # two layers: Qwen2.5-Math-PRM's head; one: transformers' token-classification head
+        self.score = (torch.nn.Sequential(torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+                                          torch.nn.Linear(hidden, outputs)) if head_layers == 2
+                      else torch.nn.Sequential(torch.nn.Linear(hidden, outputs)))
         if readout == "likelihood":
             self.lm_head = lm_head
             # it starts as the LM's own verdict: the positive logit rises with the log-
@@ -185,12 +191,21 @@ class LoadedPRM:
         return torch.softmax(pair, dim=-1)[..., 0]
 
 
+def default_head_layers(config) -> int:
+    """Two layers on a Qwen2 backbone (Qwen2.5-Math-PRM's head, so the PRM saves in its release
+    layout); one elsewhere (transformers' token-classification head, so the PRM saves as the
+    backbone's own ``...ForTokenClassification``)."""
+    return 2 if getattr(config, "model_type", None) == "qwen2" else 1
+
+
 def build_prm(backbone_path_or_config, tokenizer, *, head: str = "ce", seed: int = 0,
-              fmt: str = "prmkit", readout: str = "separator") -> LoadedPRM:
+              fmt: str = "prmkit", readout: str = "separator", head_layers: int | None = None,
+              dtype=None, gradient_checkpointing: bool = False) -> LoadedPRM:
     """A new PRM: the backbone from a model folder (a policy checkpoint, as the paper starts
     from the instruct model) or from a config object, a fresh head, the format's separator.
     The likelihood readout keeps the model's LM head as well (shared with the input embeddings
-    when the model ties them)."""
+    when the model ties them). ``dtype`` (a torch dtype) is the weights' own; None keeps
+    the checkpoint's loading default (fp32)."""
     torch = _torch()
     from transformers import AutoModel, AutoModelForCausalLM
     torch.manual_seed(seed)
@@ -198,9 +213,12 @@ def build_prm(backbone_path_or_config, tokenizer, *, head: str = "ce", seed: int
     sep = separator_id(prm_format, tokenizer)
     auto = AutoModelForCausalLM if readout == "likelihood" else AutoModel
     if isinstance(backbone_path_or_config, (str, Path)):
-        model = auto.from_pretrained(backbone_path_or_config)
+        model = auto.from_pretrained(backbone_path_or_config, dtype=dtype)
     else:
-        model = auto.from_config(backbone_path_or_config)
+        model = auto.from_config(backbone_path_or_config, dtype=dtype)
+    if gradient_checkpointing:  # activations recomputed in the backward pass: memory for time
+        model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     lm_head = None
@@ -208,31 +226,108 @@ def build_prm(backbone_path_or_config, tokenizer, *, head: str = "ce", seed: int
         output = model.get_output_embeddings()
         tied = output.weight is model.get_input_embeddings().weight
         model, lm_head = model.base_model, None if tied else output
-    module = StepRewardModel(model, head, readout, lm_head)
+    layers = head_layers or default_head_layers(model.config)
+    module = StepRewardModel(model, head, readout, lm_head, layers)
+    if dtype is not None:
+        module.score.to(dtype)
+        if readout == "likelihood":
+            module.likelihood.to(dtype)
     return LoadedPRM(module, tokenizer, prm_format, sep)
 
 
+QWEN_PRM_ARCHITECTURE = "Qwen2ForProcessRewardModel"
+PRMKIT_ARCHITECTURE = "PrmkitStepRewardModel"  # no transformers class: prmkit reads it
+
+
+def layout(module) -> str:
+    """How a PRM is saved, chosen so that the field's code reads it without prmkit:
+
+    qwen2.5-math-prm      a Qwen2 backbone with the two-layer, two-output head read at the
+                          separator: Qwen2.5-Math-PRM's release (architecture
+                          Qwen2ForProcessRewardModel, ``model.*`` and ``score.{0,2}.*``), which
+                          vLLM serves with its built-in class and Qwen's own code loads
+    token-classification  a one-layer head read at the separator: the backbone's own
+                          ``...ForTokenClassification`` (AutoModelForTokenClassification loads
+                          it with its head; TRL's PRMs are saved this way)
+    prmkit                anything else (the likelihood readout, a one-output head on Qwen2):
+                          only prmkit reads the head; the architecture name says so, so that
+                          nothing mistakes the folder for the plain backbone
+    """
+    if module.readout == "separator" and module.head_layers == 1:
+        return "token-classification"
+    if (module.readout == "separator" and module.head == "ce" and module.head_layers == 2
+            and module.config.model_type == "qwen2"):
+        return "qwen2.5-math-prm"
+    return "prmkit"
+
+
+def _token_classification(config):
+    """(class name, backbone prefix, head tensor names) of the backbone's token-classification
+    model, read off a copy built on the meta device (no memory); None where transformers has
+    none for this architecture."""
+    torch = _torch()
+    from transformers import AutoModelForTokenClassification
+    try:
+        with torch.device("meta"):
+            model = AutoModelForTokenClassification.from_config(config)
+    except (ValueError, KeyError):
+        return None
+    prefix = model.base_model_prefix
+    head = sorted(k for k in model.state_dict() if not k.startswith(prefix + "."))
+    if sorted(k.rsplit(".", 1)[-1] for k in head) != ["bias", "weight"]:
+        return None  # a head that is more than one linear layer
+    return type(model).__name__, prefix, head
+
+
+def _saved_tensors(prm: LoadedPRM) -> tuple[dict, object, str]:
+    """(tensors under the names of the layout, the config to save, the layout)."""
+    import copy
+    module = prm.module
+    config = copy.deepcopy(module.config)
+    state = {name: value.detach().cpu().contiguous()
+             for name, value in module.state_dict().items()}
+    kind = layout(module)
+    outputs = 2 if module.head == "ce" else 1
+    if kind == "token-classification":
+        found = _token_classification(config)
+        if found is None:
+            kind = "prmkit"
+        else:
+            architecture, prefix, head_names = found
+            renamed = {}
+            for name, value in state.items():
+                if name.startswith("model."):
+                    renamed[f"{prefix}.{name[len('model.'):]}"] = value
+                else:  # score.0.weight / score.0.bias
+                    suffix = name.rsplit(".", 1)[-1]
+                    renamed[next(h for h in head_names if h.endswith("." + suffix))] = value
+            config.architectures, config.num_labels = [architecture], outputs
+            return renamed, config, kind
+    if kind == "qwen2.5-math-prm":
+        config.architectures, config.num_labels = [QWEN_PRM_ARCHITECTURE], outputs
+    else:
+        config.architectures = [PRMKIT_ARCHITECTURE]
+    return state, config, kind
+
+
 def save_prm(prm: LoadedPRM, path: str | Path, extra=None) -> Path:
-    """Write a PRM folder atomically (``rundir.replace_folder``); ``extra(folder)`` may add
-    files before it is moved into place."""
-    from safetensors.torch import save_file
+    """Write a PRM folder atomically (``rundir.replace_folder``) in its ``layout``: the config,
+    the weights (sharded above 5 GB, as transformers shards, with the index file), the
+    tokenizer and ``prm.json`` (format, head, readout, layout). ``extra(folder)`` may add files
+    before it is moved into place."""
+    from huggingface_hub import save_torch_state_dict
 
     from prmkit.rundir import replace_folder
 
     def fill(folder: Path) -> None:
-        prm.module.config.save_pretrained(folder)
-        # tied weights are one tensor under two names; safetensors keeps one copy
-        seen, unique = set(), {}
-        for name, value in prm.module.state_dict().items():
-            if value.data_ptr() not in seen:
-                seen.add(value.data_ptr())
-                unique[name] = value.detach().cpu().contiguous()
-        save_file(unique, str(folder / "model.safetensors"))
+        state, config, kind = _saved_tensors(prm)
+        config.save_pretrained(folder)
+        # tied weights are one tensor under two names: the library keeps one copy
+        save_torch_state_dict(state, folder, max_shard_size="5GB")
         prm.tokenizer.save_pretrained(folder)
-        (folder / "prm.json").write_text(json.dumps({"format": prm.format.name,
-                                                     "head": prm.module.head,
-                                                     "readout": prm.module.readout},
-                                                    indent=2) + "\n")
+        (folder / "prm.json").write_text(json.dumps({
+            "format": prm.format.name, "head": prm.module.head, "readout": prm.module.readout,
+            "head_layers": prm.module.head_layers, "layout": kind}, indent=2) + "\n")
         if extra is not None:
             extra(folder)
 
@@ -309,11 +404,16 @@ def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "auto",
             raise InputError(f"a TRL PRM has two labels; this one has {module.config.num_labels}",
                              path=path, field="format")
         return LoadedPRM(module.to(device).eval(), tokenizer, prm_format, sep)
+    if meta.get("layout") == "token-classification":
+        return LoadedPRM(_from_token_classification(path, meta, torch_dtype, device),
+                         tokenizer, prm_format, sep)
     state = _head_state(path, device)
-    if "score.2.weight" not in state:
+    last = "score.2.weight" if "score.2.weight" in state else "score.0.weight"
+    if last not in state:
         raise InputError(f"no step head (score.*) in the weights: not a {fmt} PRM", path=path)
-    head = meta.get("head") or ("ce" if state["score.2.weight"].shape[0] == 2 else "bce")
+    head = meta.get("head") or ("ce" if state[last].shape[0] == 2 else "bce")
     readout = meta.get("readout", "separator")
+    head_layers = meta.get("head_layers") or (2 if last == "score.2.weight" else 1)
     # the backbone through from_pretrained: read lazily, straight into its dtype and device
     # (sharded files too), never built at random in fp32 first and then overwritten
     try:
@@ -325,7 +425,7 @@ def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "auto",
     if "lm_head.weight" in state:  # an untied LM head, kept for the likelihood readout
         vocab, hidden = state["lm_head.weight"].shape
         lm_head = torch.nn.Linear(hidden, vocab, bias=False)
-    module = StepRewardModel(backbone, head, readout, lm_head)
+    module = StepRewardModel(backbone, head, readout, lm_head, head_layers)
     try:
         module.load_state_dict(state, strict=False)
     except RuntimeError as e:
@@ -337,3 +437,22 @@ def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "auto",
                          f"{sorted(expected - set(state))[0]})", path=path)
     module = module.to(device=device, dtype=torch_dtype).eval()
     return LoadedPRM(module, tokenizer, prm_format, sep)
+
+
+def _from_token_classification(path: Path, meta: dict, torch_dtype, device: str):
+    """A prmkit PRM saved as ``...ForTokenClassification``: loaded by transformers with its
+    head, then the backbone and the head's one linear layer go into a ``StepRewardModel``."""
+    from transformers import AutoModelForTokenClassification
+    try:
+        saved = AutoModelForTokenClassification.from_pretrained(
+            path, dtype=torch_dtype, device_map=None if device == "cpu" else device)
+    except Exception as e:  # safetensors, torch and transformers each raise their own
+        raise InputError(f"unreadable token-classification PRM ({type(e).__name__}: {e})",
+                         path=path) from None
+    backbone = getattr(saved, saved.base_model_prefix)
+    head_name = next(n for n, _ in saved.named_parameters()
+                     if not n.startswith(saved.base_model_prefix + "."))
+    linear = saved.get_submodule(head_name.rsplit(".", 1)[0])
+    module = StepRewardModel(backbone, meta.get("head", "ce"), "separator", None, 1)
+    module.score[0] = linear
+    return module.to(device=device, dtype=torch_dtype).eval()

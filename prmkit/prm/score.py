@@ -20,7 +20,7 @@ from pathlib import Path
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
 from prmkit.prm.formats import after_text, prefix_text
-from prmkit.steps import StepTokens, encode_steps
+from prmkit.steps import StepTokens, encode_steps, encode_whole_text
 
 
 def encode(prm, problem: str, steps: list[str], max_length: int | None = None) -> StepTokens:
@@ -28,11 +28,16 @@ def encode(prm, problem: str, steps: list[str], max_length: int | None = None) -
     if max_length is None:
         max_length = getattr(prm.module.config, "max_position_embeddings", None)
     bos = prm.tokenizer.bos_token_id if fmt.bos else None
-    tokens = encode_steps(prm.tokenizer, prefix_text(fmt, problem, prm.tokenizer), steps,
-                          prm.separator_id, before=fmt.before,
-                          after=after_text(fmt, prm.tokenizer),
-                          max_length=None if max_length is None or bos is None
-                          else max_length - 1)
+    room = None if max_length is None or bos is None else max_length - 1
+    prefix, after = prefix_text(fmt, problem, prm.tokenizer), after_text(fmt, prm.tokenizer)
+    if fmt.whole_text:
+        tokens = encode_whole_text(prm.tokenizer, prefix, steps, fmt.separator,
+                                   prm.separator_id, before=fmt.before, after=after,
+                                   max_length=room if bos is not None else max_length)
+    else:
+        tokens = encode_steps(prm.tokenizer, prefix, steps, prm.separator_id,
+                              before=fmt.before, after=after,
+                              max_length=room if bos is not None else max_length)
     if bos is None:
         return tokens
     return StepTokens([bos] + tokens.input_ids, [p + 1 for p in tokens.positions],
