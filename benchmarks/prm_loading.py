@@ -23,10 +23,11 @@ import sys
 from pathlib import Path
 
 MEASURE = r"""
-import json, resource, sys
+import json, resource, sys, time
 import torch, transformers  # the baseline: what any scoring process has loaded anyway
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 path, how = sys.argv[1], sys.argv[2]
+began = time.perf_counter()
 if how == "lazy":
     from prmkit.prm.model import load_prm
     prm = load_prm(path, dtype="bfloat16", device="cpu")
@@ -39,21 +40,23 @@ elif how == "eager":
     module.load_state_dict(load_file(path + "/model.safetensors"))
     module = module.to(dtype=torch.bfloat16)
 loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+seconds = time.perf_counter() - began
 model = prm.module if how == "lazy" else module
 with torch.inference_mode():  # scoring touches every weight: the memory it really costs
     model(torch.tensor([[2, 2, 1]]))
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"loaded_gib": (loaded - base) / 2**20, "above_baseline_gib": (peak - base) / 2**20}))
+print(json.dumps({"loaded_gib": (loaded - base) / 2**20, "above_baseline_gib": (peak - base) / 2**20,
+                  "seconds": seconds}))
 """
 
 
 def build(folder: Path, layers: int) -> None:
     import torch
-    from transformers import AutoModel, PreTrainedTokenizerFast, Qwen2Config
     from tokenizers import Tokenizer, models
+    from transformers import AutoModel, PreTrainedTokenizerFast, Qwen2Config
 
-    from prmkit.prm.model import LoadedPRM, StepRewardModel, save_prm
     from prmkit.prm.formats import get_format
+    from prmkit.prm.model import LoadedPRM, StepRewardModel, save_prm
     config = Qwen2Config(hidden_size=896, intermediate_size=4864, num_hidden_layers=layers,
                          num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
                          max_position_embeddings=4096, tie_word_embeddings=True)
@@ -76,16 +79,17 @@ def main() -> None:
         build(folder, args.layers)
     size = (folder / "model.safetensors").stat().st_size / 2**30
     print(f"checkpoint: {size:.2f} GiB (bf16, {args.layers} layers, hidden 896, vocab 151,936)")
-    results = {}
+    results, seconds = {}, {}
     for how in ("eager", "lazy"):
         done = subprocess.run([sys.executable, "-c", MEASURE, str(folder), how],
                               capture_output=True, text=True, check=True)
         measured = json.loads(done.stdout.strip().splitlines()[-1])
-        results[how] = measured["above_baseline_gib"]
+        results[how], seconds[how] = measured["above_baseline_gib"], measured["seconds"]
         print(f"{how:6} above import torch, transformers: {measured['loaded_gib']:.2f} GiB "
               f"after loading, {results[how]:.2f} GiB after one forward pass "
-              f"({results[how] / size:.1f}x the checkpoint)")
-    print(f"lazy / eager: {results['lazy'] / results['eager']:.2f}")
+              f"({results[how] / size:.2f}x the checkpoint); loaded in {seconds[how]:.1f} s")
+    print(f"lazy / eager: memory {results['lazy'] / results['eager']:.2f}, load time "
+          f"{seconds['lazy'] / seconds['eager']:.2f}")
 
 
 if __name__ == "__main__":

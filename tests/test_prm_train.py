@@ -214,3 +214,124 @@ def test_a_likelihood_prm_trains_head_only_and_in_full_and_scores_with_its_backb
         assert [x for s in together[name] for x in s] == \
             pytest.approx([x for s in alone for x in s], abs=1e-6)
 
+
+
+# --- training at size: checkpointing, bf16 weights, LoRA, sharding, logs ----------------------
+
+def _learning_run(tmp_path, tiny_lm, name, **settings):
+    write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(160, seed=6))
+    cfg = TrainConfig(**{"data": str(tmp_path / "train.jsonl"), "model": str(tiny_lm),
+                         "labels": "truth.step_labels", "max_steps": 30, "batch_size": 16,
+                         "lr": 3e-3, "eval_fraction": 0.0, "bf16": False, **settings})
+    return train(cfg, tmp_path / name, progress=False)
+
+
+@pytest.mark.slow
+def test_gradient_checkpointing_changes_memory_not_the_numbers(tmp_path, tiny_lm):
+    plain = _learning_run(tmp_path, tiny_lm, "plain", max_steps=6)
+    checkpointed = _learning_run(tmp_path, tiny_lm, "ckpt", max_steps=6,
+                                 gradient_checkpointing=True)
+    assert [h["loss"] for h in checkpointed["history"]] == \
+        pytest.approx([h["loss"] for h in plain["history"]], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_bf16_weights_follow_the_fp32_run_and_are_saved_in_bf16(tmp_path, tiny_lm):
+    """Weights and optimizer state in bf16 (half the memory): the loss curve stays within bf16's
+    rounding of the fp32 run's, and the PRM is written in bf16."""
+    from safetensors import safe_open
+    fp32 = _learning_run(tmp_path, tiny_lm, "fp32", max_steps=12)
+    bf16 = _learning_run(tmp_path, tiny_lm, "bf16", max_steps=12, dtype="bfloat16")
+    assert [h["loss"] for h in bf16["history"]] == \
+        pytest.approx([h["loss"] for h in fp32["history"]], abs=0.03)
+    assert [h["loss"] for h in bf16["history"]] != [h["loss"] for h in fp32["history"]]
+    with safe_open(str(tmp_path / "bf16" / "final" / "model.safetensors"), "pt") as f:
+        assert {str(f.get_slice(k).get_dtype()) for k in f.keys()} == {"BF16"}
+
+
+@pytest.mark.slow
+def test_lora_trains_low_rank_updates_merged_into_a_plain_prm(tmp_path, tiny_lm):
+    """LoRA (rank 4): the loss falls, the saved PRM has no adapter tensors and the release
+    layout, and every adapted weight moved by an update of rank at most 4 (merged)."""
+    pytest.importorskip("peft", reason="needs the lora extra")
+    import torch
+    from safetensors.torch import load_file
+    metrics = _learning_run(tmp_path, tiny_lm, "lora", lora_rank=4, lora_alpha=8, lr=1e-2)
+    losses = [h["loss"] for h in metrics["history"]]
+    assert sum(losses[-10:]) / 10 < 0.8 * losses[0], losses
+    final = tmp_path / "lora" / "final"
+    after, before = load_file(final / "model.safetensors"), load_file(tiny_lm / "model.safetensors")
+    assert not [k for k in after if "lora" in k or "base_layer" in k]
+    assert json.loads((final / "prm.json").read_text())["layout"] == "qwen2.5-math-prm"
+    name = "model.layers.1.mlp.up_proj.weight"
+    delta = after[name].float() - before[name].float()
+    assert delta.abs().max() > 1e-4 and torch.linalg.matrix_rank(delta, atol=1e-5) <= 4
+    assert score(["Ann has 7 coins."], [PRM_STEPS], load_prm(final))[0]
+
+
+@pytest.mark.slow
+def test_lora_resumes_from_a_checkpoint_exactly(tmp_path, tiny_lm):
+    pytest.importorskip("peft", reason="needs the lora extra")
+    write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(60, seed=7))
+    cfg = TrainConfig(data=str(tmp_path / "train.jsonl"), model=str(tiny_lm),
+                      labels="truth.step_labels", max_steps=6, batch_size=8, save_every=3,
+                      lr=1e-2, lora_rank=4, eval_fraction=0.0, bf16=False)
+    straight = train(cfg, tmp_path / "straight", progress=False)
+
+    def crash_at_5(step, loss):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "resumed", progress=False, on_step=crash_at_5)
+    resumed = train(cfg, tmp_path / "resumed", progress=False)
+    assert [h["loss"] for h in resumed["history"]] == \
+        pytest.approx([h["loss"] for h in straight["history"]], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_two_fsdp_processes_train_what_one_process_with_accumulation_does(tmp_path, tiny_lm):
+    """sharding=fsdp on 2 CPU processes (gloo): each holds half the training state, and the
+    run ends at the weights of one process accumulating both micro-batches."""
+    import os
+    import subprocess
+    import sys
+    rows = flawed_toy_solutions(40, seed=5)
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    common = [f"data={tmp_path / 'train.jsonl'}", f"model={tiny_lm}", "labels=truth.step_labels",
+              "epochs=1", "batch_size=4", "eval_fraction=0", "bf16=false", "lr=0.003",
+              "save_every=2"]
+    train(config.load(TrainConfig, None, common + ["grad_accum=2"]), tmp_path / "one",
+          progress=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", "29519", "-m", "prmkit.cli", "train", "--out", str(tmp_path / "two"),
+         *[x for item in common + ["sharding=fsdp"] for x in ("--set", item)]],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
+    assert one["steps"] == two["steps"] == 5
+    assert [h["loss"] for h in two["history"]] == \
+        pytest.approx([h["loss"] for h in one["history"]], abs=1e-4)
+    problems, steps = [r["problem"] for r in rows[:8]], [r["steps"] for r in rows[:8]]
+    a = score(problems, steps, load_prm(tmp_path / "one" / "final"))
+    b = score(problems, steps, load_prm(tmp_path / "two" / "final"))
+    assert [x for s in a for x in s] == pytest.approx([x for s in b for x in s], abs=1e-4)
+
+
+def test_every_step_is_logged_to_a_file_and_tensorboard(tmp_path, tiny_lm):
+    pytest.importorskip("tensorboard", reason="needs the tensorboard extra")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    _learning_run(tmp_path, tiny_lm, "run", max_steps=4, eval_fraction=0.2, eval_every=2,
+                  report_to="tensorboard")
+    lines = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().split("\n")
+             if x]
+    assert [x["step"] for x in lines] == [1, 2, 3, 4]
+    assert all({"loss", "lr", "grad_norm"} <= set(x) for x in lines)
+    assert "held_out" in lines[1] and "held_out" not in lines[0]
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
+    assert [e.value for e in events.Scalars("train/loss")] == \
+        pytest.approx([x["loss"] for x in lines], abs=1e-5)
+    assert len(events.Scalars("held_out/step_accuracy")) == 2

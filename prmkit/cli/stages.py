@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
+
+import typer
 
 from prmkit.backends import BackendConfig
 from prmkit.cli import app, console
 from prmkit.cli.options import (
     command,
+    extra,
     file_options,
     force_option,
     load_configs,
@@ -41,9 +45,15 @@ command(app, "sample", [SampleConfig, BackendConfig], _sample,
                            "COMPLETE."), force_option(), *file_options()])
 
 
-def _train(given: dict, *, out: Path, force: bool, config_file, set_) -> None:
+def _train(given: dict, *, out: Path, force: bool, dry_run: bool, processes, config_file,
+           set_) -> None:
+    from prmkit.prm.train import memory_estimate
     from prmkit.prm.train import train as run_training
     cfg, = load_configs(given, TrainConfig, config_file, set_)
+    if dry_run:
+        estimate = memory_estimate(cfg, processes)
+        console().print("\n".join(estimate.lines()), markup=False, highlight=False)
+        return
     metrics = run_training(cfg, out, force=force)
     if not metrics:  # a data-parallel process other than the first: it writes nothing
         return
@@ -57,7 +67,13 @@ def _train(given: dict, *, out: Path, force: bool, config_file, set_) -> None:
 command(app, "train", [TrainConfig], _train,
         help="Train a PRM: a step head on a backbone, hard or soft labels from any field.",
         extras=[out_option("Output folder: final/ is the PRM; last/ a resumable checkpoint."),
-                force_option(), *file_options()])
+                force_option(),
+                extra("dry_run", bool, typer.Option(False, "--dry-run", help=(
+                    "Print the memory the run needs per device (weights, gradients, "
+                    "optimizer, activations) and stop; nothing is loaded or trained."))),
+                extra("processes", Optional[int], typer.Option(None, "--processes", help=(
+                    "Processes the dry run plans for (default: WORLD_SIZE, else 1)."))),
+                *file_options()])
 
 
 def _score(given: dict, *, out: Path, force: bool, config_file, set_) -> None:

@@ -200,7 +200,7 @@ def default_head_layers(config) -> int:
 
 def build_prm(backbone_path_or_config, tokenizer, *, head: str = "ce", seed: int = 0,
               fmt: str = "prmkit", readout: str = "separator", head_layers: int | None = None,
-              dtype=None, gradient_checkpointing: bool = False) -> LoadedPRM:
+              dtype=None) -> LoadedPRM:
     """A new PRM: the backbone from a model folder (a policy checkpoint, as the paper starts
     from the instruct model) or from a config object, a fresh head, the format's separator.
     The likelihood readout keeps the model's LM head as well (shared with the input embeddings
@@ -216,9 +216,6 @@ def build_prm(backbone_path_or_config, tokenizer, *, head: str = "ce", seed: int
         model = auto.from_pretrained(backbone_path_or_config, dtype=dtype)
     else:
         model = auto.from_config(backbone_path_or_config, dtype=dtype)
-    if gradient_checkpointing:  # activations recomputed in the backward pass: memory for time
-        model.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False})
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     lm_head = None
@@ -279,13 +276,19 @@ def _token_classification(config):
     return type(model).__name__, prefix, head
 
 
-def _saved_tensors(prm: LoadedPRM) -> tuple[dict, object, str]:
-    """(tensors under the names of the layout, the config to save, the layout)."""
+def _saved_tensors(prm: LoadedPRM, state: dict | None = None) -> tuple[dict, object, str]:
+    """(tensors under the names of the layout, the config to save, the layout). ``state``: the
+    module's tensors when they are gathered elsewhere (from processes that each hold a shard);
+    a backbone wrapped with LoRA adapters is saved without them (``prm.adapters``)."""
     import copy
+
+    from prmkit.prm.adapters import base_name
     module = prm.module
     config = copy.deepcopy(module.config)
-    state = {name: value.detach().cpu().contiguous()
-             for name, value in module.state_dict().items()}
+    if state is None:
+        state = module.state_dict()
+    state = {base_name(name): _own_storage(value.detach().cpu().contiguous())
+             for name, value in state.items() if base_name(name) is not None}
     kind = layout(module)
     outputs = 2 if module.head == "ce" else 1
     if kind == "token-classification":
@@ -310,7 +313,14 @@ def _saved_tensors(prm: LoadedPRM) -> tuple[dict, object, str]:
     return state, config, kind
 
 
-def save_prm(prm: LoadedPRM, path: str | Path, extra=None) -> Path:
+def _own_storage(tensor):
+    """The tensor, copied when it is a slice of a larger buffer (FSDP gathers a parameter into
+    a padded one): safetensors writes whole storages only."""
+    whole = tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+    return tensor if whole else tensor.clone()
+
+
+def save_prm(prm: LoadedPRM, path: str | Path, extra=None, state: dict | None = None) -> Path:
     """Write a PRM folder atomically (``rundir.replace_folder``) in its ``layout``: the config,
     the weights (sharded above 5 GB, as transformers shards, with the index file), the
     tokenizer and ``prm.json`` (format, head, readout, layout). ``extra(folder)`` may add files
@@ -320,10 +330,10 @@ def save_prm(prm: LoadedPRM, path: str | Path, extra=None) -> Path:
     from prmkit.rundir import replace_folder
 
     def fill(folder: Path) -> None:
-        state, config, kind = _saved_tensors(prm)
+        tensors, config, kind = _saved_tensors(prm, state)
         config.save_pretrained(folder)
         # tied weights are one tensor under two names: the library keeps one copy
-        save_torch_state_dict(state, folder, max_shard_size="5GB")
+        save_torch_state_dict(tensors, folder, max_shard_size="5GB")
         prm.tokenizer.save_pretrained(folder)
         (folder / "prm.json").write_text(json.dumps({
             "format": prm.format.name, "head": prm.module.head, "readout": prm.module.readout,

@@ -45,6 +45,15 @@ from pathlib import Path
 from prmkit import config, rundir
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
+from prmkit.prm.adapters import (
+    adapter_state,
+    add_lora,
+    has_lora,
+    load_adapter_state,
+    merge_lora,
+)
+from prmkit.prm.logs import TrainLog
+from prmkit.prm.processes import Processes, scalar
 from prmkit.progress import Bar
 from prmkit.records import write_json
 
@@ -73,7 +82,9 @@ class TrainConfig:
     max_steps: int | None = setting(None, "Optimizer steps, whatever the data size.", ge=1)
     batch_size: int = setting(16, "Solutions a micro-batch (a process).", ge=1)
     grad_accum: int = setting(1, "Micro-batches an optimizer step.", ge=1)
-    lr: float = setting(1e-3, "Peak learning rate (warmup, then cosine decay).", gt=0)
+    lr: float = setting(1e-5, "Peak learning rate (warmup, then cosine decay); the default "
+                        "suits fine-tuning an LLM backbone, a small or frozen one wants more.",
+                        gt=0)
     warmup_steps: int = setting(10, "Linear warmup steps.", ge=0)
     weight_decay: float = setting(0.0, "AdamW weight decay.", ge=0)
     eval_fraction: float = setting(0.1, "Held-out share of problems, evaluated during training.", ge=0, lt=1)
@@ -85,12 +96,33 @@ class TrainConfig:
     device: str = setting("auto", "auto (a GPU when there is one, else the CPU), cpu, cuda or "
                           "cuda:N; data-parallel processes take theirs from the launcher.")
     bf16: bool = setting(True, "bf16 autocast for the MLPs (attention stays fp32).")
+    dtype: str = setting("float32", "The weights' and optimizer state's own type: float32, or "
+                         "bfloat16 (half the memory, as transformers fine-tunes a model "
+                         "loaded in bf16).", choices=("float32", "bfloat16"))
+    gradient_checkpointing: bool = setting(False, "Recompute each layer's activations in the "
+                                           "backward pass: far less memory, ~30% more time.")
+    lora_rank: int = setting(0, "LoRA adapters of this rank on every linear layer of the "
+                             "backbone (0: train it whole); merged before saving. Needs the "
+                             "lora extra (peft).", ge=0)
+    lora_alpha: float = setting(32.0, "LoRA scale numerator (the update is alpha/rank B A).",
+                                gt=0)
+    lora_dropout: float = setting(0.0, "Dropout on the LoRA adapters' input.", ge=0, lt=1)
+    sharding: str = setting("ddp", "With several processes (torchrun / accelerate launch): "
+                            "ddp (each holds the whole model) or fsdp (weights, gradients and "
+                            "optimizer state split over them).", choices=("ddp", "fsdp"))
+    report_to: str = setting("none", "Also log loss and held-out metrics to tensorboard "
+                             "(out/tensorboard) or wandb; out/train_log.jsonl always.",
+                             choices=("none", "tensorboard", "wandb"))
     train_backbone: bool = setting(True, "false: only the head learns, on features computed "
                                    "once.")
     feature_cache: str = setting("", "A folder where frozen-backbone features are kept for "
                                  "later runs.")
     top_layers: int | None = setting(None, "Train only the top N transformer layers (and the "
                                      "head).", ge=0)
+    head_layers: int | None = setting(None, "Step head: 2 layers (Qwen2.5-Math-PRM's) or 1 (a "
+                                      "linear token-classification head); default 2 on Qwen2 "
+                                      "backbones, 1 elsewhere, so the PRM saves in a layout "
+                                      "the field reads.", ge=1, le=2)
 
     def validate(self) -> "TrainConfig":
         config.check_values(self)  # bounds and choices of every field
@@ -269,45 +301,56 @@ def step_loss(prm, logits, targets):
     return F.cross_entropy(logits, torch.stack([1 - targets, targets], dim=-1))
 
 
+# --- memory, before any is spent ---------------------------------------------------------------
+
+def longest_micro_batch(cfg: TrainConfig) -> tuple[int, int]:
+    """(tokens, length): the largest micro-batch the run can draw, batch_size times its longest
+    solution as training lays it out (format, separator, max_length), read from the data with
+    the backbone's tokenizer and config alone."""
+    from types import SimpleNamespace
+
+    from transformers import AutoConfig
+
+    from prmkit.models import load_tokenizer
+    from prmkit.prm.formats import get_format, separator_id
+    from prmkit.prm.score import encode
+    from prmkit.records import iter_json_items, validate
+    init = backbone_folder(cfg)
+    tokenizer = load_tokenizer(str(init), padding_side="right")
+    fmt = get_format(cfg.format)
+    layout = SimpleNamespace(format=fmt, tokenizer=tokenizer,
+                             separator_id=separator_id(fmt, tokenizer),
+                             module=SimpleNamespace(config=AutoConfig.from_pretrained(init)))
+    longest = 0
+    for line, value in iter_json_items(cfg.data):
+        record = validate(value, "solution", path=cfg.data, line=line)
+        tokens = encode(layout, record["problem"], record["steps"], cfg.max_length)
+        longest = max(longest, len(tokens.input_ids))
+    return cfg.batch_size * longest, longest
+
+
+def memory_estimate(cfg: TrainConfig, processes: int | None = None):
+    """What ``cfg`` needs on each device (``prmkit.prm.memory``), for ``processes`` processes
+    (default: the launcher's WORLD_SIZE, else 1)."""
+    import os
+
+    from transformers import AutoConfig
+
+    from prmkit.prm.memory import estimate
+    from prmkit.prm.model import default_head_layers
+    cfg.validate()
+    model_config = AutoConfig.from_pretrained(backbone_folder(cfg))
+    tokens, length = longest_micro_batch(cfg)
+    return estimate(model_config, tokens=tokens, length=length,
+                    processes=processes or int(os.environ.get("WORLD_SIZE", "1")),
+                    sharding=cfg.sharding, dtype=cfg.dtype, autocast_bf16=cfg.bf16,
+                    gradient_checkpointing=cfg.gradient_checkpointing,
+                    lora_rank=cfg.lora_rank, outputs=2 if cfg.head == "ce" else 1,
+                    head_layers=cfg.head_layers or default_head_layers(model_config),
+                    train_backbone=cfg.train_backbone)
+
+
 # --- the loop ------------------------------------------------------------------------------------
-
-class _Processes:
-    """One process on one device, or data-parallel processes through Accelerate."""
-
-    def __init__(self, device: str = "auto"):
-        import os
-
-        import torch
-
-        from prmkit.models import resolve_device
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self._accelerator = None
-        if self.world > 1:
-            try:
-                from accelerate import Accelerator
-            except ImportError:
-                raise InputError("several processes need Accelerate: pip install "
-                                 "'prmkit[accelerate]'", field="WORLD_SIZE") from None
-            self._accelerator = Accelerator(cpu=not torch.cuda.is_available())
-            self.device, self.rank = self._accelerator.device, self._accelerator.process_index
-        else:
-            self.device = torch.device(resolve_device(device))
-            self.rank = 0
-        self.is_main = self.rank == 0
-
-    def prepare(self, model, optimizer):
-        model.to(self.device)
-        if self._accelerator is None:
-            return model, optimizer
-        return self._accelerator.prepare(model, optimizer)
-
-    def backward(self, loss) -> None:
-        (loss.backward() if self._accelerator is None else self._accelerator.backward(loss))
-
-    def wait(self) -> None:
-        if self._accelerator is not None:
-            self._accelerator.wait_for_everyone()
-
 
 def _evaluate(prm, examples: list[dict], cfg: TrainConfig, device) -> dict:
     import torch
@@ -335,7 +378,7 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
     quiet_transformers()
     cfg.validate()
     init = backbone_folder(cfg)
-    procs = _Processes(cfg.device)
+    procs = Processes(cfg.device, cfg.sharding)
     progress = progress and procs.is_main
 
     def work(out: Path, stage_config: dict) -> dict:
@@ -348,11 +391,14 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
         procs.wait()
         return _train(cfg, out, init, procs, progress, on_step)
 
-    return rundir.run_stage(out, {"stage": "train", **config.to_dict(cfg)}, work,
-                            inputs={"data": cfg.data}, writer=procs.is_main, force=force)
+    try:
+        return rundir.run_stage(out, {"stage": "train", **config.to_dict(cfg)}, work,
+                                inputs={"data": cfg.data}, writer=procs.is_main, force=force)
+    finally:
+        procs.close()
 
 
-def _train(cfg: TrainConfig, out: Path, init: Path, procs: "_Processes", progress: bool,
+def _train(cfg: TrainConfig, out: Path, init: Path, procs: Processes, progress: bool,
            on_step) -> dict:
     import torch
 
@@ -360,15 +406,31 @@ def _train(cfg: TrainConfig, out: Path, init: Path, procs: "_Processes", progres
     from prmkit.prm.model import build_prm, load_prm, save_prm
     last = out / "last"
     began = time.monotonic()
+    weights = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
+    if cfg.lora_rank and procs.sharded:
+        raise InputError("LoRA with sharding=fsdp is not supported: use ddp (LoRA's training "
+                         "state is small) or train the whole model", field="lora_rank")
     if (last / "trainer_state.pt").exists():
-        prm = load_prm(last)
+        prm = load_prm(last, dtype=cfg.dtype, device="cpu")
         state = torch.load(last / "trainer_state.pt", weights_only=False)
     else:
         prm = build_prm(str(init), load_tokenizer(str(init), padding_side="right"),
-                        head=cfg.head, seed=cfg.seed, fmt=cfg.format, readout=cfg.readout)
+                        head=cfg.head, seed=cfg.seed, fmt=cfg.format, readout=cfg.readout,
+                        head_layers=cfg.head_layers, dtype=weights)
         state = {"step": 0, "optimizer": None, "history": [], "seconds": 0.0}
-    if cfg.bf16:  # bf16 for the MLPs only: comparing digits needs sharp attention
-        attention_in_fp32(prm.module)
+    if cfg.gradient_checkpointing:  # activations recomputed in the backward pass
+        backbone = prm.module.model
+        if hasattr(backbone, "activation_checkpointing_enable"):  # transformers 5.x's name
+            backbone.activation_checkpointing_enable()  # non-reentrant by default
+        else:
+            backbone.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.lora_rank:
+        add_lora(prm.module, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout)
+        if state.get("lora") is not None:
+            load_adapter_state(prm.module, state["lora"])
+    if cfg.bf16 and cfg.dtype == "float32":  # bf16 for the MLPs only: comparing digits
+        attention_in_fp32(prm.module)         # needs sharp attention
     prm.module.train()
     train_set, held_out = load_examples(cfg, prm)
     per_epoch = math.ceil(len(train_set) / (cfg.batch_size * cfg.grad_accum * procs.world))
@@ -380,20 +442,23 @@ def _train(cfg: TrainConfig, out: Path, init: Path, procs: "_Processes", progres
     if not cfg.train_backbone:
         prm.module.model.requires_grad_(False).eval()
         _add_features(prm, train_set + held_out, cfg, procs.device, Path(init))
-    optimizer = torch.optim.AdamW([p for p in trained.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
+    model, optimizer = procs.prepare(trained, lambda m: torch.optim.AdamW(
+        [p for p in m.parameters() if p.requires_grad], lr=cfg.lr,
+        weight_decay=cfg.weight_decay))
     if state["optimizer"] is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    model, optimizer = procs.prepare(trained, optimizer)
+        procs.load_optimizer_state(model, optimizer, state["optimizer"])
     micro_batches = cfg.grad_accum * procs.world  # a step takes this many, each process its own
     order = _order([len(e["ids"]) for e in train_set], cfg.batch_size,
                    total_steps * cfg.batch_size * micro_batches, cfg.seed)
     bar = Bar(progress, "PRM", total_steps, state["step"])
+    log = TrainLog(out, cfg.report_to, config.to_dict(cfg), enabled=procs.is_main,
+                   resume_step=state["step"])
     try:
         for step in range(state["step"], total_steps):
+            lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps)) * \
+                0.5 * (1 + math.cos(math.pi * step / total_steps))
             for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps)) * \
-                    0.5 * (1 + math.cos(math.pi * step / total_steps))
+                group["lr"] = lr
             losses = []
             for micro in range(cfg.grad_accum):
                 start = (step * micro_batches + micro * procs.world + procs.rank) * cfg.batch_size
@@ -402,27 +467,36 @@ def _train(cfg: TrainConfig, out: Path, init: Path, procs: "_Processes", progres
                 loss = step_loss(prm, logits, targets) / cfg.grad_accum
                 procs.backward(loss)
                 losses.append(loss.item())
-            norm = torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
-            _stop_if_diverged(step + 1, sum(losses), norm.item(), cfg)
+            norm = scalar(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
+            _stop_if_diverged(step + 1, sum(losses), norm, cfg)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            entry = {"step": step + 1, "loss": round(sum(losses), 5)}
+            entry = {"step": step + 1, "loss": round(procs.mean(sum(losses)), 5), "lr": lr,
+                     "grad_norm": round(norm, 5)}
             if (step + 1) % cfg.eval_every == 0 or step + 1 == total_steps:
                 entry["held_out"] = _evaluate(prm, held_out, cfg, procs.device)
-            state["history"].append(entry)
+            state["history"].append({k: entry[k] for k in ("step", "loss", "held_out")
+                                     if k in entry})
+            log.step(entry)
             if on_step is not None:
                 on_step(step, entry["loss"])
-            bar.advance(f"PRM  loss {entry['loss']:.3f}")
-            if (step + 1) % cfg.save_every == 0 and step + 1 < total_steps and procs.is_main:
-                _checkpoint(prm, last, state, step + 1, optimizer, began, save_prm)
+            accuracy = entry.get("held_out", {}).get("step_accuracy")
+            bar.advance(f"PRM  loss {entry['loss']:.3f}" + (
+                f"  held-out step accuracy {accuracy:.3f}" if accuracy is not None else ""))
+            if (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
+                _checkpoint(prm, model, optimizer, procs, last, state, step + 1, began)
     finally:
         bar.stop()
+        log.close()
     state["seconds"] += time.monotonic() - began
     procs.wait()
+    gathered = procs.full_state(model)  # every process takes part in gathering the shards
     if not procs.is_main:
         return {}
-    _check_weights(prm.module)
-    save_prm(prm, out / "final")
+    if cfg.lora_rank:
+        merge_lora(prm.module)
+    _check_weights(gathered if gathered is not None else dict(prm.module.named_parameters()))
+    save_prm(prm, out / "final", state=gathered)
     return {"steps": total_steps, "train_examples": len(train_set),
             "held_out_examples": len(held_out), "seconds": round(state["seconds"], 1),
             "history": state["history"],
@@ -467,10 +541,10 @@ def _stop_if_diverged(step: int, loss: float, grad_norm: float, cfg: TrainConfig
                      f"now {cfg.lr:g}, or check the labels)", path=cfg.data, field="lr")
 
 
-def _check_weights(module) -> None:
+def _check_weights(tensors: dict) -> None:
     import torch
-    for name, parameter in module.named_parameters():
-        if not torch.isfinite(parameter).all():
+    for name, parameter in tensors.items():
+        if parameter.is_floating_point() and not torch.isfinite(parameter).all():
             raise InputError(f"the trained weights hold non-finite values ({name}); nothing "
                              "was saved", field="lr")
 
@@ -492,10 +566,20 @@ def _order(lengths: list[int], batch: int, needed: int, seed: int) -> list[int]:
     return order
 
 
-def _checkpoint(prm, last: Path, state: dict, step: int, optimizer, began: float,
-                save_prm) -> None:
+def _checkpoint(prm, model, optimizer, procs: Processes, last: Path, state: dict, step: int,
+                began: float) -> None:
+    """A resumable checkpoint in ``last``: the PRM folder (LoRA adapters unmerged, kept beside
+    the optimizer state) with the trainer state written into it before it is renamed into
+    place: all or nothing. Under fsdp every process takes part in gathering the state."""
     import torch
-    state.update(step=step, optimizer=optimizer.state_dict())
+
+    from prmkit.prm.model import save_prm
+    gathered = procs.full_state(model)
+    optimizer_state = procs.full_optimizer_state(model, optimizer)
+    if not procs.is_main:
+        return
+    state.update(step=step, optimizer=optimizer_state,
+                 lora=adapter_state(prm.module) if has_lora(prm.module) else None)
     snapshot = {**state, "seconds": state["seconds"] + time.monotonic() - began}
-    # the trainer state goes into the folder before it is renamed into place: all or nothing
-    save_prm(prm, last, extra=lambda folder: torch.save(snapshot, folder / "trainer_state.pt"))
+    save_prm(prm, last, state=gathered,
+             extra=lambda folder: torch.save(snapshot, folder / "trainer_state.pt"))
