@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[test,ray,openai,accelerate]'
+	$(PY) -m pip install --quiet -e '.[test,ray,openai,accelerate,lora,tensorboard]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -8,9 +8,39 @@ folders without ``tokenizer.json`` (slow, sentencepiece-only tokenizers) go thro
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from prmkit.errors import InputError
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def model_folder(name: str | Path, field: str = "model") -> Path:
+    """A model's local folder: ``name`` itself when it is a folder with a config.json, else a
+    hub id (``Qwen/Qwen2.5-Math-PRM-7B``) fetched into (or found in) the Hugging Face cache by
+    huggingface_hub, as ``from_pretrained`` would; ``HF_HUB_OFFLINE=1`` reads the cache alone.
+    Anything else is an error that says which."""
+    path = Path(name)
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise InputError("no config.json here: not a saved Hugging Face model", path=path,
+                             field=field)
+        return path
+    if path.exists() or not HUB_ID.match(str(name)):
+        raise InputError("model folder not found (and not a hub id such as org/name)",
+                         path=path, field=field)
+    from huggingface_hub import snapshot_download
+    try:
+        folder = Path(snapshot_download(str(name)))
+    except Exception as e:  # offline, unknown repo, gated, no network: one line each
+        raise InputError(f"not a local folder, and the hub copy could not be had "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:200]})", path=path,
+                         field=field) from None
+    if not (folder / "config.json").exists():
+        raise InputError("the hub repository has no config.json: not a model", path=path,
+                         field=field)
+    return folder
 
 
 def _check_folder(path: str | Path, what: str) -> Path:
@@ -63,16 +93,20 @@ def resolve_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
-def load_causal_lm(path: str | Path, *, dtype: str = "auto", device: str = "auto"):
+def load_causal_lm(path: str | Path, *, dtype: str = "auto", device: str = "auto",
+                   device_map: str | None = None):
+    """A causal LM from a folder or hub id, read lazily into its dtype; on ``device``, or
+    spread over several GPUs by ``device_map`` (transformers': ``auto``, ``balanced``)."""
     from transformers import AutoModelForCausalLM
-    path = _check_folder(path, "model")
+    path = model_folder(path)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype,
+                                                     device_map=device_map)
     except Exception as e:  # safetensors, torch and transformers each raise their own types
         raise InputError(f"unreadable checkpoint ({type(e).__name__}: {e})", path=path) from None
-    return model.to(device).eval()
+    return (model if device_map else model.to(device)).eval()
 
 
 def quiet_transformers() -> None:

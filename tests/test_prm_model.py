@@ -266,3 +266,43 @@ def test_a_trl_token_classification_prm_scores_as_trl_lays_it_out(tmp_path, kind
     prm = load_prm(tmp_path / "trl", dtype="float32", device="cpu")
     assert prm.format.name == "trl"
     assert score([problem], [steps], prm)[0] == pytest.approx(expected, abs=1e-5)
+
+
+def _as_hub_cache(folder, cache, repo: str) -> None:
+    """Lay a saved model out as huggingface_hub's cache holds a download of ``repo``."""
+    import shutil
+    revision = "0" * 40
+    root = cache / f"models--{repo.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(revision)
+    shutil.copytree(folder, root / "snapshots" / revision)
+
+
+def test_a_hub_id_loads_from_the_cache_and_a_missing_one_is_one_clear_error(
+        tiny_prm, tmp_path, monkeypatch):
+    save_prm(tiny_prm, tmp_path / "prm")
+    _as_hub_cache(tmp_path / "prm", tmp_path / "cache", "someone/tiny-prm")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hub
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    expected = score(["Ann has 7 coins."], [PRM_STEPS], tiny_prm)[0]
+    from_hub = load_prm("someone/tiny-prm", dtype="float32", device="cpu")
+    assert score(["Ann has 7 coins."], [PRM_STEPS], from_hub)[0] == \
+        pytest.approx(expected, abs=1e-6)
+    with pytest.raises(InputError, match="hub copy could not be had"):
+        load_prm("someone/not-there")
+    with pytest.raises(InputError, match="not a hub id"):
+        load_prm(tmp_path / "nowhere" / "deep" / "prm")
+
+
+def test_a_device_map_spreads_the_backbone_and_scores_the_same(tiny_prm, tmp_path):
+    """device_map=auto (here: everything on the CPU, the only device) goes through transformers'
+    dispatch; the head joins the backbone's last layer and the scores do not change."""
+    pytest.importorskip("accelerate", reason="device_map needs accelerate")
+    save_prm(tiny_prm, tmp_path / "prm")
+    expected = score(["Ann has 7 coins."], [PRM_STEPS], tiny_prm)[0]
+    spread = load_prm(tmp_path / "prm", dtype="float32", device="cpu", device_map="auto")
+    assert score(["Ann has 7 coins."], [PRM_STEPS], spread)[0] == pytest.approx(expected,
+                                                                              abs=1e-6)

@@ -112,7 +112,7 @@ CASES = [
     ("train: lr=inf", lambda f: ["train", "--data", f["solutions"], "--labels", "mc.v",
                                  "--model", f["model"], "--lr", "inf"], "finite"),
     ("train: no model folder", lambda f: ["train", "--data", f["solutions"], "--labels", "mc.v",
-                                          "--model", f["folder"]], "not a model folder"),
+                                          "--model", f["folder"]], "not a saved Hugging Face model"),
     ("score: missing PRM", lambda f: ["score", f["solutions"], "--model", f["missing"]],
      "not found"),
     ("eval processbench: threshold nan", lambda f: ["eval", "processbench", "-b", f["solutions"],

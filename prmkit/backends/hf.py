@@ -171,7 +171,8 @@ class HFBackend:
             raise InputError(f"{batch_size}: must be at least 1", field="batch_size")
         if workers < 1:
             raise InputError(f"{workers}: must be at least 1", field="workers")
-        self.path = str(model)
+        from prmkit.models import model_folder
+        self.path = str(model_folder(model))  # a folder, or a hub id resolved to its cache
         self.batch_size, self.workers = batch_size, workers
         self.dtype, self.device = dtype, device
         self.threads = threads or (max(1, (os.cpu_count() or 1) // workers) if workers > 1

@@ -116,6 +116,8 @@ class BonConfig:
                                        "math-shepherd (default: from the folder).")
     batch_size: int = setting(16, "With --model: solutions a forward batch.", ge=1)
     device: str = setting("auto", "With --model: auto (a GPU when there is one), cpu, cuda.")
+    device_map: str | None = setting(None, "With --model: spread a PRM too large for one GPU "
+                                     "over all of them (auto, balanced, sequential).")
     dtype: str = setting("auto", "With --model: auto (bfloat16 on a GPU, float32 on the CPU), "
                          "float32, bfloat16 or float16.",
                          choices=("auto", "float32", "bfloat16", "float16"))
@@ -170,7 +172,7 @@ def run_bon(cfg: BonConfig, out: str | Path | None = None, *, force: bool = Fals
     from prmkit import config
     cfg.validate()
     files = {Path(p).stem: p for p in cfg.candidates}
-    speed_only = ("processes", "batch_size", "device")
+    speed_only = ("processes", "batch_size", "device", "device_map")
     settings = {"stage": "eval.bon", **{k: v for k, v in config.to_dict(cfg).items()
                                         if k not in speed_only}}
     inputs = {**files, **({"model": cfg.model} if cfg.model else {})}
@@ -207,7 +209,8 @@ def score_candidates(sets: Mapping[str, list[dict]], cfg: BonConfig) -> None:
                 problems.append(record["problem"])
                 steps.append(pieces)
                 where.append(c)
-    prm = load_prm(cfg.model, fmt=cfg.model_format, dtype=cfg.dtype, device=cfg.device)
+    prm = load_prm(cfg.model, fmt=cfg.model_format, dtype=cfg.dtype, device=cfg.device,
+                   device_map=cfg.device_map)
     for candidate, row in zip(where, score(problems, steps, prm, batch_size=cfg.batch_size)):
         candidate["step_scores"] = row
 

@@ -367,20 +367,21 @@ def _head_state(path: Path, device: str) -> dict:
 
 
 def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "auto",
-             device: str = "auto") -> LoadedPRM:
-    """Open a PRM folder for scoring; the format comes from the folder unless ``fmt`` says."""
+             device: str = "auto", device_map: str | None = None) -> LoadedPRM:
+    """Open a PRM for scoring: a folder or a hub id; the format comes from the folder unless
+    ``fmt`` says. ``device_map`` (transformers': ``auto``, ``balanced``, ...) splits a model
+    too large for one GPU over all of them; else the whole model goes to ``device``."""
     torch = _torch()
     from transformers import AutoModel
 
     from prmkit.models import (
         load_causal_lm,
         load_tokenizer,
+        model_folder,
         resolve_device,
         resolve_dtype,
     )
-    path = Path(path)
-    if not (path / "config.json").exists():
-        raise InputError("no config.json here: not a saved model", path=path)
+    path = model_folder(path)
     meta = json.loads((path / "prm.json").read_text()) if (path / "prm.json").exists() else {}
     architectures = json.loads((path / "config.json").read_text()).get("architectures") or []
     if fmt is None:
@@ -399,25 +400,28 @@ def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "auto",
     sep = separator_id(prm_format, tokenizer)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
+    placement = device_map or (None if device == "cpu" else device)  # for from_pretrained
     if prm_format.readout == "lm-tokens":
-        module = load_causal_lm(path, dtype=dtype, device=device)
+        module = load_causal_lm(path, dtype=dtype, device=device, device_map=device_map)
         return LoadedPRM(module, tokenizer, prm_format, sep, good_bad_ids(prm_format, tokenizer))
     if prm_format.readout == "token-classification":
         from transformers import AutoModelForTokenClassification
         try:
             module = AutoModelForTokenClassification.from_pretrained(
-                path, dtype=torch_dtype, device_map=None if device == "cpu" else device)
+                path, dtype=torch_dtype, device_map=placement)
         except Exception as e:  # safetensors, torch and transformers each raise their own
             raise InputError(f"unreadable token-classification PRM ({type(e).__name__}: {e})",
                              path=path) from None
         if module.config.num_labels != 2:
             raise InputError(f"a TRL PRM has two labels; this one has {module.config.num_labels}",
                              path=path, field="format")
-        return LoadedPRM(module.to(device).eval(), tokenizer, prm_format, sep)
+        return LoadedPRM((module if device_map else module.to(device)).eval(), tokenizer,
+                         prm_format, sep)
     if meta.get("layout") == "token-classification":
-        return LoadedPRM(_from_token_classification(path, meta, torch_dtype, device),
+        return LoadedPRM(_from_token_classification(path, meta, torch_dtype, device,
+                                                    device_map),
                          tokenizer, prm_format, sep)
-    state = _head_state(path, device)
+    state = _head_state(path, "cpu" if device_map else device)
     last = "score.2.weight" if "score.2.weight" in state else "score.0.weight"
     if last not in state:
         raise InputError(f"no step head (score.*) in the weights: not a {fmt} PRM", path=path)
@@ -427,8 +431,7 @@ def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "auto",
     # the backbone through from_pretrained: read lazily, straight into its dtype and device
     # (sharded files too), never built at random in fp32 first and then overwritten
     try:
-        backbone = AutoModel.from_pretrained(path, dtype=torch_dtype,
-                                             device_map=None if device == "cpu" else device)
+        backbone = AutoModel.from_pretrained(path, dtype=torch_dtype, device_map=placement)
     except Exception as e:  # safetensors, torch and transformers each raise their own types
         raise InputError(f"unreadable backbone ({type(e).__name__}: {e})", path=path) from None
     lm_head = None
@@ -445,17 +448,30 @@ def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "auto",
     if expected - set(state):
         raise InputError(f"weights do not match a {fmt} PRM (missing "
                          f"{sorted(expected - set(state))[0]})", path=path)
-    module = module.to(device=device, dtype=torch_dtype).eval()
-    return LoadedPRM(module, tokenizer, prm_format, sep)
+    return LoadedPRM(_place(module, device, torch_dtype, device_map), tokenizer, prm_format, sep)
 
 
-def _from_token_classification(path: Path, meta: dict, torch_dtype, device: str):
+def _place(module, device: str, torch_dtype, device_map: str | None):
+    """The whole PRM on ``device``; or, where from_pretrained has spread the backbone over
+    several GPUs (``device_map``), the head alone, beside the backbone's last layer."""
+    if not device_map:
+        return module.to(device=device, dtype=torch_dtype).eval()
+    last = list(module.model.parameters())[-1].device
+    for name, child in module.named_children():
+        if name != "model":
+            child.to(device=last, dtype=torch_dtype)
+    return module.eval()
+
+
+def _from_token_classification(path: Path, meta: dict, torch_dtype, device: str,
+                               device_map: str | None = None):
     """A prmkit PRM saved as ``...ForTokenClassification``: loaded by transformers with its
     head, then the backbone and the head's one linear layer go into a ``StepRewardModel``."""
     from transformers import AutoModelForTokenClassification
     try:
         saved = AutoModelForTokenClassification.from_pretrained(
-            path, dtype=torch_dtype, device_map=None if device == "cpu" else device)
+            path, dtype=torch_dtype,
+            device_map=device_map or (None if device == "cpu" else device))
     except Exception as e:  # safetensors, torch and transformers each raise their own
         raise InputError(f"unreadable token-classification PRM ({type(e).__name__}: {e})",
                          path=path) from None
@@ -465,4 +481,4 @@ def _from_token_classification(path: Path, meta: dict, torch_dtype, device: str)
     linear = saved.get_submodule(head_name.rsplit(".", 1)[0])
     module = StepRewardModel(backbone, meta.get("head", "ce"), "separator", None, 1)
     module.score[0] = linear
-    return module.to(device=device, dtype=torch_dtype).eval()
+    return _place(module, device, torch_dtype, device_map)

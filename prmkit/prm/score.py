@@ -197,8 +197,9 @@ def score_many(problems: list[str], steps: list[list[str]], prms: dict, *,
 class ScoreConfig:
     solutions: str = setting(REQUIRED, "Solutions: prmkit JSONL, or another --format (a "
                              "ProcessBench file or folder).", positional=True)
-    model: str = setting(REQUIRED, "The PRM: a prmkit PRM folder, a Qwen2.5-Math-PRM folder, "
-                         "or a causal LM with --model-format math-shepherd.")
+    model: str = setting(REQUIRED, "The PRM: a folder or hub id of a prmkit PRM, a "
+                         "Qwen2.5-Math-PRM, a TRL token-classification PRM, or a causal LM "
+                         "with --model-format math-shepherd.")
     format: str = setting("prmkit", "Format of the solutions file (see `prmkit formats`).")
     model_format: str | None = setting(None, "prmkit, plain, qwen2.5-math-prm or "
                                        "math-shepherd (default: from the folder).")
@@ -208,6 +209,9 @@ class ScoreConfig:
                                                           "float16"))
     device: str = setting("auto", "auto (a GPU when there is one, else the CPU), cpu, cuda or "
                           "cuda:N.")
+    device_map: str | None = setting(None, "Spread a PRM too large for one GPU over all of "
+                                     "them: auto, balanced or sequential (transformers' "
+                                     "device_map); default: the whole PRM on --device.")
 
     def validate(self) -> "ScoreConfig":
         from prmkit import config
@@ -226,7 +230,8 @@ def run(cfg: ScoreConfig, out: str | Path, *, force: bool = False,
         from prmkit.formats import read_as
         from prmkit.prm.model import load_prm
         records = read_as(cfg.solutions, cfg.format, "solution")
-        prm = load_prm(cfg.model, fmt=cfg.model_format, dtype=cfg.dtype, device=cfg.device)
+        prm = load_prm(cfg.model, fmt=cfg.model_format, dtype=cfg.dtype, device=cfg.device,
+                       device_map=cfg.device_map)
         scores = score([r["problem"] for r in records], [r["steps"] for r in records], prm,
                        batch_size=cfg.batch_size, progress=progress)
         write_jsonl(folder / "scores.jsonl",
@@ -236,6 +241,6 @@ def run(cfg: ScoreConfig, out: str | Path, *, force: bool = False,
 
     # the device and the batch size change only the speed; the dtype changes the numbers
     stage_config = {"stage": "score", **{k: v for k, v in config.to_dict(cfg).items()
-                                         if k not in ("device", "batch_size")}}
+                                         if k not in ("device", "device_map", "batch_size")}}
     return rundir.run_stage(out, stage_config, work, force=force,
                             inputs={"solutions": cfg.solutions, "model": cfg.model})

@@ -64,8 +64,8 @@ class TrainConfig:
     labels: str = setting(REQUIRED, "Label source: a field path (mc.hard, mc.values, "
                           "judge.first_error, consensus.step_labels, ...) or a name of "
                           "prmkit.labels.NAMED_SOURCES.")
-    model: str = setting(REQUIRED, "Backbone: a model folder (normally the policy or an "
-                         "instruct model of its family).")
+    model: str = setting(REQUIRED, "Backbone: a model folder or hub id (normally the policy "
+                         "or an instruct model of its family).")
     loss: str = setting("hard", "hard (0/1 targets) or soft (the label value itself).",
                         choices=("hard", "soft"))
     threshold: float = setting(0.0, "A step is negative when its label is at or below this "
@@ -140,12 +140,10 @@ class TrainConfig:
 
 
 def backbone_folder(cfg: TrainConfig) -> Path:
-    """The backbone's model folder; a missing one is an error saying what to pass."""
-    path = Path(cfg.model)
-    if not (path / "config.json").is_file():
-        raise InputError("not a model folder (no config.json): give --model a saved Hugging "
-                         "Face model folder", path=path, field="model")
-    return path
+    """The backbone's model folder (a hub id is fetched into the cache); a missing one is an
+    error saying what to pass."""
+    from prmkit.models import model_folder
+    return model_folder(cfg.model)
 
 
 # --- data ----------------------------------------------------------------------------------------
