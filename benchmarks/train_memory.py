@@ -142,14 +142,19 @@ def main() -> None:
     print(f"backbone: {args.layers} layers, hidden 896, vocab 151,936+; batch 2 x <=256 "
           "tokens, 3 steps\n")
     print(f"{'run':10} {'measured':>10} {'estimate':>10} {'estimate/measured':>18}")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # glibc's malloc keeps large freed blocks in its heap (its mmap threshold rises after the
+    # first big free), so the resident size would count memory the run no longer uses; a
+    # fixed threshold hands every large block back at once, and the resident size tracks the
+    # live tensors, as a GPU's allocated-memory figure does
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
     for name in args.only:
         settings = settings_for(name, model, data, args.out)
         processes = 2 if settings.get("sharding") == "fsdp" else 1
         launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                      "--master_port", "29531"] if processes == 2 else [sys.executable])
         done = subprocess.run([*launcher, __file__, "--worker", json.dumps(settings)],
-                              capture_output=True, text=True, env=env if processes == 2 else None)
+                              capture_output=True, text=True,
+                              env={**env, "OMP_NUM_THREADS": "1"} if processes == 2 else env)
         if done.returncode != 0:
             errors = [line for line in done.stderr.splitlines() if "Error" in line]
             print(f"{name}: failed: {errors[-3:]}")

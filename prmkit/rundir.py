@@ -209,8 +209,8 @@ def run_stage(out: str | Path, config: dict[str, Any], work: Callable[[Path, dic
     import shutil
     out = check_out(out)
     config = {**config, "inputs_sha256": input_digests(inputs or {})}
-    if not writer:
-        if not is_complete(out, config):
+    if not writer:  # with --force too: the writer redoes the work, and needs its partners
+        if force or not is_complete(out, config):
             work(out, config)
         return {}
     with owned(out):

@@ -335,3 +335,34 @@ def test_every_step_is_logged_to_a_file_and_tensorboard(tmp_path, tiny_lm):
     assert [e.value for e in events.Scalars("train/loss")] == \
         pytest.approx([x["loss"] for x in lines], abs=1e-5)
     assert len(events.Scalars("held_out/step_accuracy")) == 2
+
+
+def test_the_dry_run_counts_what_training_holds_and_writes_nothing(tmp_path, tiny_lm):
+    """The estimate's parameter counts are the PRM's own (full, LoRA as peft makes it); fsdp
+    splits the training state over the processes; --dry-run prints it and trains nothing."""
+    from transformers import AutoConfig
+
+    from prmkit.cli import main
+    from prmkit.prm.adapters import add_lora
+    from prmkit.prm.memory import estimate
+    write_jsonl(tmp_path / "d.jsonl", flawed_toy_solutions(8, seed=1))
+    model_config = AutoConfig.from_pretrained(tiny_lm)
+    prm = build_prm(str(tiny_lm), char_tokenizer(), seed=0, fmt="plain")  # no token added
+    everything = sum(p.numel() for p in prm.module.parameters())
+    one = estimate(model_config, tokens=100, length=50)
+    assert one.parameters == one.trainable == everything
+    assert one.weights == 4 * everything and one.optimizer == 8 * everything
+    pytest.importorskip("peft", reason="needs the lora extra")
+    add_lora(prm.module, 4, 8.0, 0.0)
+    lora = estimate(model_config, tokens=100, length=50, lora_rank=4)
+    assert lora.trainable == sum(p.numel() for p in prm.module.parameters() if p.requires_grad)
+    assert lora.parameters == sum(p.numel() for p in prm.module.parameters())
+    sharded = estimate(model_config, tokens=100, length=50, processes=4, sharding="fsdp")
+    assert sharded.optimizer == one.optimizer // 4 and sharded.gathered > 0
+    checkpointed = estimate(model_config, tokens=100, length=50, gradient_checkpointing=True)
+    assert checkpointed.activations < one.activations
+
+    assert main(["train", "--data", str(tmp_path / "d.jsonl"), "--labels", "truth.step_labels",
+                 "--model", str(tiny_lm), "--out", str(tmp_path / "run"), "--dry-run",
+                 "--processes", "2", "--sharding", "fsdp"]) == 0
+    assert not (tmp_path / "run").exists()

@@ -18,9 +18,8 @@ fsdp, else 1):
                  autocast or weight dtype
     step         AdamW's temporaries in the optimizer step (torch's single-tensor AdamW makes
                  two of the largest trainable tensor's size, the vocabulary's embedding)
-    gathered     fsdp only: parameters gathered whole for compute, and their whole gradients
-                 before they are reduce-scattered: two layers at a time (prefetch included)
-                 and the root's (the embeddings) whole
+    gathered     fsdp only: parameters gathered whole for compute, two layers at a time
+                 (prefetch included), and the root's (the embeddings) whole
 
 Weights, gradients and optimizer state live through the step; the activations are gone by
 the optimizer step, whose temporaries take their place, so the peak is
@@ -123,7 +122,7 @@ def estimate(model_config, *, tokens: int, length: int, processes: int = 1,
     if not train_backbone or lora_rank:
         largest = trainable if not train_backbone else min(largest, trainable)
     step = 2 * largest * weight // shards
-    gathered = 2 * (2 * layer_size + root) * weight if shards > 1 else 0
+    gathered = (2 * layer_size + root) * weight if shards > 1 else 0
     return MemoryEstimate(parameters, trainable, processes, tokens, weights, gradients,
                           optimizer, activations, step, gathered)
 

@@ -63,8 +63,8 @@ class Processes:
     def prepare(self, model, make_optimizer):
         """(the model to run, its optimizer): the optimizer is made after sharding, on the
         parameters each process then holds."""
-        model.to(self.device)
-        if self.sharded:
+        if self.sharded:  # each layer's shard goes to the device as it is made (FSDP2), so
+            # the whole model is never on one GPU
             import warnings
 
             from torch.distributed.fsdp import fully_shard
@@ -74,6 +74,7 @@ class Processes:
                 fully_shard(layer)
             fully_shard(model)
             return model, make_optimizer(model)
+        model.to(self.device)
         optimizer = make_optimizer(model)
         if self._accelerator is None:
             return model, optimizer

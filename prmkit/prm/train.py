@@ -433,7 +433,8 @@ def _train(cfg: TrainConfig, out: Path, init: Path, procs: Processes, progress: 
     train_set, held_out = load_examples(cfg, prm)
     per_epoch = math.ceil(len(train_set) / (cfg.batch_size * cfg.grad_accum * procs.world))
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
-    prm.module.to(procs.device)
+    if not (procs.sharded and cfg.train_backbone):  # fully_shard moves one layer at a time
+        prm.module.to(procs.device)
     trained = prm.module if cfg.train_backbone else prm.module.feature_head()
     if cfg.train_backbone and cfg.top_layers is not None:
         _freeze_below(prm.module.model, cfg.top_layers)
