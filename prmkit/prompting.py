@@ -6,7 +6,8 @@ Formats are named; their text lives in ``prmkit/prompts/`` as files, never inlin
                  base models; the toy world's tiny policy is trained on exactly this
     qwen-math    chat layout with the Qwen2.5-Math system prompt
                  (``prompts/qwen_math_system.txt``) and the problem as the user turn, rendered
-                 with the model's own chat template
+                 with the model's own chat template (or, with no tokenizer at hand, kept as
+                 messages for a chat API server to render)
     FILE.txt     any template file with a ``{problem}`` placeholder, used as plain text
 """
 
@@ -29,7 +30,44 @@ def _read(path: str) -> str:
         raise InputError("prompt template not found", path=path) from None
 
 
-def render(fmt: str, problem: str, tokenizer=None) -> str:
+class Prompt(str):
+    """A prompt: its exact text (what a local model reads, what seeds and logs use) and, for a
+    chat layout, the messages it was made from, so that a chat API server, which applies the
+    chat template itself, can be sent the conversation instead of the text.
+
+    ``templated`` says the text is the chat template applied to the messages (a tokenizer was
+    at hand); without one the text only names the conversation, and a completions API, which
+    reads text, cannot take it. A partial assistant answer is the last message, to be
+    continued (``continue_final_message``), never answered anew."""
+
+    messages: tuple = ()
+    templated: bool = True
+
+    def __new__(cls, text: str, messages=(), templated: bool = True):
+        self = super().__new__(cls, text)
+        self.messages, self.templated = tuple(messages), templated
+        return self
+
+    def __reduce__(self):  # to worker processes and Ray actors with its messages
+        return (Prompt, (str(self), self.messages, self.templated))
+
+
+def chat_prompt(messages: list[dict], tokenizer=None, partial: str = "") -> Prompt:
+    """The conversation ready for the assistant's turn, ``partial`` being the start of that
+    turn: the template's text plus ``partial`` when ``tokenizer`` has a chat template (byte
+    for byte what a server's ``continue_final_message`` makes of the same messages)."""
+    import json
+    full = list(messages) + ([{"role": "assistant", "content": partial}] if partial else [])
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        return Prompt(json.dumps(full, ensure_ascii=False), full, templated=False)
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False,
+                                         add_generation_prompt=True)
+    return Prompt(text + partial, full)
+
+
+def render(fmt: str, problem: str, tokenizer=None, partial: str = "") -> Prompt:
+    """The prompt of ``problem`` in format ``fmt``, followed by ``partial`` (the steps a Monte
+    Carlo rollout continues from)."""
     if fmt in FORMATS:
         layout, name = FORMATS[fmt]
         text = _read(str(PROMPTS / name))
@@ -41,9 +79,6 @@ def render(fmt: str, problem: str, tokenizer=None) -> str:
     if layout == "plain":
         if "{problem}" not in text:
             raise InputError("template has no {problem} placeholder", path=fmt, field="prompt")
-        return text.replace("{problem}", problem)
-    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-        raise InputError(f"prompt format {fmt!r} needs a tokenizer with a chat template",
-                         field="prompt")
+        return Prompt(text.replace("{problem}", problem) + partial)
     messages = [{"role": "system", "content": text}, {"role": "user", "content": problem}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return chat_prompt(messages, tokenizer, partial)

@@ -140,6 +140,7 @@ def run(cfg: SampleConfig, out: str | Path, *, backend: BackendConfig | None = N
     cfg.validate()
     backend = backend or BackendConfig()
     backend.check_model(cfg.model)
+    backend.check_prompt(cfg.prompt)
 
     def work(folder: Path, stage_config: dict) -> dict:
         from prmkit.formats import read_as

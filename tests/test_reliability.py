@@ -149,10 +149,10 @@ CASES = [
     ("eval bon: n=0", lambda f: ["eval", "bon", f["solutions"], "--n", "0,1"], "at least 1"),
     ("sample: a model that is no folder", lambda f: ["sample", f["problems"], "--model",
                                                      f["missing"], "--prompt", "plain"],
-     "not a model folder"),
+     "model folder not found"),
     ("mc: a model that is no folder", lambda f: ["annotate", "mc", f["solutions"], "--model",
                                                  f["folder"], "--prompt", "plain"],
-     "not a model folder"),
+     "not a saved Hugging Face model"),
     ("train: labels spec with a bad threshold", lambda f: [
         "train", "--data", f["solutions"], "--labels", "mc.v:abc", "--model", f["model"]],
      "field 'labels'"),

@@ -144,7 +144,8 @@ class JudgeConfig:
     top_p: float = setting(1.0, "Nucleus sampling mass.", gt=0, le=1)
     max_new_tokens: int = setting(2048, "Tokens a critique at most.", ge=1)
     seed: int = setting(0, "Seed of the critiques.")
-    chat: bool = setting(True, "hf: wrap the critique prompt in the model's chat template.")
+    chat: bool = setting(True, "Wrap the critique prompt in the judge's chat template (as the "
+                         "user turn); false: raw text.")
     template: str = setting(str(TEMPLATE), "Critique prompt template ({problem}, "
                             "{tagged_paragraphs}).")
     name: str = setting("judge", "Field the verdict goes in.")
@@ -180,12 +181,15 @@ class ModelJudgeWorker:
                                      seed=cfg.seed)
 
     def prompt(self, solution: dict) -> str:
+        from prmkit.prompting import Prompt, chat_prompt
         text = critique_prompt(solution["problem"], solution["steps"], self.cfg.template)
         tokenizer = getattr(self.backend, "tokenizer", None)
-        if self.cfg.chat and tokenizer is not None and getattr(tokenizer, "chat_template", None):
-            return tokenizer.apply_chat_template([{"role": "user", "content": text}],
-                                                 tokenize=False, add_generation_prompt=True)
-        return text  # a chat API backend wraps it as the user turn itself
+        if not self.cfg.chat or (tokenizer is not None
+                                 and not getattr(tokenizer, "chat_template", None)):
+            return Prompt(text)  # raw text: a base model, or a server that wraps it itself
+        # the critique as the user turn: templated here when the tokenizer is at hand, else
+        # left to a chat API server
+        return chat_prompt([{"role": "user", "content": text}], tokenizer)
 
     def __call__(self, solutions: list[dict], index: int) -> list[dict]:
         from prmkit.annotate.inputs import strip_private

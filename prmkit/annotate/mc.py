@@ -117,8 +117,10 @@ class MCWorker:
         """Roll out K completions from each (solution, step) prefix, in one backend call."""
         from prmkit.grading import extract_answer, grade_many
         from prmkit.prompting import render
-        prompts = [render(self.cfg.prompt, st.solution["problem"], self.backend.tokenizer) +
-                   join_steps(st.solution["steps"][:i + 1]) + STEP_SEPARATOR for st, i in jobs]
+        # the rollout continues the policy's own answer: the prompt, then the steps so far
+        prompts = [render(self.cfg.prompt, st.solution["problem"], self.backend.tokenizer,
+                          partial=join_steps(st.solution["steps"][:i + 1]) + STEP_SEPARATOR)
+                   for st, i in jobs]
         # samples of one problem often share their first steps; a prefix is rolled out once
         # (its completions are seeded by its text, so every copy would get the same ones)
         first = {}
@@ -244,6 +246,7 @@ def run(cfg: MCConfig, out: str | Path, *, backend: "BackendConfig | None" = Non
     cfg.validate()
     backend = backend or BackendConfig()
     backend.check_model(cfg.model)
+    backend.check_prompt(cfg.prompt)
 
     def execute(solutions, folder, stage_config):
         shards = Shards(folder, solutions, cfg.shard_size, stage_config)

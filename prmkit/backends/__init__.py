@@ -45,7 +45,13 @@ class BackendConfig:
                                   "among the workers).", ge=1)
     base_url: str | None = setting(None, "openai: the server's base URL, e.g. "
                                    "http://host:8000/v1.")
-    api: str = setting("chat", "openai: chat or completions.", choices=("chat", "completions"))
+    api: str = setting("chat", "openai: chat (the server applies the chat template; a "
+                       "partial answer is continued with continue_final_message) or "
+                       "completions (the text is sent as is: with --tokenizer for chat "
+                       "prompts).", choices=("chat", "completions"))
+    tokenizer: str | None = setting(None, "openai: the served model's tokenizer (a folder or "
+                                    "hub id), so that its chat template is applied here and "
+                                    "the prompt text is known exactly.")
     concurrency: int = setting(8, "openai: requests in flight.", ge=1)
     timeout: float = setting(120.0, "openai: seconds a request may take before it is retried.", gt=0)
     max_retries: int = setting(3, "openai: retries of a failed request (exponential backoff).", ge=0)
@@ -57,19 +63,29 @@ class BackendConfig:
         """The keyword arguments of the chosen backend."""
         if self.backend == "openai":
             return {"base_url": self.base_url, "api": self.api, "concurrency": self.concurrency,
-                    "timeout": self.timeout, "max_retries": self.max_retries}
+                    "timeout": self.timeout, "max_retries": self.max_retries,
+                    "tokenizer": self.tokenizer}
         # a Ray actor is one worker: Ray spreads the shards over actors instead
         return {"batch_size": self.batch_size,
                 "workers": 1 if self.executor == "ray" else self.workers,
                 "threads": self.threads, "dtype": self.dtype, "device": self.device}
 
     def check_model(self, model: str) -> None:
-        """A local model is a folder with a config.json, checked before any work (a served
-        model is the server's to check)."""
-        from pathlib import Path
-        if self.backend == "hf" and not (Path(model) / "config.json").is_file():
-            raise InputError("not a model folder (no config.json): give --model a saved "
-                             "Hugging Face model folder", path=model, field="model")
+        """A local model is a folder with a config.json or a hub id, checked (and fetched)
+        before any work; a served model is the server's to check."""
+        if self.backend == "hf":
+            from prmkit.models import model_folder
+            model_folder(model)
+
+    def check_prompt(self, prompt: str) -> None:
+        """A plain-text prompt format continues raw text: through a chat API the server would
+        wrap it as a user turn and the model would answer it anew (for Monte Carlo rollouts,
+        a new answer instead of the given steps' continuation)."""
+        from prmkit.prompting import FORMATS
+        plain = prompt.endswith(".txt") or FORMATS.get(prompt, ("plain",))[0] == "plain"
+        if self.backend == "openai" and self.api == "chat" and plain:
+            raise InputError(f"the {prompt!r} prompt is raw text: send it with --api "
+                             "completions (a chat API would make it a user turn)", field="api")
 
     def output_relevant(self) -> dict:
         """What of this config can change the output (for a stage's config hash)."""

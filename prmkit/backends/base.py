@@ -72,3 +72,13 @@ def check_outputs(prompts: Sequence[str], params: SamplingParams,
             raise RuntimeError(f"backend returned {len(out)} completions for prompt {i}, "
                                f"expected {params.n}")
     return outputs
+
+
+def prompt_texts(prompts: Sequence[str]) -> list[str]:
+    """The text a model reads for each prompt; a chat prompt made without its tokenizer's
+    template (``prompting.Prompt.templated``) has none, and is an error here."""
+    for i, prompt in enumerate(prompts):
+        if not getattr(prompt, "templated", True):
+            raise InputError(f"prompt {i} is a chat conversation, but the model's tokenizer has "
+                             "no chat template to render it", field="prompt")
+    return [str(p) for p in prompts]

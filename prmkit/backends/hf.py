@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from prmkit.backends.base import Completion, SamplingParams, check_outputs
+from prmkit.backends.base import Completion, SamplingParams, check_outputs, prompt_texts
 from prmkit.errors import InputError
 
 
@@ -197,7 +197,7 @@ class HFBackend:
 
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
         """Token ids of each prompt; a prompt that leaves no room to generate is an error."""
-        encoded = self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+        encoded = self.tokenizer(prompt_texts(prompts), add_special_tokens=True)["input_ids"]
         for i, ids in enumerate(encoded):
             if not ids:
                 raise InputError(f"prompt {i} is empty", field="prompt")

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from prmkit.backends.base import Completion, SamplingParams, check_outputs
+from prmkit.backends.base import Completion, SamplingParams, check_outputs, prompt_texts
 from prmkit.errors import InputError
 
 APIS = ("chat", "completions")
@@ -35,7 +35,7 @@ APIS = ("chat", "completions")
 class OpenAIBackend:
     def __init__(self, model: str, *, base_url: str | None = None, api: str = "chat",
                  concurrency: int = 8, timeout: float = 120.0, max_retries: int = 3,
-                 api_key_env: str = "OPENAI_API_KEY"):
+                 tokenizer: str | None = None, api_key_env: str = "OPENAI_API_KEY"):
         try:
             from openai import OpenAI
         except ImportError:
@@ -51,7 +51,12 @@ class OpenAIBackend:
                              f"{max_retries!r} at least 0", field="timeout")
         self.model, self.api, self.concurrency = model, api, max(1, concurrency)
         self.base_url, self.attempts = base_url or os.environ["OPENAI_BASE_URL"], max_retries + 1
-        self.tokenizer = None  # the server owns the tokenizer and the chat template
+        # the policy's tokenizer, when given, renders chat prompts here: their exact text is
+        # then known (and needed by the completions API); else the server renders them
+        self.tokenizer = None
+        if tokenizer:
+            from prmkit.models import load_tokenizer, model_folder
+            self.tokenizer = load_tokenizer(model_folder(tokenizer, field="tokenizer"))
         self.client = OpenAI(base_url=self.base_url,
                              api_key=os.environ.get(api_key_env) or "not-needed",
                              timeout=timeout, max_retries=max_retries)
@@ -59,6 +64,8 @@ class OpenAIBackend:
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
         # The stage ends at the first failure: requests not yet sent are dropped rather than
         # each waiting out its own timeouts and retries against a server that is down.
+        if self.api == "completions":
+            prompt_texts(prompts)  # the completions API reads text: every prompt must have it
         failed = threading.Event()
         with ThreadPoolExecutor(self.concurrency) as pool:
             outputs = list(pool.map(lambda p: self._request(p, params, failed), prompts))
@@ -81,12 +88,19 @@ class OpenAIBackend:
                   "top_p": params.top_p, "max_tokens": params.max_new_tokens,
                   "seed": params.row_seed(prompt, 0) % (2**31), "stop": list(params.stop) or None}
         if self.api == "chat":
-            response = self.client.chat.completions.create(
-                messages=[{"role": "user", "content": prompt}], **common)
+            messages = list(getattr(prompt, "messages", ()))
+            if not messages:  # raw text: the user's turn
+                messages = [{"role": "user", "content": str(prompt)}]
+            # a partial answer is continued where it stops, not answered in a new turn
+            # (vLLM's and SGLang's continue_final_message; transformers' chat templates)
+            extra = ({"continue_final_message": True, "add_generation_prompt": False}
+                     if messages[-1]["role"] == "assistant" else None)
+            response = self.client.chat.completions.create(messages=messages, extra_body=extra,
+                                                           **common)
             texts = {c.index: (c.message.content or "", c.finish_reason)
                      for c in response.choices}
         else:
-            response = self.client.completions.create(prompt=prompt, **common)
+            response = self.client.completions.create(prompt=str(prompt), **common)
             texts = {c.index: (c.text or "", c.finish_reason) for c in response.choices}
         usage = getattr(response, "usage", None)
         per_sample = (usage.completion_tokens // max(1, len(texts))) if usage else 0

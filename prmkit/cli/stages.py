@@ -89,3 +89,28 @@ command(app, "score", [ScoreConfig], _score,
         help="Score every step of every solution, one forward pass a solution.",
         extras=[out_option("Output folder: scores.jsonl ({id, step_scores}), metrics.json."),
                 force_option(), *file_options()])
+
+
+@app.command("serve")
+def serve(model: str = typer.Option(..., "--model", help="The model: a folder or hub id."),
+          host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+          port: int = typer.Option(8000, "--port", help="Port to listen on."),
+          name: Optional[str] = typer.Option(None, "--name", help=(
+              "The model's name in requests (default: the folder's name).")),
+          record: Optional[Path] = typer.Option(None, "--record", help=(
+              "Append every text the model is given to this JSON-lines file.")),
+          device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+          dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16.")
+          ) -> None:
+    """Serve a local model over an OpenAI-compatible API (completions and chat, with
+    continue_final_message), for CPU runs of what vLLM serves on a GPU."""
+    from prmkit.serve import ModelServer, make_server
+    server = make_server(ModelServer(model, name=name, record=record, device=device,
+                                     dtype=dtype), host, port)
+    console().print(f"serving {model} at http://{host}:{server.server_port}/v1 (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
