@@ -108,6 +108,28 @@ def sample_solutions(backend, problems: list[dict], cfg: SampleConfig, *,
             for p, out in zip(problems, outputs) for j, c in enumerate(out)]
 
 
+class SampleWorker:
+    """Samples one shard of problems with its own backend."""
+
+    def __init__(self, cfg: SampleConfig, backend):
+        self.cfg, self.backend = cfg, backend
+
+    def __call__(self, problems: list[dict], index: int) -> list[dict]:
+        return sample_solutions(self.backend, problems, self.cfg)
+
+
+@dataclass(frozen=True)
+class SampleWorkerFactory:
+    """Builds a SampleWorker: once locally, once in each Ray actor (one model copy each)."""
+    cfg: SampleConfig
+    backend: "BackendConfig"
+
+    def __call__(self) -> SampleWorker:
+        from prmkit.backends import load_backend
+        return SampleWorker(self.cfg, load_backend(self.backend.backend, self.cfg.model,
+                                                   **self.backend.options()))
+
+
 def summarize(records: list[dict]) -> dict:
     n = len(records)
     outcomes = Counter(r["outcome"] for r in records)
@@ -135,8 +157,9 @@ def summarize(records: list[dict]) -> dict:
 def run(cfg: SampleConfig, out: str | Path, *, backend: BackendConfig | None = None,
         force: bool = False, progress: bool = True) -> dict:
     """Sample into ``out`` (resuming an interrupted run); returns the metrics."""
-    from prmkit.backends import BackendConfig, load_backend
-    from prmkit.runner import Shards, run_local
+    from prmkit.backends import BackendConfig
+    from prmkit.runner import Shards
+    from prmkit.runner import run as run_shards
     cfg.validate()
     backend = backend or BackendConfig()
     backend.check_model(cfg.model)
@@ -148,10 +171,8 @@ def run(cfg: SampleConfig, out: str | Path, *, backend: BackendConfig | None = N
         if not problems:  # nothing to sample is a mistake, never an empty finished folder
             raise InputError("no problems in this file", path=cfg.problems, field="problems")
         shards = Shards(folder, problems, cfg.shard_size, stage_config)
-        if shards.pending():
-            with load_backend(backend.backend, cfg.model, **backend.options()) as generator:
-                run_local(shards, lambda items, _: sample_solutions(generator, items, cfg),
-                          progress=progress, label="sampling")
+        run_shards(shards, SampleWorkerFactory(cfg, backend), progress=progress,
+                   label="sampling", **backend.executor_options())
         return summarize(shards.merge(folder / "solutions.jsonl"))
 
     stage_config = {"stage": "sample", **config.to_dict(cfg),

@@ -114,3 +114,24 @@ def test_openai_backend_against_a_local_compatible_server(tmp_path, monkeypatch)
     for f in (tmp_path / "out").rglob("*"):
         assert f.is_dir() or "sk-test-secret" not in f.read_text()
 
+
+
+def test_the_judge_prompt_is_a_file_with_either_placeholder_for_the_steps(tmp_path):
+    """prmkit's own prompt by default; a user's file (ProcessBench's official template names the
+    steps {tagged_response}) fills the same tagged paragraphs; a file without the placeholders
+    is refused before any work."""
+    from prmkit.annotate.judge import JudgeConfig, critique_prompt
+    from prmkit.errors import InputError
+    official = tmp_path / "official.txt"
+    official.write_text("[Math Problem]\n\n{problem}\n\n[Solution]\n\n{tagged_response}\n")
+    text = critique_prompt("What is 1+1?", ["1+1=2.", "So 2."], official)
+    assert text == ("[Math Problem]\n\nWhat is 1+1?\n\n[Solution]\n\n<paragraph_0>\n1+1=2.\n"
+                    "</paragraph_0>\n\n<paragraph_1>\nSo 2.\n</paragraph_1>\n")
+    JudgeConfig(solutions="s.jsonl", kind="model", model="m",
+                judge_prompt=str(official)).validate()
+    bad = tmp_path / "bad.txt"
+    bad.write_text("{problem} only\n")
+    with pytest.raises(InputError) as error:
+        JudgeConfig(solutions="s.jsonl", kind="model", model="m",
+                    judge_prompt=str(bad)).validate()
+    assert error.value.field == "judge_prompt"

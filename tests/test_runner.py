@@ -91,6 +91,21 @@ def test_local_and_ray_executors_give_identical_files(tmp_path, toy_solutions, t
     assert len(list((ray_out / "shards").glob("*.done"))) == 4
     assert (local / "annotated.jsonl").read_text() == (ray_out / "annotated.jsonl").read_text()
 
+    # sampling takes the same executors: Ray actors (a CPU each here; actor_gpus=1 on a GPU
+    # machine puts one model copy on each GPU) write what one local process writes
+    from prmkit import sample
+    from prmkit.records import write_jsonl
+    problems = [{"id": r["id"], "problem": r["problem"], "answer": r["gold_answer"]}
+                for r in read_records(toy_solutions, "solution")[:6]]
+    write_jsonl(tmp_path / "problems.jsonl", problems)
+    scfg = sample.SampleConfig(problems=str(tmp_path / "problems.jsonl"), model=str(tiny_lm),
+                               prompt="plain", n=2, max_new_tokens=12, shard_size=2)
+    sample.run(scfg, tmp_path / "s-local", backend=BackendConfig(threads=1), progress=False)
+    sample.run(scfg, tmp_path / "s-ray", progress=False, backend=BackendConfig(
+        executor="ray", actors=2, threads=1, actor_cpus=1, actor_gpus=0))
+    assert (tmp_path / "s-local" / "solutions.jsonl").read_text() == \
+        (tmp_path / "s-ray" / "solutions.jsonl").read_text()
+
 
 def test_unknown_executor_is_refused(tmp_path):
     shards = Shards(tmp_path, [1, 2], 1, {})

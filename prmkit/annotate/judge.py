@@ -1,10 +1,12 @@
 """Judges that name the earliest wrong step (``prmkit annotate judge``).
 
-Model judge: the ProcessBench critique prompt (``prompts/processbench_critique.txt``: the
-problem, then the steps as ``<paragraph_i>`` blocks indexed from 0, the answer as ``\\boxed{i}``,
--1 when every paragraph is right), ``samples`` generations through any backend (``hf`` for a
-local model, ``openai`` for any OpenAI-compatible server), then a majority vote over the indices
-that parse (``prmkit.labels``: one parser and one tie rule for every critique in prmkit). An
+Model judge: a critique prompt (``--judge-prompt``; prmkit's own,
+``prompts/processbench_critique.txt``, is written after ProcessBench's: the problem, then the
+steps as ``<paragraph_i>`` blocks indexed from 0, the answer as ``\\boxed{i}``, -1 when every
+paragraph is right; point it at ProcessBench's official template, whose ``{tagged_response}``
+is filled the same way, for critic numbers comparable with the paper's), ``samples``
+generations through any backend (``hf`` for a local model, ``openai`` for any
+OpenAI-compatible server), then a majority vote over the indices that parse (``prmkit.labels``: one parser and one tie rule for every critique in prmkit). An
 output with no index or with one out of range is counted under its status and kept in the log;
 it never crashes a run. A solution none of whose samples parse has no verdict
 (``first_error`` null).
@@ -55,11 +57,17 @@ def tagged_paragraphs(steps: list[str]) -> str:
     return "\n\n".join(f"<paragraph_{i}>\n{step}\n</paragraph_{i}>" for i, step in enumerate(steps))
 
 
+# the steps' placeholder: prmkit's name, and the one ProcessBench's own template uses
+STEP_PLACEHOLDERS = ("{tagged_paragraphs}", "{tagged_response}")
+
+
 def critique_prompt(problem: str, steps: list[str], template: str | Path = TEMPLATE) -> str:
     from prmkit.prompting import _read
     text = _read(str(template))
-    return text.replace("{problem}", problem).replace("{tagged_paragraphs}",
-                                                      tagged_paragraphs(steps))
+    tagged = tagged_paragraphs(steps)
+    for placeholder in STEP_PLACEHOLDERS:
+        text = text.replace(placeholder, tagged)
+    return text.replace("{problem}", problem)
 
 
 # --- the rule judge -----------------------------------------------------------------------------
@@ -146,8 +154,9 @@ class JudgeConfig:
     seed: int = setting(0, "Seed of the critiques.")
     chat: bool = setting(True, "Wrap the critique prompt in the judge's chat template (as the "
                          "user turn); false: raw text.")
-    template: str = setting(str(TEMPLATE), "Critique prompt template ({problem}, "
-                            "{tagged_paragraphs}).")
+    judge_prompt: str = setting(str(TEMPLATE), "The critique prompt: a text file with "
+                                "{problem} and {tagged_paragraphs} (or ProcessBench's "
+                                "{tagged_response}); default: prmkit's own.")
     name: str = setting("judge", "Field the verdict goes in.")
     shard_size: int = setting(64, "Solutions a resumable shard.", ge=1)
 
@@ -158,8 +167,15 @@ class JudgeConfig:
             raise InputError("a model judge needs --model", field="model")
         if not self.name.isidentifier():
             raise InputError(f"{self.name!r}: must be a plain field name", field="name")
-        if self.kind == "model" and not Path(self.template).is_file():
-            raise InputError("judge template not found", path=self.template, field="template")
+        if self.kind == "model":
+            if not Path(self.judge_prompt).is_file():
+                raise InputError("judge prompt file not found", path=self.judge_prompt,
+                                 field="judge_prompt")
+            text = Path(self.judge_prompt).read_text(encoding="utf-8")
+            if "{problem}" not in text or not any(p in text for p in STEP_PLACEHOLDERS):
+                raise InputError("the judge prompt needs {problem} and {tagged_paragraphs} "
+                                 "(or {tagged_response})", path=self.judge_prompt,
+                                 field="judge_prompt")
         return self
 
 
@@ -182,7 +198,7 @@ class ModelJudgeWorker:
 
     def prompt(self, solution: dict) -> str:
         from prmkit.prompting import Prompt, chat_prompt
-        text = critique_prompt(solution["problem"], solution["steps"], self.cfg.template)
+        text = critique_prompt(solution["problem"], solution["steps"], self.cfg.judge_prompt)
         tokenizer = getattr(self.backend, "tokenizer", None)
         if not self.cfg.chat or (tokenizer is not None
                                  and not getattr(tokenizer, "chat_template", None)):
@@ -261,8 +277,8 @@ def run(cfg: JudgeConfig, out: str | Path, *, backend: "BackendConfig | None" = 
 
     def execute(solutions, folder, full_config):
         shards = Shards(folder, solutions, cfg.shard_size, full_config)
-        run_shards(shards, JudgeWorkerFactory(cfg, backend), executor=backend.executor,
-                   actors=backend.actors, progress=progress, label=f"judge ({cfg.kind})")
+        run_shards(shards, JudgeWorkerFactory(cfg, backend), progress=progress,
+                   **backend.executor_options(), label=f"judge ({cfg.kind})")
         records = shards.records()
         logs = [entry for r in records for entry in r[cfg.name].pop("log", [])]
         if cfg.kind == "model":

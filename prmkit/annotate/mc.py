@@ -250,8 +250,8 @@ def run(cfg: MCConfig, out: str | Path, *, backend: "BackendConfig | None" = Non
 
     def execute(solutions, folder, stage_config):
         shards = Shards(folder, solutions, cfg.shard_size, stage_config)
-        run_shards(shards, MCWorkerFactory(cfg, backend), executor=backend.executor,
-                   actors=backend.actors, progress=progress,
+        run_shards(shards, MCWorkerFactory(cfg, backend), progress=progress,
+                   **backend.executor_options(),
                    label=f"MC ({cfg.mode}, K={cfg.k})")
         return shards.records()
 

@@ -24,7 +24,7 @@ __all__ = ["BACKENDS", "Backend", "BackendConfig", "Completion", "SamplingParams
 # options that change only the speed, never the output (completions are seeded per prompt and
 # sample): a resumed run may change them freely, and they stay out of a stage's config hash
 SPEED_ONLY = ("workers", "threads", "batch_size", "concurrency", "executor", "actors",
-              "timeout", "max_retries")
+              "actor_cpus", "actor_gpus", "timeout", "max_retries")
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,9 @@ class BackendConfig:
     executor: str = setting("local", "local (this machine) or ray (RAY_ADDRESS or a local "
                             "Ray).", choices=("local", "ray"))
     actors: int = setting(2, "ray: actors, each builds its backend once.", ge=1)
+    actor_cpus: float = setting(1.0, "ray: CPUs each actor reserves.", ge=0)
+    actor_gpus: float = setting(0.0, "ray: GPUs each actor reserves (1: one model copy on each "
+                                "GPU, as many actors as GPUs).", ge=0)
 
     def options(self) -> dict:
         """The keyword arguments of the chosen backend."""
@@ -69,6 +72,11 @@ class BackendConfig:
         return {"batch_size": self.batch_size,
                 "workers": 1 if self.executor == "ray" else self.workers,
                 "threads": self.threads, "dtype": self.dtype, "device": self.device}
+
+    def executor_options(self) -> dict:
+        """Where the shards run (``prmkit.runner.run``)."""
+        return {"executor": self.executor, "actors": self.actors,
+                "actor_cpus": self.actor_cpus, "actor_gpus": self.actor_gpus}
 
     def check_model(self, model: str) -> None:
         """A local model is a folder with a config.json or a hub id, checked (and fetched)
