@@ -130,3 +130,52 @@ def test_the_saved_model_is_a_plain_qwen2_folder(tiny_lm):
     tok = load_tokenizer(tiny_lm)
     text = "Ben gives away 4: 10-4=6.\n\nThe answer is \\boxed{6}."
     assert tok.decode(tok(text)["input_ids"]) == text
+
+
+def test_the_vllm_backend_sends_exact_texts_with_prefix_caching(tmp_path, tiny_lm, monkeypatch):
+    """vLLM cannot be installed here: a stand-in ``vllm`` module records what the backend asks
+    of it. The engine gets prefix caching and the model folder; every prompt goes as its exact
+    text with the sampling settings and a seed from its text; outputs come back in sample
+    order with vLLM's finish reasons mapped."""
+    import sys
+    import types
+
+    from prmkit.backends import SamplingParams, load_backend
+    from prmkit.prompting import Prompt
+    calls = {}
+
+    class LLM:
+        def __init__(self, **kwargs):
+            calls["engine"] = kwargs
+
+        def generate(self, texts, sampling, use_tqdm=True):
+            calls["generate"] = (texts, sampling)
+            return [types.SimpleNamespace(outputs=[
+                types.SimpleNamespace(index=i, text=f"{t[-3:]}#{i}", token_ids=[1] * (i + 2),
+                                      finish_reason="length" if i else "stop")
+                for i in reversed(range(s.n))]) for t, s in zip(texts, sampling)]
+
+    class VSamplingParams:
+        def __init__(self, **kwargs):
+            self.__dict__.update(kwargs)
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(
+        LLM=LLM, SamplingParams=VSamplingParams))
+    backend = load_backend("vllm", str(tiny_lm), dtype="bfloat16", tensor_parallel=2)
+    assert calls["engine"]["enable_prefix_caching"] is True
+    assert calls["engine"]["model"] == str(tiny_lm) and calls["engine"]["tensor_parallel_size"] == 2
+    params = SamplingParams(n=2, temperature=0.7, top_p=0.9, max_new_tokens=5, stop=("\n\n",),
+                            seed=3)
+    out = backend.generate(["Ann has 7.\n\nStep", Prompt("abc")], params)
+    texts, sampling = calls["generate"]
+    assert texts == ["Ann has 7.\n\nStep", "abc"] and all(type(t) is str for t in texts)
+    assert [(s.n, s.temperature, s.top_p, s.max_tokens, s.stop) for s in sampling] == \
+        [(2, 0.7, 0.9, 5, ["\n\n"])] * 2
+    assert sampling[0].seed == params.row_seed("Ann has 7.\n\nStep", 0) % 2**31
+    assert [[(c.text, c.finish_reason, c.num_tokens) for c in o] for o in out] == [
+        [("tep#0", "stop", 2), ("tep#1", "length", 3)], [("abc#0", "stop", 2),
+                                                        ("abc#1", "length", 3)]]
+    from prmkit.errors import InputError
+    with pytest.raises(InputError, match="chat template"):
+        backend.generate([Prompt("[]", [{"role": "user", "content": "x"}], templated=False)],
+                         params)

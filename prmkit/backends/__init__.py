@@ -16,6 +16,7 @@ from prmkit.errors import InputError
 BACKENDS = {
     "hf": "prmkit.backends.hf:HFBackend",
     "openai": "prmkit.backends.openai_compat:OpenAIBackend",
+    "vllm": "prmkit.backends.vllm_offline:VLLMBackend",
 }
 
 __all__ = ["BACKENDS", "Backend", "BackendConfig", "Completion", "SamplingParams",
@@ -24,15 +25,18 @@ __all__ = ["BACKENDS", "Backend", "BackendConfig", "Completion", "SamplingParams
 # options that change only the speed, never the output (completions are seeded per prompt and
 # sample): a resumed run may change them freely, and they stay out of a stage's config hash
 SPEED_ONLY = ("workers", "threads", "batch_size", "concurrency", "executor", "actors",
-              "actor_cpus", "actor_gpus", "timeout", "max_retries")
+              "actor_cpus", "actor_gpus", "timeout", "max_retries", "tensor_parallel")
 
 
 @dataclass(frozen=True)
 class BackendConfig:
     """Where a generating stage's model runs: one set of flags for sample, annotate mc and
     annotate judge."""
-    backend: str = setting("hf", "hf (a local model folder) or openai (an OpenAI-compatible "
-                           "server; API key from OPENAI_API_KEY).", choices=tuple(BACKENDS))
+    backend: str = setting("hf", "hf (a local model: folder or hub id), vllm (vLLM's offline "
+                           "engine on GPUs, prefix caching on; the vllm extra) or openai (an "
+                           "OpenAI-compatible server; API key from OPENAI_API_KEY).",
+                           choices=tuple(BACKENDS))
+    tensor_parallel: int = setting(1, "vllm: GPUs one model copy spans.", ge=1)
     device: str = setting("auto", "hf: auto (a GPU when there is one, else the CPU), cpu, cuda "
                           "or cuda:N.")
     dtype: str = setting("auto", "hf: auto (bfloat16 on a GPU, float32 on the CPU), float32, "
@@ -68,6 +72,8 @@ class BackendConfig:
             return {"base_url": self.base_url, "api": self.api, "concurrency": self.concurrency,
                     "timeout": self.timeout, "max_retries": self.max_retries,
                     "tokenizer": self.tokenizer}
+        if self.backend == "vllm":
+            return {"dtype": self.dtype, "tensor_parallel": self.tensor_parallel}
         # a Ray actor is one worker: Ray spreads the shards over actors instead
         return {"batch_size": self.batch_size,
                 "workers": 1 if self.executor == "ray" else self.workers,
@@ -81,7 +87,7 @@ class BackendConfig:
     def check_model(self, model: str) -> None:
         """A local model is a folder with a config.json or a hub id, checked (and fetched)
         before any work; a served model is the server's to check."""
-        if self.backend == "hf":
+        if self.backend in ("hf", "vllm"):
             from prmkit.models import model_folder
             model_folder(model)
 
