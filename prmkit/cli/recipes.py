@@ -39,8 +39,18 @@ def _run_recipe(path: Path, overrides: list[str], quick: bool, out: Optional[Pat
     import json
     import time
 
-    from prmkit import pipeline, recipe
+    from prmkit import paper, pipeline, recipe
     began = time.monotonic()
+    if paper.is_paper_recipe(path):  # the paper's pipeline on real data and models
+        loaded = paper.load(path, overrides)
+        if out is not None:
+            loaded["out"] = str(out)
+        console = _console()
+        console.print(f"[bold]prmkit run[/bold] {path} -> {loaded['out']}")
+        paper.run(loaded, console=console)
+        console.print(f"\nreport: {Path(loaded['out']) / 'report.md'} "
+                      f"({time.monotonic() - began:.0f}s)")
+        return
     loaded = recipe.load(path, overrides, quick=quick)
     if out is not None:
         loaded["out"] = str(out)

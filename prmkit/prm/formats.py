@@ -54,8 +54,10 @@ FORMATS = {
     "prmkit": PRMFormat("prmkit", "<|step|>", prompt="plain", readout="head", after="\n\n",
                         add_separator=True),
     "plain": PRMFormat("plain", "\n\n", prompt="plain", readout="head", in_text=True),
+    # added when a backbone lacks it (Qwen2.5-Math-Instruct does; its embedding matrix has
+    # spare rows, so the vocabulary grows without a resize)
     "qwen2.5-math-prm": PRMFormat("qwen2.5-math-prm", "<extra_0>", prompt="chat",
-                                  readout="head", whole_text=True),
+                                  readout="head", whole_text=True, add_separator=True),
     # the model card runs tokenizer.encode(f"{question} {output}"): its BOS comes first
     "math-shepherd": PRMFormat("math-shepherd", "ки", prompt="shepherd", readout="lm-tokens",
                                before="Step {index}: {step} ", after="\n", good_bad="+ -",

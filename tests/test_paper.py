@@ -1,0 +1,93 @@
+"""The paper's pipeline on real data (prmkit.paper, ``kind: paper`` recipes): the shipped
+recipe loads and is checked; a run on CPU with stand-ins (a local OpenAI-compatible server on a
+tiny Qwen2 with the real Qwen2.5 vocabulary as policy and judge, 20 GSM8K problems, that model
+as the PRM backbone) goes through every stage, writes its report, and a second run reuses
+every stage."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import SHARED_DATA, shared
+from test_serve import policy  # noqa: F401  (the tiny policy fixture)
+
+from prmkit import paper
+from prmkit.cli import main
+from prmkit.errors import InputError
+
+SHIPPED = Path(__file__).resolve().parents[1] / "prmkit" / "recipes" / "qwen2.5-math.yaml"
+
+
+def test_the_shipped_recipe_is_checked_against_every_stage():
+    recipe = paper.load(SHIPPED)
+    assert recipe["mc"]["k"] == 8 and recipe["mc"]["threshold"] == 0.0
+    assert recipe["prms"]["train"]["format"] == "qwen2.5-math-prm"
+    assert set(recipe["bon"]["sets"]) == {"gsm8k", "math500"}
+    with pytest.raises(InputError) as error:
+        paper.load(SHIPPED, ["mc.kk=3"])
+    assert error.value.field == "mc.kk"
+
+
+@pytest.mark.slow
+def test_the_paper_pipeline_runs_end_to_end_with_stand_ins(policy, tmp_path,  # noqa: F811
+                                                           monkeypatch, capsys):
+    pytest.importorskip("openai", reason="needs the openai extra")
+    from prmkit.serve import serve_in_background
+    shared("gsm8k")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    httpd, url = serve_in_background(str(policy[0]), name="policy", device="cpu",
+                                     dtype="float32")
+    served = {"backend": "openai", "base_url": url, "api": "completions",
+              "tokenizer": str(policy[0]), "concurrency": 2}
+    recipe = {
+        "kind": "paper", "out": str(tmp_path / "run"),
+        "policy": {"model": "policy", "prompt": "qwen-math", "backend": served},
+        "judge": {"model": "policy", "backend": {**served, "api": "chat"},
+                  "settings": {"samples": 1, "max_new_tokens": 8}},
+        "problems": {"path": str(SHARED_DATA / "gsm8k" / "train.jsonl"), "format": "gsm8k",
+                     "limit": 20},
+        "sample": {"n": 2, "max_new_tokens": 8},
+        "mc": {"k": 2, "max_new_tokens": 6},
+        "prms": {"model": str(policy[0]),
+                 "sources": {"MC-hard": "mc.hard", "judge": "judge.first_error",
+                             "consensus": "consensus.first_error"},
+                 "train": {"format": "qwen2.5-math-prm", "max_steps": 2, "batch_size": 4,
+                           "eval_fraction": 0.0, "device": "cpu", "lr": 1e-3}},
+        "processbench": {"path": str(SHARED_DATA / "processbench"), "limit": 2},
+        "bon": {"n": 2, "sets": {"gsm8k": {"path": str(SHARED_DATA / "gsm8k" / "test.jsonl"),
+                                           "format": "gsm8k", "limit": 4}},
+                "sample": {"max_new_tokens": 8}},
+    }
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    try:
+        assert main(["run", str(tmp_path / "recipe.yaml")]) == 0
+        run = tmp_path / "run"
+        results = json.loads((run / "results.json").read_text())
+        assert len([json.loads(x) for x in (run / "sample" / "solutions.jsonl").read_text()
+                    .splitlines()]) == 40
+        assert results["consensus"]["n_solutions"] == 40
+        trained = set(results["training"])
+        assert "MC-hard" in trained  # the random policy never succeeds: every step negative
+        assert trained | set(results["skipped_prms"]) == {"MC-hard", "judge", "consensus"}
+        for name in trained:
+            assert set(results["processbench"][name]["subsets"]) == {
+                "gsm8k", "math", "olympiadbench", "omnimath"}
+            bon = results["bon"]["gsm8k"][name]
+            assert bon["bon"]["n_problems"] == 4 and "auc" in bon["ranking"]["answer"]
+            config = json.loads((run / "prm-mc-hard" / "final" / "config.json").read_text())
+            assert config["architectures"] == ["Qwen2ForProcessRewardModel"]
+        report = (run / "report.md").read_text()
+        for heading in ("## Label sources", "## PRM training", "## ProcessBench",
+                        "## Best-of-N: gsm8k"):
+            assert heading in report
+        timings = json.loads((run / "timings.json").read_text())
+        # a second run finds every stage complete and redoes nothing
+        assert main(["run", str(tmp_path / "recipe.yaml")]) == 0
+        again = json.loads((run / "timings.json").read_text())
+        stages = [k for k in timings if k not in ("total", "report")]
+        assert stages and all(again[k]["reused"] for k in stages), again
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
