@@ -14,7 +14,7 @@ problems, and every stage's settings; each section is checked against the stage'
                      scores and metrics                         (prmkit score, eval processbench)
     bon-<set>/       the policy's N candidates a problem of each evaluation set, every PRM's
                      scores, Best-of-N and within-problem AUC   (prmkit sample, score, eval bon)
-    results.json, report.md
+    results.json, report.md, report.html, plots/
 
 Every stage is a prmkit command's own resumable stage: a second run, or one after a kill,
 redoes only what is missing. The toy world has no part here.
@@ -205,14 +205,15 @@ def _run(recipe: dict, *, progress: bool, console) -> dict:
                "consensus": agreement, "skipped_prms": stages.skipped,
                "training": {name: _training(folder.parent) for name, folder in prms.items()},
                "processbench": {}, "bon": {}}
+    viewer = []
     if recipe["processbench"] is not None:
-        results["processbench"] = _processbench(recipe, out, prms, stages, progress)
+        results["processbench"], viewer = _processbench(recipe, out, prms, stages, progress)
     for set_name, data in recipe["bon"]["sets"].items():
         results["bon"][set_name] = _best_of_n(recipe, set_name, data, out, prms, stages,
                                               policy_backend, progress)
     write_json(out / "results.json", results)
-    from prmkit.report.paper import write_markdown
-    stages("report", None, lambda force: write_markdown(out, results))
+    from prmkit.report import paper as report
+    stages("report", None, lambda force: report.write(out, results, viewer))
     stages.timings["total"] = {"seconds": round(time.monotonic() - began, 1), "reused": False}
     write_json(out / "timings.json", stages.timings)
     return results
@@ -240,20 +241,29 @@ def _score(prm: Path, solutions: Path, fmt: str, out: Path, stages, label: str,
     return out / "scores.jsonl"
 
 
-def _processbench(recipe: dict, out: Path, prms: dict, stages, progress: bool) -> dict:
+def _processbench(recipe: dict, out: Path, prms: dict, stages,
+                  progress: bool) -> tuple[dict, list[dict]]:
+    """Every PRM's ProcessBench metrics, and the step viewer's rows (the items some PRM gets
+    wrong)."""
+    import json
+
     from prmkit.evaluate import ProcessBenchConfig, run_processbench
+    from prmkit.formats.processbench import read
     from prmkit.pipeline import slug
+    from prmkit.report.paper import viewer_rows
     bench = first_items(recipe["processbench"], out / "processbench" / "items")
-    results = {}
+    results, scores = {}, {}
     for name, prm in prms.items():
         folder = out / "processbench" / slug(name)
-        scores = _score(prm, bench, "processbench", folder / "scores", stages,
-                        f"ProcessBench scores ({name})", progress)
-        cfg = ProcessBenchConfig(benchmark=str(bench), scores=str(scores))
+        scores_file = _score(prm, bench, "processbench", folder / "scores", stages,
+                             f"ProcessBench scores ({name})", progress)
+        cfg = ProcessBenchConfig(benchmark=str(bench), scores=str(scores_file))
         results[name] = stages(f"ProcessBench ({name})", folder / "eval",
                                lambda force, cfg=cfg, folder=folder: run_processbench(
                                    cfg, folder / "eval", force=force))
-    return results
+        scores[name] = {r["id"]: r["step_scores"] for r in map(
+            json.loads, scores_file.read_text().splitlines())}
+    return results, viewer_rows(read(bench), scores)
 
 
 def _best_of_n(recipe: dict, set_name: str, data: dict, out: Path, prms: dict, stages,

@@ -39,18 +39,29 @@ def test_the_paper_pipeline_runs_end_to_end_with_stand_ins(policy, tmp_path,  # 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     httpd, url = serve_in_background(str(policy[0]), name="policy", device="cpu",
                                      dtype="float32")
+    recipe = stand_in_recipe(policy[0], url, tmp_path / "run")
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    try:
+        assert main(["run", str(tmp_path / "recipe.yaml")]) == 0
+        _check_run(tmp_path / "run", tmp_path / "recipe.yaml")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def stand_in_recipe(policy_folder: Path, url: str, out: Path) -> dict:
     served = {"backend": "openai", "base_url": url, "api": "completions",
-              "tokenizer": str(policy[0]), "concurrency": 2}
-    recipe = {
-        "kind": "paper", "out": str(tmp_path / "run"),
+              "tokenizer": str(policy_folder), "concurrency": 2}
+    return {
+        "kind": "paper", "out": str(out),
         "policy": {"model": "policy", "prompt": "qwen-math", "backend": served},
         "judge": {"model": "policy", "backend": {**served, "api": "chat"},
                   "settings": {"samples": 1, "max_new_tokens": 8}},
         "problems": {"path": str(SHARED_DATA / "gsm8k" / "train.jsonl"), "format": "gsm8k",
                      "limit": 20},
         "sample": {"n": 2, "max_new_tokens": 8},
-        "mc": {"k": 2, "max_new_tokens": 6},
-        "prms": {"model": str(policy[0]),
+        "mc": {"k": 2, "max_new_tokens": 6, "shard_size": 8},
+        "prms": {"model": str(policy_folder),
                  "sources": {"MC-hard": "mc.hard", "judge": "judge.first_error",
                              "consensus": "consensus.first_error"},
                  "train": {"format": "qwen2.5-math-prm", "max_steps": 2, "batch_size": 4,
@@ -60,34 +71,100 @@ def test_the_paper_pipeline_runs_end_to_end_with_stand_ins(policy, tmp_path,  # 
                                            "format": "gsm8k", "limit": 4}},
                 "sample": {"max_new_tokens": 8}},
     }
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+
+
+def _check_run(run: Path, recipe: Path) -> None:
+    results = json.loads((run / "results.json").read_text())
+    assert len([json.loads(x) for x in (run / "sample" / "solutions.jsonl").read_text()
+                .splitlines()]) == 40
+    assert results["consensus"]["n_solutions"] == 40
+    trained = set(results["training"])
+    assert "MC-hard" in trained  # the random policy never succeeds: every step negative
+    assert trained | set(results["skipped_prms"]) == {"MC-hard", "judge", "consensus"}
+    for name in trained:
+        assert set(results["processbench"][name]["subsets"]) == {
+            "gsm8k", "math", "olympiadbench", "omnimath"}
+        bon = results["bon"]["gsm8k"][name]
+        assert bon["bon"]["n_problems"] == 4 and "auc" in bon["ranking"]["answer"]
+        config = json.loads((run / "prm-mc-hard" / "final" / "config.json").read_text())
+        assert config["architectures"] == ["Qwen2ForProcessRewardModel"]
+    report = (run / "report.md").read_text()
+    for heading in ("## Label sources", "## PRM training", "## ProcessBench",
+                    "## Best-of-N: gsm8k"):
+        assert heading in report
+    assert sorted(p.name for p in (run / "plots").iterdir()) == [
+        "best_of_n.png", "label_agreement.png", "min_on_final_step.png",
+        "processbench_threshold.png", "training.png"]
+    rendered_in_chromium(run / "report.html")
+    timings = json.loads((run / "timings.json").read_text())
+    # a second run finds every stage complete and redoes nothing
+    assert main(["run", str(recipe)]) == 0
+    again = json.loads((run / "timings.json").read_text())
+    stages = [k for k in timings if k not in ("total", "report")]
+    assert stages and all(again[k]["reused"] for k in stages), again
+
+
+@pytest.mark.slow
+def test_a_paper_run_killed_in_a_stage_resumes_to_the_same_files(policy, tmp_path,  # noqa: F811
+                                                                 monkeypatch):
+    """kill -9 while Monte Carlo shards are being written, then run again: every stage's
+    files equal those of a run never interrupted (the server seeds every request by its
+    text, so what was done is what would have been done)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    pytest.importorskip("openai", reason="needs the openai extra")
+    from prmkit.serve import serve_in_background
+    shared("gsm8k")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    httpd, url = serve_in_background(str(policy[0]), name="policy", device="cpu",
+                                     dtype="float32")
     try:
-        assert main(["run", str(tmp_path / "recipe.yaml")]) == 0
-        run = tmp_path / "run"
-        results = json.loads((run / "results.json").read_text())
-        assert len([json.loads(x) for x in (run / "sample" / "solutions.jsonl").read_text()
-                    .splitlines()]) == 40
-        assert results["consensus"]["n_solutions"] == 40
-        trained = set(results["training"])
-        assert "MC-hard" in trained  # the random policy never succeeds: every step negative
-        assert trained | set(results["skipped_prms"]) == {"MC-hard", "judge", "consensus"}
-        for name in trained:
-            assert set(results["processbench"][name]["subsets"]) == {
-                "gsm8k", "math", "olympiadbench", "omnimath"}
-            bon = results["bon"]["gsm8k"][name]
-            assert bon["bon"]["n_problems"] == 4 and "auc" in bon["ranking"]["answer"]
-            config = json.loads((run / "prm-mc-hard" / "final" / "config.json").read_text())
-            assert config["architectures"] == ["Qwen2ForProcessRewardModel"]
-        report = (run / "report.md").read_text()
-        for heading in ("## Label sources", "## PRM training", "## ProcessBench",
-                        "## Best-of-N: gsm8k"):
-            assert heading in report
-        timings = json.loads((run / "timings.json").read_text())
-        # a second run finds every stage complete and redoes nothing
-        assert main(["run", str(tmp_path / "recipe.yaml")]) == 0
-        again = json.loads((run / "timings.json").read_text())
-        stages = [k for k in timings if k not in ("total", "report")]
-        assert stages and all(again[k]["reused"] for k in stages), again
+        for name in ("straight", "killed"):
+            recipe = stand_in_recipe(policy[0], url, tmp_path / name)
+            recipe["bon"]["sets"] = {}
+            (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(recipe))
+        assert main(["run", str(tmp_path / "straight.yaml")]) == 0
+        child = subprocess.Popen([sys.executable, "-m", "prmkit.cli", "run",
+                                  str(tmp_path / "killed.yaml")], env={**os.environ},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shards = tmp_path / "killed" / "mc" / "shards"
+        deadline = time.monotonic() + 240
+        while not list(shards.glob("*.done")) and time.monotonic() < deadline \
+                and child.poll() is None:
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert not (tmp_path / "killed" / "mc" / "COMPLETE").exists()  # killed inside MC
+        assert main(["run", str(tmp_path / "killed.yaml")]) == 0
+        for stage in ("sample/solutions.jsonl", "mc/annotated.jsonl", "judge/annotated.jsonl",
+                      "consensus/annotated.jsonl"):
+            assert (tmp_path / "killed" / stage).read_text() == \
+                (tmp_path / "straight" / stage).read_text(), stage
+        straight, killed = (json.loads((tmp_path / d / "results.json").read_text())
+                            for d in ("straight", "killed"))
+        assert killed["processbench"] == straight["processbench"]
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def rendered_in_chromium(page: Path) -> None:
+    """Every section of the page, its five figures, and the step viewer built by its script
+    (cards exist only if the script ran) in headless Chromium; skipped without Chromium."""
+    import shutil
+    import subprocess
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        return  # make test installs it where it can; the markdown checks above still ran
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--virtual-time-budget=5000", "--dump-dom", page.resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    for heading in ("How the PRMs rank the solutions of one problem",
+                    "Label sources (compared with each other)",
+                    "ProcessBench (F1 per subset, threshold 0.5)", "Plots", "Step viewer"):
+        assert heading in dom, heading
+    assert dom.count("<img") == 5
+    assert dom.count('class="solution"') > 0 and "first error at step" in dom

@@ -556,11 +556,35 @@ def _inline_markdown(text: str) -> str:
     return "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
 
 
+RANKING_LEGEND = (
+    "Solutions are ranked by their minimum step score; the AUC is the chance that, of two "
+    "solutions of the same problem, the better one scores higher (95% bootstrap interval over "
+    "problems). A PRM that only knows which problems are hard scores 0.5 here. A lesson is "
+    "tested only on PRMs whose interval lies above 0.5.")
+PRMS_LEGEND = (
+    "F1 @0.5 reads every PRM at 0.5; best F1 at the threshold that maximises it on this "
+    "benchmark (an upper bound, computed alike for every PRM); F1 with a threshold from other "
+    "problems reads each half of the problems at the best threshold of the other half. "
+    "Flawed-process found: right-answer items whose first error the PRM names at its best "
+    "threshold.")
+
+
+def fill(template: str, **texts: str) -> str:
+    """The page template (``demo_template.html``, shared by every report) with its titles and
+    legends: plain text, escaped."""
+    for key, text in texts.items():
+        template = template.replace(f"%{key}%", html.escape(text))
+    return template
+
+
+def figures_html(images: dict[str, bytes]) -> str:
+    return "".join(f'<figure><img alt="{name}" src="data:image/png;base64,'
+                   f'{base64.b64encode(png).decode()}"></figure>' for name, png in images.items())
+
+
 def html_page(results: dict, images: dict[str, bytes], data: list[dict]) -> str:
     c = results["counts"]
-    figures = "".join(
-        f'<figure><img alt="{name}" src="data:image/png;base64,'
-        f'{base64.b64encode(png).decode()}"></figure>' for name, png in images.items())
+    figures = figures_html(images)
     payload = json.dumps({"solutions": data, "prms": list(results["prms"]),
                           "sources": [r["source"] for r in results["label_quality"]["rows"]],
                           "thresholds": {k: _best_threshold(v)
@@ -568,7 +592,9 @@ def html_page(results: dict, images: dict[str, bytes], data: list[dict]) -> str:
                          ensure_ascii=False).replace("</", "<\\/")
     findings_html = "".join(f"<li>{_inline_markdown(f)}</li>" for f in findings(results))
     template = (Path(__file__).parent / "demo_template.html").read_text()
-    return (template
+    return (fill(template, TITLE="prmkit run report", RANKING_LEGEND=RANKING_LEGEND,
+                 LABELS_TITLE="Label quality (against the exact truth)",
+                 PRMS_TITLE="PRMs: toy ProcessBench and Best-of-N", PRMS_LEGEND=PRMS_LEGEND)
             .replace("%SUMMARY%", html.escape(
                 f"Policy {results['policy']}; {c['train_solutions']} training solutions, "
                 f"{c['heldout_solutions']} held-out solutions, toy ProcessBench of "
