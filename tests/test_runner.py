@@ -106,6 +106,22 @@ def test_local_and_ray_executors_give_identical_files(tmp_path, toy_solutions, t
     assert (tmp_path / "s-local" / "solutions.jsonl").read_text() == \
         (tmp_path / "s-ray" / "solutions.jsonl").read_text()
 
+    # and so does scoring: each actor loads the PRM once and scores whole shards
+    from prmkit.models import load_tokenizer
+    from prmkit.prm.model import build_prm, save_prm
+    from prmkit.prm.score import ScoreConfig
+    from prmkit.prm.score import run as score_run
+    save_prm(build_prm(str(tiny_lm), load_tokenizer(tiny_lm, padding_side="right")),
+             tmp_path / "prm")
+    common = {"solutions": str(toy_solutions), "model": str(tmp_path / "prm"), "shard_size": 3,
+              "device": "cpu"}
+    score_run(ScoreConfig(**common), tmp_path / "score-local", progress=False)
+    score_run(ScoreConfig(**common, executor="ray", actors=2), tmp_path / "score-ray",
+              progress=False)
+    assert len(list((tmp_path / "score-ray" / "shards").glob("*.done"))) == 4
+    assert (tmp_path / "score-local" / "scores.jsonl").read_text() == \
+        (tmp_path / "score-ray" / "scores.jsonl").read_text()
+
 
 def test_unknown_executor_is_refused(tmp_path):
     shards = Shards(tmp_path, [1, 2], 1, {})

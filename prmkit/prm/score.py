@@ -212,6 +212,13 @@ class ScoreConfig:
     device_map: str | None = setting(None, "Spread a PRM too large for one GPU over all of "
                                      "them: auto, balanced or sequential (transformers' "
                                      "device_map); default: the whole PRM on --device.")
+    shard_size: int = setting(512, "Solutions a resumable shard.", ge=1)
+    executor: str = setting("local", "local (this process) or ray (RAY_ADDRESS or a local "
+                            "Ray).", choices=("local", "ray"))
+    actors: int = setting(1, "ray: actors, each loads the PRM once.", ge=1)
+    actor_cpus: float = setting(1.0, "ray: CPUs each actor reserves.", ge=0)
+    actor_gpus: float = setting(0.0, "ray: GPUs each actor reserves (1: one PRM copy on each "
+                                "GPU).", ge=0)
 
     def validate(self) -> "ScoreConfig":
         from prmkit import config
@@ -223,24 +230,49 @@ def run(cfg: ScoreConfig, out: str | Path, *, force: bool = False,
     """Score every solution into ``out/scores.jsonl`` (``{id, step_scores}``); returns the
     metrics: solutions, steps, and the steps past the context (scored ``None``)."""
     from prmkit import config, rundir
-    from prmkit.records import write_jsonl
     cfg.validate()
 
-    def work(folder: Path, _config: dict) -> dict:
+    def work(folder: Path, stage_config: dict) -> dict:
         from prmkit.formats import read_as
-        from prmkit.prm.model import load_prm
+        from prmkit.runner import Shards
+        from prmkit.runner import run as run_shards
         records = read_as(cfg.solutions, cfg.format, "solution")
-        prm = load_prm(cfg.model, fmt=cfg.model_format, dtype=cfg.dtype, device=cfg.device,
-                       device_map=cfg.device_map)
-        scores = score([r["problem"] for r in records], [r["steps"] for r in records], prm,
-                       batch_size=cfg.batch_size, progress=progress)
-        write_jsonl(folder / "scores.jsonl",
-                    ({"id": r["id"], "step_scores": s} for r, s in zip(records, scores)))
-        return {"n_solutions": len(records), "n_steps": sum(len(s) for s in scores),
-                "steps_past_context": sum(s.count(None) for s in scores)}
+        shards = Shards(folder, records, cfg.shard_size, stage_config)
+        run_shards(shards, ScoreWorkerFactory(cfg), executor=cfg.executor, actors=cfg.actors,
+                   actor_cpus=cfg.actor_cpus, actor_gpus=cfg.actor_gpus, progress=progress,
+                   label="scoring")
+        scored = shards.merge(folder / "scores.jsonl")
+        return {"n_solutions": len(scored),
+                "n_steps": sum(len(r["step_scores"]) for r in scored),
+                "steps_past_context": sum(r["step_scores"].count(None) for r in scored)}
 
-    # the device and the batch size change only the speed; the dtype changes the numbers
+    # where and how fast it runs changes nothing; the dtype changes the numbers
+    speed_only = ("device", "device_map", "batch_size", "executor", "actors", "actor_cpus",
+                  "actor_gpus")
     stage_config = {"stage": "score", **{k: v for k, v in config.to_dict(cfg).items()
-                                         if k not in ("device", "device_map", "batch_size")}}
+                                         if k not in speed_only}}
     return rundir.run_stage(out, stage_config, work, force=force,
                             inputs={"solutions": cfg.solutions, "model": cfg.model})
+
+
+class ScoreWorker:
+    """Scores shards of solutions with one PRM, loaded once (in this process or a Ray actor)."""
+
+    def __init__(self, cfg: ScoreConfig):
+        from prmkit.prm.model import load_prm
+        self.cfg = cfg
+        self.prm = load_prm(cfg.model, fmt=cfg.model_format, dtype=cfg.dtype,
+                            device=cfg.device, device_map=cfg.device_map)
+
+    def __call__(self, records: list[dict], index: int) -> list[dict]:
+        scores = score([r["problem"] for r in records], [r["steps"] for r in records],
+                       self.prm, batch_size=self.cfg.batch_size)
+        return [{"id": r["id"], "step_scores": s} for r, s in zip(records, scores)]
+
+
+@dataclass(frozen=True)
+class ScoreWorkerFactory:
+    cfg: ScoreConfig
+
+    def __call__(self) -> ScoreWorker:
+        return ScoreWorker(self.cfg)
