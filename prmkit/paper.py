@@ -165,17 +165,17 @@ def _run(recipe: dict, *, progress: bool, console) -> dict:
     sample_cfg = config.load(SampleConfig, given={
         **recipe["sample"], "problems": str(problems), "model": policy["model"],
         "prompt": policy["prompt"]})
-    stages("sample", out / "sample", lambda force: sample.run(
+    sampled = stages("sample", out / "sample", lambda force: sample.run(
         sample_cfg, out / "sample", backend=policy_backend, progress=progress, force=force))
     mc_cfg = config.load(MCConfig, given={
         **recipe["mc"], "solutions": str(out / "sample" / "solutions.jsonl"),
         "model": policy["model"], "prompt": policy["prompt"]})
-    stages("MC estimation", out / "mc", lambda force: mc.run(
+    mc_metrics = stages("MC estimation", out / "mc", lambda force: mc.run(
         mc_cfg, out / "mc", backend=policy_backend, progress=progress, force=force))
     judge_cfg = config.load(JudgeConfig, given={
         "kind": "model", **recipe["judge"]["settings"],
         "solutions": str(out / "mc" / "annotated.jsonl"), "model": recipe["judge"]["model"]})
-    stages("judge", out / "judge", lambda force: judge.run(
+    judge_metrics = stages("judge", out / "judge", lambda force: judge.run(
         judge_cfg, out / "judge", backend=judge_backend, progress=progress, force=force))
     consensus_cfg = config.load(ConsensusConfig, given={
         **recipe["consensus"], "inputs": [str(out / "judge" / "annotated.jsonl")]})
@@ -201,8 +201,13 @@ def _run(recipe: dict, *, progress: bool, console) -> dict:
             cfg, folder, progress=progress, force=force))
         prms[name] = folder / "final"
 
+    # what each label source cost: the paper's argument for consensus over more rollouts
+    costs = {"sampled solutions": sampled["n_solutions"],
+             "MC rollouts": mc_metrics["rollouts"],
+             "MC rollouts generated (shared prefixes once)": mc_metrics["rollouts_generated"],
+             "judge calls": judge_metrics.get("calls")}
     results = {"policy": policy["model"], "judge": recipe["judge"]["model"],
-               "consensus": agreement, "skipped_prms": stages.skipped,
+               "consensus": agreement, "costs": costs, "skipped_prms": stages.skipped,
                "training": {name: _training(folder.parent) for name, folder in prms.items()},
                "processbench": {}, "bon": {}}
     viewer = []

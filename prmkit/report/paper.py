@@ -46,6 +46,7 @@ def markdown(results: dict) -> str:
                      agreement["pairwise_agreement"].items()])
     lines += _table(["source", "no verdict"],
                     [[source, str(n)] for source, n in agreement["no_verdict"].items()])
+    lines += _table(["cost", "count"], [[k, str(v)] for k, v in results["costs"].items()])
     if results["skipped_prms"]:
         lines += ["Skipped PRMs: " + "; ".join(f"{k} ({v})" for k, v in
                                                results["skipped_prms"].items()), ""]
@@ -216,7 +217,8 @@ def html_page(results: dict, images: dict[str, bytes], viewer: list[dict]) -> st
         [[pair, _pct(share)] for pair, share in agreement["pairwise_agreement"].items()]
         + [[f"{source}: no verdict", str(n)] for source, n in agreement["no_verdict"].items()]
         + [["consensus kept", f"{agreement['kept']} of {agreement['n_solutions']} "
-            f"({_pct(agreement['kept_share'])})"]])
+            f"({_pct(agreement['kept_share'])})"]]
+        + [[f"cost: {k}", str(v)] for k, v in results["costs"].items()])
     subsets = sorted({s for m in results["processbench"].values() for s in m["subsets"]})
     prms = _html_table(["PRM", *subsets, "average F1"], [
         [name, *(_num(m["subsets"].get(s, {}).get("f1")) for s in subsets),
