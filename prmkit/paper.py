@@ -55,7 +55,8 @@ class JudgeSection:
 
 @dataclass(frozen=True)
 class DataSection:
-    path: str = setting(REQUIRED, "A file (a folder of subsets for ProcessBench).")
+    path: str = setting(REQUIRED, "A file, or hub:NAME[:CONFIG]:SPLIT (a folder of subsets, "
+                        "or hub:Qwen/ProcessBench, for ProcessBench).")
     format: str = setting("prmkit", "Its format (prmkit formats).")
     limit: int | None = setting(None, "The first N problems (per subset for ProcessBench).",
                                 ge=1)

@@ -110,3 +110,27 @@ def test_fuzz_readers_on_json_objects(tmp_path_factory, value, name):
         reader(name)[0](path)
     except InputError:
         pass
+
+
+def test_a_hub_split_is_read_like_a_file_and_cached(tmp_path, monkeypatch):
+    """``hub:NAME:CONFIG:SPLIT`` goes through the datasets library once (a stand-in here: the
+    hub is out of reach), then every reader reads the cached JSONL as a file."""
+    import sys
+    import types
+
+    from prmkit.errors import InputError
+    from prmkit.formats import read_as
+    monkeypatch.setenv("HOME", str(tmp_path))
+    calls = []
+
+    def load_dataset(name, config, split):
+        calls.append((name, config, split))
+        return [{"question": "What is 2+2?", "answer": "2+2=4\n#### 4"}]
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    problems = read_as("hub:openai/gsm8k:main:test", "gsm8k", "problem")
+    assert [(p["problem"], p["answer"]) for p in problems] == [("What is 2+2?", "4")]
+    assert read_as("hub:openai/gsm8k:main:test", "gsm8k", "problem") == problems
+    assert calls == [("openai/gsm8k", "main", "test")]  # the second read came from the cache
+    with pytest.raises(InputError, match="hub:NAME:SPLIT"):
+        read_as("hub:openai/gsm8k", "gsm8k", "problem")

@@ -65,9 +65,49 @@ def read_prmkit_solutions(path) -> list[dict]:
     return read_records(path, "solution")
 
 
+HUB_PREFIX = "hub:"
+
+
+def hub_file(source: str) -> "Path":
+    """A hub data set's split as a local JSONL file (``hub:NAME:SPLIT`` or
+    ``hub:NAME:CONFIG:SPLIT``, e.g. ``hub:openai/gsm8k:main:test``), written once under
+    ``~/.cache/prmkit/hub`` through the ``datasets`` library (the ``hub`` extra), so that every
+    reader reads it as it reads a file."""
+    import json
+    import re
+    from pathlib import Path
+
+    from prmkit.records import atomic_write_text
+    parts = source[len(HUB_PREFIX):].split(":")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise InputError("a hub source is hub:NAME:SPLIT or hub:NAME:CONFIG:SPLIT",
+                         path=source)
+    name, config, split = parts[0], parts[1] if len(parts) == 3 else None, parts[-1]
+    cached = (Path.home() / ".cache" / "prmkit" / "hub"
+              / (re.sub(r"[^\w.-]+", "_", ":".join(parts)) + ".jsonl"))
+    if cached.exists():
+        return cached
+    try:
+        import datasets
+    except ImportError:
+        raise InputError("reading from the hub needs the hub extra: pip install "
+                         "'prmkit[hub]'", path=source) from None
+    try:
+        rows = datasets.load_dataset(name, config, split=split)
+    except Exception as e:  # offline, unknown name or split: one line
+        raise InputError(f"could not load it ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:200]})", path=source) from None
+    atomic_write_text(cached, lambda f: f.writelines(
+        json.dumps(dict(row), ensure_ascii=False) + "\n" for row in rows))
+    return cached
+
+
 def read_as(path, fmt: str, kind: str) -> list[dict]:
     """Records of ``kind`` (problem, solution, candidates) from a file in format ``fmt``:
-    prmkit's own JSONL, or any reader that gives that kind."""
+    prmkit's own JSONL, or any reader that gives that kind; ``hub:NAME[:CONFIG]:SPLIT`` reads
+    a hub data set (ProcessBench's reader takes ``hub:NAME`` itself)."""
+    if str(path).startswith(HUB_PREFIX) and fmt != "processbench":
+        path = hub_file(str(path))
     if fmt == "prmkit":
         from prmkit.records import read_records
         return read_records(path, kind)
