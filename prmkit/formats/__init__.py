@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 
 from prmkit.errors import InputError
 
@@ -68,14 +69,13 @@ def read_prmkit_solutions(path) -> list[dict]:
 HUB_PREFIX = "hub:"
 
 
-def hub_file(source: str) -> "Path":
+def hub_file(source: str) -> Path:
     """A hub data set's split as a local JSONL file (``hub:NAME:SPLIT`` or
     ``hub:NAME:CONFIG:SPLIT``, e.g. ``hub:openai/gsm8k:main:test``), written once under
     ``~/.cache/prmkit/hub`` through the ``datasets`` library (the ``hub`` extra), so that every
     reader reads it as it reads a file."""
     import json
     import re
-    from pathlib import Path
 
     from prmkit.records import atomic_write_text
     parts = source[len(HUB_PREFIX):].split(":")
