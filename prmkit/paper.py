@@ -32,6 +32,7 @@ from prmkit.annotate.judge import JudgeConfig
 from prmkit.annotate.mc import MCConfig
 from prmkit.backends import BackendConfig
 from prmkit.config import REQUIRED, setting
+from prmkit.prm.score import ScoreConfig
 from prmkit.prm.train import TrainConfig
 from prmkit.records import read_records, write_json, write_jsonl
 from prmkit.sample import SampleConfig
@@ -90,6 +91,8 @@ class PaperRecipe:
     consensus: dict = setting({}, "prmkit annotate consensus settings.",
                               schema=ConsensusConfig)
     prms: PRMsSection = setting(None, "The PRMs: one a label source.")
+    score: dict = setting({}, "prmkit score settings for every scoring (batch_size, "
+                          "shard_size, executor, actor_gpus, ...).", schema=ScoreConfig)
     processbench: DataSection = setting(None, "ProcessBench (a folder of subsets).")
     bon: BestOfNSection = setting(None, "Best-of-N on evaluation sets.")
 
@@ -238,11 +241,11 @@ def _training(folder: Path) -> dict:
             "final_held_out": metrics.get("final_held_out", {})}
 
 
-def _score(prm: Path, solutions: Path, fmt: str, out: Path, stages, label: str,
+def _score(recipe: dict, prm: Path, solutions: Path, fmt: str, out: Path, stages, label: str,
            progress: bool) -> Path:
-    from prmkit.prm.score import ScoreConfig
     from prmkit.prm.score import run as score_run
-    cfg = ScoreConfig(solutions=str(solutions), model=str(prm), format=fmt)
+    cfg = config.load(ScoreConfig, given={**recipe["score"], "solutions": str(solutions),
+                                          "model": str(prm), "format": fmt})
     stages(label, out, lambda force: score_run(cfg, out, force=force, progress=progress))
     return out / "scores.jsonl"
 
@@ -261,7 +264,7 @@ def _processbench(recipe: dict, out: Path, prms: dict, stages,
     results, scores = {}, {}
     for name, prm in prms.items():
         folder = out / "processbench" / slug(name)
-        scores_file = _score(prm, bench, "processbench", folder / "scores", stages,
+        scores_file = _score(recipe, prm, bench, "processbench", folder / "scores", stages,
                              f"ProcessBench scores ({name})", progress)
         cfg = ProcessBenchConfig(benchmark=str(bench), scores=str(scores_file))
         results[name] = stages(f"ProcessBench ({name})", folder / "eval",
@@ -290,7 +293,7 @@ def _best_of_n(recipe: dict, set_name: str, data: dict, out: Path, prms: dict, s
     solutions = read_records(folder / "sample" / "solutions.jsonl", "solution")
     results = {}
     for name, prm in prms.items():
-        scores_file = _score(prm, folder / "sample" / "solutions.jsonl", "prmkit",
+        scores_file = _score(recipe, prm, folder / "sample" / "solutions.jsonl", "prmkit",
                              folder / slug(name), stages, f"Best-of-N scores ({set_name}, "
                              f"{name})", progress)
         by_id = {r["id"]: r["step_scores"] for r in map(json.loads, scores_file.read_text()

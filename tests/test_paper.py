@@ -104,51 +104,83 @@ def _check_run(run: Path, recipe: Path) -> None:
     assert stages and all(again[k]["reused"] for k in stages), again
 
 
+@pytest.fixture(scope="module")
+def served_policy(policy):  # noqa: F811
+    """The stand-in server, one for the module's kill tests, and a run never interrupted."""
+    pytest.importorskip("openai", reason="needs the openai extra")
+    import os
+    import tempfile
+
+    from prmkit.serve import serve_in_background
+    shared("gsm8k")
+    os.environ.setdefault("OPENAI_API_KEY", "sk-test")
+    httpd, url = serve_in_background(str(policy[0]), name="policy", device="cpu",
+                                     dtype="float32")
+    root = Path(tempfile.mkdtemp(prefix="paper-straight-"))
+    recipe = killable_recipe(policy[0], url, root / "run")
+    (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    assert main(["run", str(root / "recipe.yaml")]) == 0
+    yield policy[0], url, root / "run"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def killable_recipe(policy_folder: Path, url: str, out: Path) -> dict:
+    """The stand-in recipe in small shards, so that a kill can land inside every stage."""
+    recipe = stand_in_recipe(policy_folder, url, out)
+    recipe["bon"]["sets"] = {}
+    recipe["sample"]["shard_size"] = 4
+    recipe["judge"]["settings"]["shard_size"] = 8
+    recipe["prms"]["train"].update(max_steps=6, save_every=2)
+    recipe["processbench"]["limit"] = 4  # 16 items in shards of 4
+    recipe["score"] = {"shard_size": 4}
+    return recipe
+
+
+# where a kill lands: the first file that says the stage is under way
+KILL_POINTS = {
+    "sample": "sample/shards/*.done",
+    "mc": "mc/shards/*.done",
+    "judge": "judge/shards/*.done",
+    "prm-mc-hard": "prm-mc-hard/last/trainer_state.pt",
+    "processbench/mc-hard/scores": "processbench/mc-hard/scores/shards/*.done",
+}
+
+
 @pytest.mark.slow
-def test_a_paper_run_killed_in_a_stage_resumes_to_the_same_files(policy, tmp_path,  # noqa: F811
-                                                                 monkeypatch):
-    """kill -9 while Monte Carlo shards are being written, then run again: every stage's
-    files equal those of a run never interrupted (the server seeds every request by its
-    text, so what was done is what would have been done)."""
+@pytest.mark.parametrize("stage", list(KILL_POINTS))
+def test_a_paper_run_killed_in_any_stage_resumes_to_the_same_files(served_policy, tmp_path,
+                                                                   stage):
+    """kill -9 while a stage is under way, then run again: every stage's files equal those
+    of the run never interrupted (the server seeds every request by its text, training
+    resumes from its checkpoint)."""
     import os
     import signal
     import subprocess
     import sys
     import time
-    pytest.importorskip("openai", reason="needs the openai extra")
-    from prmkit.serve import serve_in_background
-    shared("gsm8k")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    httpd, url = serve_in_background(str(policy[0]), name="policy", device="cpu",
-                                     dtype="float32")
-    try:
-        for name in ("straight", "killed"):
-            recipe = stand_in_recipe(policy[0], url, tmp_path / name)
-            recipe["bon"]["sets"] = {}
-            (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(recipe))
-        assert main(["run", str(tmp_path / "straight.yaml")]) == 0
-        child = subprocess.Popen([sys.executable, "-m", "prmkit.cli", "run",
-                                  str(tmp_path / "killed.yaml")], env={**os.environ},
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        shards = tmp_path / "killed" / "mc" / "shards"
-        deadline = time.monotonic() + 240
-        while not list(shards.glob("*.done")) and time.monotonic() < deadline \
-                and child.poll() is None:
-            time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        assert not (tmp_path / "killed" / "mc" / "COMPLETE").exists()  # killed inside MC
-        assert main(["run", str(tmp_path / "killed.yaml")]) == 0
-        for stage in ("sample/solutions.jsonl", "mc/annotated.jsonl", "judge/annotated.jsonl",
-                      "consensus/annotated.jsonl"):
-            assert (tmp_path / "killed" / stage).read_text() == \
-                (tmp_path / "straight" / stage).read_text(), stage
-        straight, killed = (json.loads((tmp_path / d / "results.json").read_text())
-                            for d in ("straight", "killed"))
-        assert killed["processbench"] == straight["processbench"]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    policy_folder, url, straight = served_policy
+    recipe = killable_recipe(policy_folder, url, tmp_path / "run")
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    child = subprocess.Popen([sys.executable, "-m", "prmkit.cli", "run",
+                              str(tmp_path / "recipe.yaml")], env={**os.environ},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "run").glob(KILL_POINTS[stage])) and child.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert list((tmp_path / "run").glob(KILL_POINTS[stage])), "the run never reached the stage"
+    assert not (tmp_path / "run" / stage / "COMPLETE").exists(), "killed after the stage"
+    assert main(["run", str(tmp_path / "recipe.yaml")]) == 0
+    for done in ("sample/solutions.jsonl", "mc/annotated.jsonl", "judge/annotated.jsonl",
+                 "consensus/annotated.jsonl"):
+        assert (tmp_path / "run" / done).read_text() == (straight / done).read_text(), done
+    ours, theirs = (json.loads((d / "results.json").read_text()) for d in (tmp_path / "run",
+                                                                           straight))
+    assert ours["training"] == theirs["training"]
+    assert ours["processbench"] == theirs["processbench"]
 
 
 def rendered_in_chromium(page: Path) -> None:
