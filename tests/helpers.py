@@ -101,3 +101,60 @@ def solution(sid: str, steps: list[str], **extra) -> dict:
     return {"id": sid, "problem": "P", "steps": steps, "gold_answer": GOLD,
             "final_answer_correct": correct, **extra}
 
+
+# --- the Qwen2.5-Math-PRM release, written without prmkit, and its model card's procedure ------
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+def tiny_qwen2(tokenizer, **extra):
+    from transformers import Qwen2Config
+    return Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                       max_position_embeddings=32768, pad_token_id=tokenizer.pad_token_id,
+                       **extra)
+
+
+def model_card_scores(folder, problem: str, steps: list[str]) -> list[float]:
+    """Qwen2.5-Math-PRM's model-card procedure, with transformers alone: the whole conversation
+    (the steps joined by <extra_0>) as one string, tokenized at once, the two-label head's
+    softmax at every <extra_0>, positive class. The card's AutoModel with remote code is the
+    Qwen2 backbone plus the head ``score`` = Linear, ReLU, Linear, read from the weights."""
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoModel, PreTrainedTokenizerFast
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+    backbone = AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        w = {k: f.get_tensor(k).float() for k in f.keys() if k.startswith("score.")}
+    messages = [{"role": "system", "content": QWEN_SYSTEM}, {"role": "user", "content": problem},
+                {"role": "assistant", "content": "<extra_0>".join(steps) + "<extra_0>"}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    ids = torch.tensor([tokenizer.encode(text)])
+    with torch.no_grad():
+        hidden = backbone(input_ids=ids).last_hidden_state[0]
+        hidden = torch.relu(hidden @ w["score.0.weight"].T + w["score.0.bias"])
+        logits = hidden @ w["score.2.weight"].T + w["score.2.bias"]
+    step_token = tokenizer.convert_tokens_to_ids("<extra_0>")
+    return torch.softmax(logits, -1)[ids[0] == step_token][:, 1].tolist()
+
+
+def release_folder(tmp_path, tokenizer):
+    """A Qwen2.5-Math-PRM release written by hand, without prmkit: random weights."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModel
+    config = tiny_qwen2(tokenizer, architectures=["Qwen2ForProcessRewardModel"], num_labels=2)
+    torch.manual_seed(0)
+    backbone = AutoModel.from_config(config)
+    head = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+    state = {f"model.{k}": v for k, v in backbone.state_dict().items()}
+    state.update({f"score.{k}": v for k, v in head.state_dict().items()})
+    folder = tmp_path / "release"
+    folder.mkdir()
+    config.save_pretrained(folder)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -52,49 +52,22 @@ def test_a_saved_prm_loads_and_scores_the_same(tiny_prm, tmp_path):
         pytest.approx(before[0], abs=1e-6)
 
 
-QWEN_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
-                 "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
-                 "{% endif %}")
-
-
 def test_qwen25_math_prm_release_layout_loads_without_remote_code(tmp_path):
-    """A tiny random model saved the way Qwen2.5-Math-PRM is: backbone under ``model.``, the
-    two-layer head under ``score.``, architecture Qwen2ForProcessRewardModel."""
-    import torch
-    from safetensors.torch import save_file
-    from transformers import AutoModel
+    """A tiny random model saved the way Qwen2.5-Math-PRM is (backbone under ``model.``, the
+    two-layer head under ``score.``, architecture Qwen2ForProcessRewardModel), on a small BPE
+    vocabulary: prmkit finds the format from the folder and scores as the model card does
+    (tests/test_prm_layouts.py checks the same on the real vocabulary and ProcessBench)."""
+    from helpers import CHATML, model_card_scores, release_folder
     tokenizer = bpe_tokenizer()
     tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>",
                                                                 "<extra_0>"]})
-    tokenizer.chat_template = QWEN_TEMPLATE
-    config = tiny_config(tokenizer, architectures=["Qwen2ForProcessRewardModel"])
-    torch.manual_seed(0)
-    backbone = AutoModel.from_config(config)
-    head = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
-    state = {f"model.{k}": v for k, v in backbone.state_dict().items()}
-    state.update({f"score.{k}": v for k, v in head.state_dict().items()})
-    folder = tmp_path / "qwen-prm"
-    folder.mkdir()
-    config.save_pretrained(folder)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
-    tokenizer.save_pretrained(folder)
-
+    tokenizer.chat_template = CHATML
+    folder = release_folder(tmp_path, tokenizer)
     prm = load_prm(folder)
     assert prm.format.name == "qwen2.5-math-prm"
-    problem = "What is 7+3?"
-    [scores] = score([problem], [PRM_STEPS], prm)
-    # the official recipe: the whole conversation as one string, steps joined by <extra_0>
-    messages = [{"role": "system", "content": "Please reason step by step, and put your final "
-                                              "answer within \\boxed{}."},
-                {"role": "user", "content": problem},
-                {"role": "assistant", "content": "<extra_0>".join(PRM_STEPS) + "<extra_0>"}]
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
-    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
-    with torch.no_grad():
-        logits = head(backbone(input_ids=ids).last_hidden_state)[0]
-    sep = tokenizer.convert_tokens_to_ids("<extra_0>")
-    expected = torch.softmax(logits[ids[0] == sep], dim=-1)[:, 1].tolist()
-    assert scores == pytest.approx(expected, abs=1e-5)
+    [scores] = score(["What is 7+3?"], [PRM_STEPS], prm)
+    assert scores == pytest.approx(model_card_scores(folder, "What is 7+3?", PRM_STEPS),
+                                   abs=1e-5)
 
 
 @pytest.mark.parametrize("bos", [False, True])

@@ -119,35 +119,6 @@ def test_an_interrupted_training_run_resumes_where_it_stopped(tmp_path, tiny_lm)
 
 
 @pytest.mark.slow
-def test_two_data_parallel_processes_train_what_one_process_with_accumulation_does(tmp_path,
-                                                                                  tiny_lm):
-    """torchrun with 2 CPU processes (gloo, through Accelerate): each takes its own
-    micro-batches, so it must end at the weights of one process accumulating both."""
-    import os
-    import subprocess
-    import sys
-    pytest.importorskip("accelerate", reason="needs the accelerate extra")
-    rows = flawed_toy_solutions(40, seed=5)
-    write_jsonl(tmp_path / "train.jsonl", rows)
-    common = [f"data={tmp_path / 'train.jsonl'}", f"model={tiny_lm}", "labels=truth.step_labels", "epochs=1", "batch_size=4",
-              "eval_fraction=0", "bf16=false", "lr=0.003"]
-    train(config.load(TrainConfig, None, common + ["grad_accum=2"]), tmp_path / "one",
-          progress=False)
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_port", "29517", "-m", "prmkit.cli", "train", "--out", str(tmp_path / "two"),
-         *[x for item in common for x in ("--set", item)]],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    one, two = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
-    assert one["steps"] == two["steps"] == 5
-    problems, steps = [r["problem"] for r in rows[:8]], [r["steps"] for r in rows[:8]]
-    a = score(problems, steps, load_prm(tmp_path / "one" / "final"))
-    b = score(problems, steps, load_prm(tmp_path / "two" / "final"))
-    assert [x for s in a for x in s] == pytest.approx([x for s in b for x in s], abs=1e-4)
-
-
-@pytest.mark.slow
 def test_a_head_only_run_keeps_the_backbone_and_reuses_cached_features(tmp_path, tiny_lm):
     from safetensors.torch import load_file
     write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(200, seed=4))
@@ -290,12 +261,16 @@ def test_lora_resumes_from_a_checkpoint_exactly(tmp_path, tiny_lm):
 
 
 @pytest.mark.slow
-def test_two_fsdp_processes_train_what_one_process_with_accumulation_does(tmp_path, tiny_lm):
-    """sharding=fsdp on 2 CPU processes (gloo): each holds half the training state, and the
-    run ends at the weights of one process accumulating both micro-batches."""
+@pytest.mark.parametrize("sharding,port", [("ddp", 29517), ("fsdp", 29519)])
+def test_two_processes_train_what_one_process_with_accumulation_does(tmp_path, tiny_lm,
+                                                                     sharding, port):
+    """torchrun with 2 CPU processes (gloo): each takes its own micro-batches, so the run must
+    log the losses of, and end at the weights of, one process accumulating both; with ddp
+    (through Accelerate) each holds the whole model, with fsdp half its training state."""
     import os
     import subprocess
     import sys
+    pytest.importorskip("accelerate", reason="needs the accelerate extra")
     rows = flawed_toy_solutions(40, seed=5)
     write_jsonl(tmp_path / "train.jsonl", rows)
     common = [f"data={tmp_path / 'train.jsonl'}", f"model={tiny_lm}", "labels=truth.step_labels",
@@ -305,8 +280,9 @@ def test_two_fsdp_processes_train_what_one_process_with_accumulation_does(tmp_pa
           progress=False)
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_port", "29519", "-m", "prmkit.cli", "train", "--out", str(tmp_path / "two"),
-         *[x for item in common + ["sharding=fsdp"] for x in ("--set", item)]],
+         "--master_port", str(port), "-m", "prmkit.cli", "train", "--out",
+         str(tmp_path / "two"),
+         *[x for item in common + [f"sharding={sharding}"] for x in ("--set", item)]],
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     one, two = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))

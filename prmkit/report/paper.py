@@ -114,34 +114,29 @@ def plots(results: dict) -> dict[str, bytes]:
     ax.set_title("Where the label sources put the first error")
     out["label_agreement"] = png(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for name, t in results["training"].items():
-        ax.plot([h["step"] for h in t["history"]], [h["loss"] for h in t["history"]],
-                marker=".", label=name)
-    if not results["training"]:
-        empty(ax, "no PRM was trained")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss")
-    ax.set_title("PRM training")
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=8)
-    out["training"] = png(fig)
+    def curves(lines: dict[str, tuple[list, list]], xlabel: str, ylabel: str, title: str,
+               nothing: str) -> bytes:
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        for name, (xs, ys) in lines.items():
+            ax.plot(xs, [float("nan") if y is None else y for y in ys], marker=".",
+                    label=name)
+        if not lines:
+            empty(ax, nothing)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+        return png(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for name, m in results["processbench"].items():
-        ax.plot([s["threshold"] for s in m["sweep"]],
-                [s["average_f1"] if s["average_f1"] is not None else float("nan")
-                 for s in m["sweep"]], marker=".", label=name)
-    if not results["processbench"]:
-        empty(ax, "no ProcessBench run")
-    ax.set_xlabel("threshold (a step at or below it is an error)")
-    ax.set_ylabel("average F1 over subsets")
-    ax.set_title("ProcessBench F1 against threshold")
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=8)
-    out["processbench_threshold"] = png(fig)
+    out["training"] = curves(
+        {name: ([h["step"] for h in t["history"]], [h["loss"] for h in t["history"]])
+         for name, t in results["training"].items()},
+        "optimizer step", "training loss", "PRM training", "no PRM was trained")
+    out["processbench_threshold"] = curves(
+        {name: ([s["threshold"] for s in m["sweep"]], [s["average_f1"] for s in m["sweep"]])
+         for name, m in results["processbench"].items()},
+        "threshold (a step at or below it is an error)", "average F1 over subsets",
+        "ProcessBench F1 against threshold", "no ProcessBench run")
 
     sets = [(name, by_prm) for name, by_prm in results["bon"].items() if by_prm]
     fig, axes = plt.subplots(1, max(1, len(sets)), figsize=(5 * max(1, len(sets)), 3.6),
