@@ -20,6 +20,16 @@ import argparse
 import time
 from pathlib import Path
 
+from prmkit.annotate import mc
+from prmkit.backends import BackendConfig
+from prmkit.records import read_records, write_jsonl
+from prmkit.sample import SampleConfig
+from prmkit.sample import run as sample
+from prmkit.toyworld.plugin import resolve_policy
+from prmkit.toyworld.policy import PROMPT
+from prmkit.toyworld.problems import PRESETS, budget_for, make_problems
+from prmkit.toyworld.truth import TRUTH_HOOK
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -31,14 +41,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-mc"))
     args = parser.parse_args()
 
-    from prmkit.annotate import mc
-    from prmkit.backends import BackendConfig
-    from prmkit.records import read_records, write_jsonl
-    from prmkit.sample import SampleConfig
-    from prmkit.sample import run as sample
-    from prmkit.toyworld.policy import PROMPT, resolve_policy
-    from prmkit.toyworld.problems import PRESETS, budget_for, make_problems
-    from prmkit.toyworld.truth import TRUTH_HOOK
     policy = str(resolve_policy(args.policy))
     backend = BackendConfig(workers=args.workers)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from prmkit.prm.formats import get_format
+from prmkit.prm.model import LoadedPRM, save_prm
+from prmkit.prm.modules import StepRewardModel
+
 MEASURE = r"""
 import json, resource, sys, time
 import torch, transformers  # the baseline: what any scoring process has loaded anyway
@@ -34,7 +38,6 @@ if how == "lazy":
 elif how == "eager":
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModel
-    from prmkit.prm.model import StepRewardModel
     module = StepRewardModel(AutoModel.from_config(AutoConfig.from_pretrained(path)), "ce",
                              "separator", None)
     module.load_state_dict(load_file(path + "/model.safetensors"))
@@ -54,9 +57,6 @@ def build(folder: Path, layers: int) -> None:
     import torch
     from tokenizers import Tokenizer, models
     from transformers import AutoModel, PreTrainedTokenizerFast, Qwen2Config
-
-    from prmkit.prm.formats import get_format
-    from prmkit.prm.model import LoadedPRM, StepRewardModel, save_prm
     config = Qwen2Config(hidden_size=896, intermediate_size=4864, num_hidden_layers=layers,
                          num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
                          max_position_embeddings=4096, tie_word_embeddings=True)
@@ -66,7 +66,7 @@ def build(folder: Path, layers: int) -> None:
     core = Tokenizer(models.WordLevel({"<pad>": 0, "<|step|>": 1, "a": 2}, unk_token="a"))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>")
     tokenizer.add_special_tokens({"additional_special_tokens": ["<|step|>"]})
-    save_prm(LoadedPRM(module, tokenizer, get_format("prmkit"), 1), folder)
+    save_prm(LoadedPRM(module, tokenizer, get_format("step-token"), 1), folder)
 
 
 def main() -> None:

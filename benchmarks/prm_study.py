@@ -3,7 +3,7 @@ settings and measure, side by side, how each ranks the solutions *of one problem
 
 Reads a demo run folder (``prmkit demo`` writes ``runs/demo``): its training solutions
 (``consensus/annotated.jsonl``, with every label source and the exact truth) and its held-out
-solutions (``heldout/solutions.jsonl``). Every variant trains a PRM with ``prmkit.prm.train`` on
+solutions (the Best-of-N set's candidates, ``bon-toy/sample/solutions.jsonl``). Every variant trains a PRM with ``prmkit.prm.train`` on
 the same solutions and is measured on the held-out ones:
 
     process AUC   within-problem AUC, sound process vs flawed (exact truth), min step score,
@@ -18,7 +18,7 @@ the same solutions and is measured on the held-out ones:
         "mine=format=plain,readout=likelihood,lr=3e-4" --only mine
 
 Arms that change the model itself rather than a setting (Math-Shepherd's LM-logit readout,
-layers added on top) patch ``prmkit.prm.model`` for their run only. Each variant's PRM is kept
+layers added on top) patch ``prmkit.prm.train`` and ``prmkit.prm.modules`` for their run only. Each variant's PRM is kept
 in ``--out/<variant>`` and reused on a second run. The table is in the README ("Why the toy
 PRMs did not verify steps").
 """
@@ -30,9 +30,18 @@ import json
 import time
 from pathlib import Path
 
+from prmkit import config, rundir
+from prmkit.evaluate import bon, processbench
+from prmkit.evaluate.ranking import solution_groups, within_problem_auc
+from prmkit.prm import modules as prm_modules
+from prmkit.prm import train as prm_train
+from prmkit.prm.score import score
+from prmkit.prm.train import TrainConfig, train, untrained
+from prmkit.records import read_records
+
 # name -> prmkit.prm.train settings (over BASE). The first is the demo's setting before the fix.
 BASE = {"labels": "truth.step_labels", "batch_size": 16, "eval_fraction": 0, "max_steps": 50,
-        "lr": 1e-3, "format": "prmkit"}
+        "lr": 1e-3, "format": "step-token"}
 VARIANTS = {
     # the field's standard readout: a head on the hidden state at each step's separator
     "separator token (the demo before)": {},
@@ -109,9 +118,9 @@ ARMS = {"lm-logits": lm_logit_arm, "add-2-layers": add_layers_arm, "untrained": 
 
 
 def with_arm(arm: str | None):
-    """Patch ``build_prm`` (training) and ``StepRewardModel`` (loading for scoring) for an arm."""
-    import prmkit.prm.model as model
-    originals = model.build_prm, model.StepRewardModel.__init__
+    """Patch ``build_prm`` (as training calls it) and ``StepRewardModel`` (loading for scoring)
+    for an arm."""
+    originals = prm_train.build_prm, prm_modules.StepRewardModel.__init__
     if arm is None or ARMS[arm] is None:
         return originals
     change = ARMS[arm]
@@ -127,13 +136,12 @@ def with_arm(arm: str | None):
             import torch
             self.score = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Identity(),
                                              torch.nn.Linear(backbone.config.hidden_size, 2))
-    model.build_prm, model.StepRewardModel.__init__ = build, init
+    prm_train.build_prm, prm_modules.StepRewardModel.__init__ = build, init
     return originals
 
 
 def restore(originals) -> None:
-    import prmkit.prm.model as model
-    model.build_prm, model.StepRewardModel.__init__ = originals
+    prm_train.build_prm, prm_modules.StepRewardModel.__init__ = originals
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
@@ -146,30 +154,25 @@ def parse_variant(text: str) -> tuple[str, dict]:
 
 
 def within(solutions, scores, good):
-    from prmkit.evaluate.ranking import solution_groups, within_problem_auc
     agg = {s["id"]: min(scores[s["id"]]) if scores[s["id"]] else None for s in solutions}
     return within_problem_auc(solution_groups(solutions, agg, good))
 
 
 def measure(prm_folder: Path, train: list[dict], heldout: list[dict], bench: list[dict]) -> dict:
-    from prmkit.evaluate import bon as bon_eval
-    from prmkit.evaluate import processbench
-    from prmkit.pipeline import candidate_sets
-    from prmkit.prm.score import score
     everything = heldout + train
     rows = score([s["problem"] for s in everything], [s["steps"] for s in everything],
                  str(prm_folder))
     scores = {s["id"]: row for s, row in zip(everything, rows)}
     sound = lambda s: s["truth"]["label"] < 0  # noqa: E731
     right = lambda s: s["final_answer_correct"]  # noqa: E731
-    pb = processbench(bench, step_scores={b["id"]: scores[b["id"]] for b in bench})
+    pb = processbench.metrics(bench, step_scores={b["id"]: scores[b["id"]] for b in bench})
     best = pb["best_threshold_per_subset"]["toy"]
-    bon = bon_eval({"toy": candidate_sets(heldout, scores)}, group_by="string")
+    best_of_n = bon.metrics({"toy": bon.candidate_sets(heldout, scores)},
+                            group_by="string")["benchmarks"]["toy"]
     return {"process": within(heldout, scores, sound), "answer": within(heldout, scores, right),
             "fit": within(train, scores, sound), "f1": best.get("f1"),
-            "bon": {"ns": bon["benchmarks"]["toy"]["ns"],
-                    **{m: list(by_n.values()) for m, by_n in
-                       bon["benchmarks"]["toy"]["accuracy"].items()}}}
+            "bon": {"ns": best_of_n["ns"],
+                    **{m: list(by_n.values()) for m, by_n in best_of_n["accuracy"].items()}}}
 
 
 def main() -> None:
@@ -182,16 +185,11 @@ def main() -> None:
     parser.add_argument("--base", default="", help="settings over the base: key=value,...")
     args = parser.parse_args()
 
-    from prmkit import config
-    from prmkit.pipeline import bench_items, slug
-    from prmkit.prm.train import TrainConfig, train, untrained
-    from prmkit.records import read_records
-
     data = args.run / "consensus" / "annotated.jsonl"
     policy = json.loads((args.run / "results.json").read_text())["policy"]
     train_set = read_records(data, "solution")
-    heldout = read_records(args.run / "heldout" / "solutions.jsonl", "solution")
-    bench = bench_items(heldout)
+    heldout = read_records(args.run / "bon-toy" / "sample" / "solutions.jsonl", "solution")
+    bench = processbench.items_from_truth(heldout, subset="toy")
     variants = dict(VARIANTS)
     variants.update(parse_variant(v) for v in args.variant)
     base = {**BASE, **parse_variant("base=" + args.base)[1]}
@@ -202,7 +200,7 @@ def main() -> None:
         values = {**base, **settings, "data": str(data), "model": policy}
         arm = values.pop("arm", None)
         cfg = config.load(TrainConfig, None, [f"{k}={v}" for k, v in values.items()])
-        folder = args.out / slug(name)
+        folder = args.out / rundir.slug(name)
         began = time.monotonic()
         originals = with_arm(arm)
         try:

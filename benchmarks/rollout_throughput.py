@@ -13,12 +13,15 @@ from __future__ import annotations
 import argparse
 import time
 
+from prmkit.backends import SamplingParams, load_backend
+from prmkit.prompting import render
+from prmkit.steps import join_steps, split_steps
+from prmkit.toyworld.plugin import resolve_policy
+from prmkit.toyworld.policy import PROMPT
+from prmkit.toyworld.problems import PRESETS, budget_for, make_problems
+
 
 def prefixes(n: int) -> list[str]:
-    from prmkit.prompting import render
-    from prmkit.steps import join_steps, split_steps
-    from prmkit.toyworld.policy import PROMPT
-    from prmkit.toyworld.problems import PRESETS, make_problems
     prompts = []
     for p in make_problems(PRESETS["mixed"], n, seed=0, split="bench"):
         steps = split_steps(p["solution"])
@@ -28,8 +31,6 @@ def prefixes(n: int) -> list[str]:
 
 
 def measure(policy: str, prompts: list[str], workers: int, batch_size: int, n: int) -> dict:
-    from prmkit.backends import SamplingParams, load_backend
-    from prmkit.toyworld.problems import PRESETS, budget_for, make_problems
     budget = budget_for(make_problems(PRESETS["mixed"], 1))
     params = SamplingParams(n=n, temperature=1.0, max_new_tokens=budget, seed=0)
     with load_backend("hf", policy, workers=workers, batch_size=batch_size) as backend:
@@ -54,7 +55,6 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,16,64")
     args = parser.parse_args()
 
-    from prmkit.toyworld.policy import resolve_policy
     policy = str(resolve_policy(args.policy))
     prompts = prefixes(args.prefixes)
     print(f"policy {policy}\n{len(prompts)} prefixes x {args.samples} rollouts, T=1.0\n")

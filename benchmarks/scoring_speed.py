@@ -18,6 +18,10 @@ import argparse
 import time
 from pathlib import Path
 
+from prmkit.formats.processbench import read
+from prmkit.prm.model import build_prm
+from prmkit.prm.score import encode, score_encoded
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "processbench" / "gsm8k.json"
 
 
@@ -50,10 +54,6 @@ def main() -> None:
 
     import torch
     from transformers import Qwen2Config
-
-    from prmkit.formats.processbench import read
-    from prmkit.prm.model import build_prm
-    from prmkit.prm.score import encode, score_encoded
     items = read(args.data)[:args.n]
     tokenizer = bpe_tokenizer([i["problem"] + "\n\n" + "\n\n".join(i["steps"]) for i in items],
                               args.vocab)

@@ -31,6 +31,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from prmkit.models import load_tokenizer
+from prmkit.prm.memory import estimate
+from prmkit.prm.train import TrainConfig, longest_micro_batch, train
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "processbench"
 CONFIGS = {
@@ -53,9 +57,6 @@ def worker(settings: dict) -> None:
     """One training run in this process; prints its peak above the baseline, in GiB."""
     import torch  # noqa: F401  the baseline: what any training process has loaded anyway
     import transformers  # noqa: F401
-
-    from prmkit.models import load_tokenizer
-    from prmkit.prm.train import TrainConfig, train
     load_tokenizer(settings["model"])
     Path(settings["data"]).read_text()
     base = status_kib("VmRSS")
@@ -114,9 +115,6 @@ def settings_for(name: str, model: Path, data: Path, out: Path) -> dict:
 
 def estimate_for(settings: dict, processes: int):
     from transformers import AutoConfig
-
-    from prmkit.prm.memory import estimate
-    from prmkit.prm.train import TrainConfig, longest_micro_batch
     tokens, length = longest_micro_batch(TrainConfig(**{k: v for k, v in settings.items()
                                                         if k != "out"}))
     return estimate(AutoConfig.from_pretrained(settings["model"]), tokens=tokens, length=length,

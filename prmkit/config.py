@@ -31,22 +31,27 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from prmkit.errors import InputError
+from prmkit.records import read_yaml_mapping
 
 REQUIRED = dataclasses.MISSING
 
 
 def setting(default: Any = REQUIRED, help: str = "", *, choices: Iterable[str] | None = None,
-            positional: bool = False, schema: type | None = None, short: str | None = None,
-            ge: float | None = None, gt: float | None = None, le: float | None = None,
-            lt: float | None = None):
+            positional: bool = False, schema: type | None = None, each: type | None = None,
+            short: str | None = None, ge: float | None = None, gt: float | None = None,
+            le: float | None = None, lt: float | None = None):
     """A dataclass field with its help text; optionally its allowed values or bounds (``ge``,
     ``gt``, ``le``, ``lt``: a number, or every number of a list), that it is the command's
-    positional argument (or its short flag), or (for a mapping) the dataclass whose fields its
-    keys must be (a recipe's ``mc`` section holds ``MCConfig`` settings)."""
+    positional argument (or its short flag), or for a mapping the dataclass whose fields its
+    keys must be (``schema``: a recipe's ``mc`` section holds ``MCConfig`` settings) or that
+    each of its values is (``each``: Best-of-N sets, name -> data section)."""
     bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
     metadata = {"help": help, "choices": tuple(choices) if choices else None,
-                "positional": positional, "schema": schema, "short": short, "bounds": bounds}
+                "positional": positional, "schema": schema, "each": each, "short": short,
+                "bounds": bounds}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default),
                                  metadata=metadata)
@@ -175,6 +180,13 @@ def typed(cls, values: Mapping[str, Any], path=None, where: str = "") -> dict:
                 raise InputError("expected a mapping", path=path, field=name)
             out[key] = typed(section, value, path, f"{name}.")
             continue
+        each = known[key].metadata.get("each")
+        if each is not None and value is not None:
+            if not isinstance(value, Mapping):
+                raise InputError("expected a mapping of names to sections", path=path,
+                                 field=name)
+            out[key] = {k: typed(each, v or {}, path, f"{name}.{k}.") for k, v in value.items()}
+            continue
         out[key] = coerce(value, types[key], name, path)
         choices = known[key].metadata.get("choices")
         if choices and out[key] is not None and out[key] not in choices:
@@ -211,13 +223,28 @@ def build(cls, values: Mapping[str, Any], path=None, where: str = ""):
     setting left out is an error naming it."""
     values = dict(values)
     for f in fields(cls):
-        section = _section(hints(cls)[f.name])
+        section, each = _section(hints(cls)[f.name]), f.metadata.get("each")
         if section is not None:
             values[f.name] = build(section, values.get(f.name) or {}, path, f"{where}{f.name}.")
+        elif each is not None and values.get(f.name):  # kept as mappings, defaults filled in
+            values[f.name] = {k: to_dict(build(each, v, path, f"{where}{f.name}.{k}."))
+                              for k, v in values[f.name].items()}
         elif f.name not in values and default_of(f) is REQUIRED:
             raise InputError("required setting missing", path=path, field=f"{where}{f.name}")
     made = check_values(cls(**values), path, where)
     return made.validate() if hasattr(made, "validate") else made
+
+
+def section_of(cls, *, drop: Iterable[str] = (), name: str | None = None, **extra) -> type:
+    """A recipe section that holds the settings of ``cls`` but ``drop`` (those the pipeline
+    fills in itself, like a stage's input file), and ``extra`` fields (name -> (type,
+    setting(...))). Such a section is a mapping of what the recipe gives; the stage's own
+    config is built from it, defaults and all, when the stage runs."""
+    kinds, dropped = hints(cls), set(drop)
+    spec = [(f.name, kinds[f.name], dataclasses.field(default=None, metadata=f.metadata))
+            for f in fields(cls) if f.name not in dropped]
+    spec += [(key, kind, made) for key, (kind, made) in extra.items()]
+    return dataclasses.make_dataclass(name or f"{cls.__name__}Section", spec, frozen=True)
 
 
 def merge(base: Mapping, update: Mapping) -> dict:
@@ -234,7 +261,6 @@ def merge(base: Mapping, update: Mapping) -> dict:
 def parse_overrides(items: Iterable[str]) -> dict:
     """``a.b=value`` strings as a nested mapping; values are read as YAML (numbers, booleans,
     null, lists keep their types; ``typed`` checks them against the fields)."""
-    import yaml
     out: dict = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -257,7 +283,6 @@ def load(cls, yaml_path: str | Path | None = None, overrides: Iterable[str] = ()
     overrides; then the config's own ``validate()`` where it has one."""
     values: dict = {}
     if yaml_path:
-        from prmkit.records import read_yaml_mapping
         values.update(typed(cls, read_yaml_mapping(yaml_path), yaml_path))
     values.update(typed(cls, {k: v for k, v in (given or {}).items() if v is not None}))
     values.update(typed(cls, parse_overrides(overrides), "--set"))

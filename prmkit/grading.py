@@ -28,6 +28,7 @@ import functools
 import multiprocessing
 import re
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -223,7 +224,6 @@ def _compare_in_this_thread(answer: str, gold: str) -> Grade:
     if not parsed_pred:
         return Grade(Outcome.UNPARSEABLE, answer, "parse-failed")
 
-    import time
     timed_out, deadline = False, time.monotonic() + TIMEOUT_SECONDS
     for g in parsed_gold:
         for p in parsed_pred:

@@ -40,12 +40,14 @@ vote: no verdict (None).
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from prmkit.errors import InputError
+from prmkit.grading import last_boxed
 
 MISSING = object()
 
@@ -106,7 +108,6 @@ def hard_labels(record: dict, field: str = "step_labels") -> list[bool]:
 def step_value(value, i: int) -> float:
     """A per-step label as a number: a boolean, 0/1 or a soft value, finite and in [0, 1].
     Anything else (NaN, 1.7, -0.5, a string) is a ValueError naming the step."""
-    import math
     if isinstance(value, bool):
         return float(value)
     if not isinstance(value, (int, float)):
@@ -272,13 +273,9 @@ def default_truth(records: list[dict]) -> Source | None:
 
 # --- critiques and votes ------------------------------------------------------------------------
 
-CRITIQUE_STATUSES = ("ok", "no-index", "out-of-range")
-
-
 def parse_critique(text: str, n_steps: int) -> tuple[int | None, str]:
     """(index, status) of a critique: the paragraph its last ``\\boxed{}`` names (-1: none is
     wrong) and ``ok``; or None and ``no-index`` / ``out-of-range``."""
-    from prmkit.grading import last_boxed
     boxed = last_boxed(text)
     if boxed is None:
         return None, "no-index"

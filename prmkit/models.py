@@ -8,7 +8,9 @@ folders without ``tokenizer.json`` (slow, sentencepiece-only tokenizers) go thro
 
 from __future__ import annotations
 
+import functools
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from prmkit.errors import InputError
@@ -21,35 +23,55 @@ def model_folder(name: str | Path, field: str = "model") -> Path:
     hub id (``Qwen/Qwen2.5-Math-PRM-7B``) fetched into (or found in) the Hugging Face cache by
     huggingface_hub, as ``from_pretrained`` would; ``HF_HUB_OFFLINE=1`` reads the cache alone.
     Anything else is an error that says which."""
+    return _local_or_hub(name, field, MODEL_FOLDER)
+
+
+def tokenizer_folder(name: str | Path, field: str = "tokenizer") -> Path:
+    """A tokenizer's local folder: ``name`` itself when it holds a ``tokenizer.json`` or a
+    ``tokenizer_config.json`` (what the tokenizer classes read: a model's config.json is not
+    needed), else a hub id as ``model_folder`` has it, with its tokenizer files alone fetched.
+    Anything else is an error that names the path."""
+    return _local_or_hub(name, field, TOKENIZER_FOLDER)
+
+
+@dataclass(frozen=True)
+class _FolderKind:
+    what: str                           # "model" or "tokenizer", for the messages
+    needs: tuple[str, ...]              # a folder of the kind holds one of these files
+    not_here: str                       # the error for a local folder without them
+    download: tuple[str, ...] | None    # the files of a hub repository fetched (None: all)
+
+
+MODEL_FOLDER = _FolderKind("model", ("config.json",),
+                           "no config.json here: not a saved Hugging Face model", None)
+# a tokenizer's files (BPE, SentencePiece, tiktoken vocabularies, chat templates), never the
+# weights: the openai backend's tokenizer only renders prompts, the model runs elsewhere
+TOKENIZER_FOLDER = _FolderKind(
+    "tokenizer", ("tokenizer.json", "tokenizer_config.json"),
+    "no tokenizer.json or tokenizer_config.json here: not a saved tokenizer",
+    ("*.json", "*.model", "*.txt", "*.tiktoken", "*.jinja"))
+
+
+def _local_or_hub(name: str | Path, field: str, kind: _FolderKind) -> Path:
     path = Path(name)
     if path.is_dir():
-        if not (path / "config.json").exists():
-            raise InputError("no config.json here: not a saved Hugging Face model", path=path,
-                             field=field)
+        if not any((path / f).exists() for f in kind.needs):
+            raise InputError(kind.not_here, path=path, field=field)
         return path
     if path.exists() or not HUB_ID.match(str(name)):
-        raise InputError("model folder not found (and not a hub id such as org/name)",
+        raise InputError(f"{kind.what} folder not found (and not a hub id such as org/name)",
                          path=path, field=field)
     from huggingface_hub import snapshot_download
     try:
-        folder = Path(snapshot_download(str(name)))
+        folder = Path(snapshot_download(str(name), allow_patterns=kind.download))
     except Exception as e:  # offline, unknown repo, gated, no network: one line each
         raise InputError(f"not a local folder, and the hub copy could not be had "
                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]})", path=path,
                          field=field) from None
-    if not (folder / "config.json").exists():
-        raise InputError("the hub repository has no config.json: not a model", path=path,
-                         field=field)
+    if not any((folder / f).exists() for f in kind.needs):
+        raise InputError(f"the hub repository has no {' or '.join(kind.needs)}: not a "
+                         f"{kind.what}", path=path, field=field)
     return folder
-
-
-def _check_folder(path: str | Path, what: str) -> Path:
-    path = Path(path)
-    if not path.is_dir():
-        raise InputError(f"{what} folder not found", path=path)
-    if not (path / "config.json").exists() and what == "model":
-        raise InputError("no config.json here: not a saved Hugging Face model", path=path)
-    return path
 
 
 def load_tokenizer(path: str | Path, *, padding_side: str = "left"):
@@ -70,7 +92,6 @@ def load_tokenizer(path: str | Path, *, padding_side: str = "left"):
     return tok
 
 
-DEVICES_HELP = "auto (a GPU when there is one, else the CPU), cpu, cuda or cuda:N"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -123,8 +144,6 @@ def attention_in_fp32(model) -> None:
     query/key products blur it. Measured on the toy policy (default world, 400 steps):
     held-out accuracy 9.6% with full bf16 autocast, 15.2% all in fp32 (0.75 s a step), 17.1%
     with fp32 attention only (0.62 s a step, as fast as full bf16)."""
-    import functools
-
     import torch
 
     def fp32_forward(forward, hidden_states, *args, **kwargs):

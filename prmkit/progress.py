@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 import time
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
 LOG_EVERY = 0.05  # a plain line each time another 5% of the work is done
 
 
@@ -21,22 +23,16 @@ class Bar:
         self.label, self.total, self.done = label, max(1, total), done
         self.began, self.logged = time.monotonic(), -1
         if enabled and not self.plain:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TimeElapsedColumn,
-            )
             self.bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn())
             self.task = self.bar.add_task(label, total=total, completed=done)
             self.bar.start()
 
-    def advance(self, description: str | None = None) -> None:
-        self.done += 1
+    def advance(self, description: str | None = None, n: int = 1) -> None:
+        self.done += n
         if self.bar is not None:
             extra = {"description": description} if description else {}
-            self.bar.update(self.task, advance=1, **extra)
+            self.bar.update(self.task, advance=n, **extra)
         elif self.plain:
             step = int(self.done / self.total / LOG_EVERY)
             if step > self.logged or self.done == self.total:

@@ -13,6 +13,7 @@ Formats are named; their text lives in ``prmkit/prompts/`` as files, never inlin
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,7 +24,8 @@ FORMATS = {"plain": ("plain", "plain.txt"), "qwen-math": ("chat", "qwen_math_sys
 
 
 @lru_cache(maxsize=None)
-def _read(path: str) -> str:
+def read_template(path: str) -> str:
+    """A prompt template file's text (read once)."""
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -56,7 +58,6 @@ def chat_prompt(messages: list[dict], tokenizer=None, partial: str = "") -> Prom
     """The conversation ready for the assistant's turn, ``partial`` being the start of that
     turn: the template's text plus ``partial`` when ``tokenizer`` has a chat template (byte
     for byte what a server's ``continue_final_message`` makes of the same messages)."""
-    import json
     full = list(messages) + ([{"role": "assistant", "content": partial}] if partial else [])
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         return Prompt(json.dumps(full, ensure_ascii=False), full, templated=False)
@@ -70,9 +71,9 @@ def render(fmt: str, problem: str, tokenizer=None, partial: str = "") -> Prompt:
     Carlo rollout continues from)."""
     if fmt in FORMATS:
         layout, name = FORMATS[fmt]
-        text = _read(str(PROMPTS / name))
+        text = read_template(str(PROMPTS / name))
     elif fmt.endswith(".txt"):
-        layout, text = "plain", _read(fmt)
+        layout, text = "plain", read_template(fmt)
     else:
         raise InputError(f"unknown prompt format {fmt!r}; use one of {sorted(FORMATS)} or a "
                          ".txt template file", field="prompt")

@@ -47,6 +47,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from prmkit.errors import InputError
 
 Check = Callable[[Any], Any]
@@ -399,7 +401,6 @@ def read_records(path: str | Path, kind: str, *, unique_ids: bool = True,
 
 def read_yaml_mapping(path: str | Path, what: str = "settings") -> dict:
     """A YAML file that must hold a mapping (a config, a recipe); errors name the file."""
-    import yaml
     try:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:

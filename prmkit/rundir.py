@@ -14,16 +14,24 @@ write the result, then the config and the marker. Work that runs in shards resum
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import platform
+import re
+import shutil
+import socket
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from prmkit import plugins
 from prmkit.errors import InputError
 from prmkit.records import atomic_write_text, write_json
 
@@ -99,7 +107,6 @@ def finish(out: str | Path, config: dict[str, Any]) -> None:
 def replace_folder(path: str | Path, fill) -> Path:
     """Build a folder through ``fill(tmp)`` beside ``path``, then move it into place, so a
     reader (or a resumed run) sees the old folder or the new one, never half of one."""
-    import shutil
     path = Path(path)
     tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -114,11 +121,12 @@ def replace_folder(path: str | Path, fill) -> Path:
 
 
 def input_digests(inputs: Mapping[str, str | Path | None]) -> dict[str, str | None]:
-    """sha256 of every input file or folder; a hub source (``hub:NAME``) has none. A missing
+    """sha256 of every input file or folder; a hub source (``hub:NAME``) or a registered
+    problem source (``toy:...``, whose spec says all) has none. A missing
     input is an error naming it, before any work."""
     out = {}
     for name, source in inputs.items():
-        if source is None or str(source).startswith("hub:"):
+        if source is None or str(source).startswith("hub:") or plugins.source_of(str(source)):
             out[name] = None
             continue
         if not Path(source).exists():
@@ -137,11 +145,6 @@ def owned(out: str | Path):
     """Hold ``out`` for this process: a second run on a busy folder is refused with a message
     that names the holder. The lock is the kernel's (``flock`` on ``out/.lock``), so a killed
     process never leaves it stuck: its lock goes with it."""
-    import fcntl
-    import os
-    import socket
-    import sys
-    import time
     out = check_out(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -170,6 +173,12 @@ def owned(out: str | Path):
     finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+def slug(name: str) -> str:
+    """A name as a folder name: lower case, a dash for every run of other characters
+    (``MC hard`` and ``MC-hard`` are both ``mc-hard``: names a run uses must differ here)."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def check_out(out: str | Path) -> Path:
@@ -206,7 +215,6 @@ def run_stage(out: str | Path, config: dict[str, Any], work: Callable[[Path, dic
     returned. ``force`` drops unfinished shards made with other settings. ``writer`` is false in
     data-parallel processes other than the first: they do their share of the work and write
     nothing (their result is ``{}``)."""
-    import shutil
     out = check_out(out)
     config = {**config, "inputs_sha256": input_digests(inputs or {})}
     if not writer:  # with --force too: the writer redoes the work, and needs its partners

@@ -3,8 +3,8 @@
 A stage hands the runner a list of items and a function that turns a shard (a list of items)
 into output records. Each shard is written to ``<out>/shards/NNNNN.jsonl`` atomically and then
 marked done by ``NNNNN.done``, written last; a re-run skips done shards and redoes the rest, so a
-stage killed at any moment loses at most the shards in flight. ``merge`` joins the shards in
-order into one file.
+stage killed at any moment loses at most the shards in flight. ``records`` joins the shards'
+records in order.
 
 The shard layout is fixed by the stage's config (``shards/config.json``): resuming with another
 config is refused rather than mixing outputs of two configs.
@@ -14,15 +14,24 @@ over the generation backend's worker processes); ``ray`` hands them to Ray actor
 builds its worker (a backend, a model) once and then handles many shards. Either way the driver
 writes every shard, so the files, their atomicity and the resume logic are the same, and for a
 fixed seed the merged output does not depend on the executor.
+
+``ShardedStage`` is the one setup of a stage that runs in shards (sample, annotate mc and judge,
+score): its folder through ``rundir.run_stage``, its items in shards, its merged records
+written. A new sharded stage is its settings, a worker factory and what it makes of the records.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prmkit import config, rundir
 from prmkit.errors import InputError
 from prmkit.progress import Bar
 from prmkit.records import atomic_write_text, iter_json_items, write_json, write_jsonl
@@ -31,6 +40,9 @@ from prmkit.rundir import StaleFolder
 Work = Callable[[list[Any], int], list[dict]]  # (shard items, shard index) -> records
 WorkFactory = Callable[[], Work]  # builds a Work once per process or actor (picklable for Ray)
 EXECUTORS = ("local", "ray")
+# the settings that say where the shards run (BackendConfig's and ScoreConfig's): they change
+# the speed, never the output, so they stay out of every stage's config hash
+EXECUTOR_FIELDS = ("executor", "actors", "actor_cpus", "actor_gpus")
 
 
 class StaleShards(StaleFolder):
@@ -89,11 +101,6 @@ class Shards:
         if missing:
             raise RuntimeError(f"cannot merge: shards {missing[:5]} are not done")
         return [r for i in range(self.count) for r in self.read(i)]
-
-    def merge(self, path: str | Path) -> list[dict]:
-        records = self.records()
-        write_jsonl(path, records)
-        return records
 
 
 def run_local(shards: Shards, work: Work, *, progress: bool = True, label: str = "") -> None:
@@ -176,9 +183,6 @@ def start_ray(ray) -> None:
     """Connect to the cluster named by ``RAY_ADDRESS``, or start a local Ray that does not
     outlive this process: its helper processes (GCS, raylet, ...) are ended by a small reaper
     when the driver dies, even by ``kill -9``; the actors die with their raylet."""
-    import os
-    import subprocess
-    import sys
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     if os.environ.get("RAY_ADDRESS"):
         return  # a cluster this process does not own
@@ -243,3 +247,43 @@ def run_ray(shards: Shards, factory: WorkFactory, *, actors: int = 2, actor_cpus
         bar.stop()
         for worker in workers:
             ray.kill(worker)
+
+
+# --- the one setup of a sharded stage -----------------------------------------------------------
+
+def executor_options(settings) -> dict:
+    """``run``'s executor keywords, from the settings that hold them (a BackendConfig, or a
+    ScoreConfig)."""
+    return {name: getattr(settings, name) for name in EXECUTOR_FIELDS}
+
+
+def stage_config(stage: str, settings, *, drop: Sequence[str] = (), **extra) -> dict:
+    """What makes a stage's output what it is, for its config hash: ``{"stage": stage}``, then
+    ``settings`` (a config dataclass) but the fields in ``drop``, then ``extra``."""
+    kept = {k: v for k, v in config.to_dict(settings).items() if k not in drop}
+    return {"stage": stage, **kept, **extra}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardedStage:
+    """A stage whose items run in resumable shards, set up once.
+
+    ``run`` opens ``out`` through ``rundir.run_stage`` (a folder complete with ``config`` is
+    not redone), then ``read()`` gives the items, ``shard_size`` of them a shard, and the
+    pending shards run on workers that ``factory`` builds, on the executor ``executor`` names;
+    ``finish(folder, records)`` writes the merged records and returns the metrics."""
+    config: dict                                   # hashed into config.json (``stage_config``)
+    inputs: Mapping[str, str | Path | None]        # input files, their hashes join the config
+    read: Callable[[], list]                       # the items, read once the folder is held
+    factory: WorkFactory                           # one worker a process or Ray actor
+    finish: Callable[[Path, list[dict]], dict]     # merged records -> files written, metrics
+    shard_size: int
+    executor: dict                                 # ``executor_options``
+    label: str                                     # the progress bar's
+
+    def run(self, out: str | Path, *, force: bool = False, progress: bool = True) -> dict:
+        def work(folder: Path, full_config: dict) -> dict:
+            shards = Shards(folder, self.read(), self.shard_size, full_config)
+            run(shards, self.factory, progress=progress, label=self.label, **self.executor)
+            return self.finish(folder, shards.records())
+        return rundir.run_stage(out, self.config, work, inputs=self.inputs, force=force)

@@ -24,14 +24,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from prmkit import config, rundir
+from prmkit import config
+from prmkit.backends import BackendConfig, BackendWorkerFactory, SamplingParams, stage_backend
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
-
-if TYPE_CHECKING:
-    from prmkit.backends import BackendConfig
+from prmkit.formats import read_as
+from prmkit.grading import extract_answer, grade_many
+from prmkit.prompting import render
+from prmkit.records import write_jsonl
+from prmkit.runner import ShardedStage, executor_options, stage_config
+from prmkit.steps import split_steps
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,6 @@ def truth_hook(spec: str) -> Callable[[dict, list[str]], dict]:
 
 def solution_record(problem: dict, j: int, completion, generator: str, grade,
                     truth: Callable | None = None) -> dict:
-    from prmkit.steps import split_steps
     steps = split_steps(completion.text) or [completion.text]
     record = {
         "id": f"{problem['id']}-{j}", "problem_id": problem["id"], "problem": problem["problem"],
@@ -93,9 +95,6 @@ def solution_record(problem: dict, j: int, completion, generator: str, grade,
 def sample_solutions(backend, problems: list[dict], cfg: SampleConfig, *,
                      processes: int = 1) -> list[dict]:
     """N solutions for each problem, graded, in problem order."""
-    from prmkit.backends import SamplingParams
-    from prmkit.grading import extract_answer, grade_many
-    from prmkit.prompting import render
     prompts = [render(cfg.prompt, p["problem"], backend.tokenizer) for p in problems]
     params = SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
                             max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
@@ -109,25 +108,13 @@ def sample_solutions(backend, problems: list[dict], cfg: SampleConfig, *,
 
 
 class SampleWorker:
-    """Samples one shard of problems with its own backend."""
+    """Samples shards of problems with one backend (its own: ``BackendWorkerFactory``)."""
 
     def __init__(self, cfg: SampleConfig, backend):
         self.cfg, self.backend = cfg, backend
 
     def __call__(self, problems: list[dict], index: int) -> list[dict]:
         return sample_solutions(self.backend, problems, self.cfg)
-
-
-@dataclass(frozen=True)
-class SampleWorkerFactory:
-    """Builds a SampleWorker: once locally, once in each Ray actor (one model copy each)."""
-    cfg: SampleConfig
-    backend: "BackendConfig"
-
-    def __call__(self) -> SampleWorker:
-        from prmkit.backends import load_backend
-        return SampleWorker(self.cfg, load_backend(self.backend.backend, self.cfg.model,
-                                                   **self.backend.options()))
 
 
 def summarize(records: list[dict]) -> dict:
@@ -154,28 +141,26 @@ def summarize(records: list[dict]) -> dict:
     return metrics
 
 
+def read_problems(cfg: SampleConfig) -> list[dict]:
+    problems = read_as(cfg.problems, cfg.format, "problem")
+    if not problems:  # nothing to sample is a mistake, never an empty finished folder
+        raise InputError("no problems in this file", path=cfg.problems, field="problems")
+    return problems
+
+
 def run(cfg: SampleConfig, out: str | Path, *, backend: BackendConfig | None = None,
         force: bool = False, progress: bool = True) -> dict:
     """Sample into ``out`` (resuming an interrupted run); returns the metrics."""
-    from prmkit.backends import BackendConfig
-    from prmkit.runner import Shards
-    from prmkit.runner import run as run_shards
     cfg.validate()
-    backend = backend or BackendConfig()
-    backend.check_model(cfg.model)
-    backend.check_prompt(cfg.prompt)
+    backend = stage_backend(backend, cfg.model, cfg.prompt)
 
-    def work(folder: Path, stage_config: dict) -> dict:
-        from prmkit.formats import read_as
-        problems = read_as(cfg.problems, cfg.format, "problem")
-        if not problems:  # nothing to sample is a mistake, never an empty finished folder
-            raise InputError("no problems in this file", path=cfg.problems, field="problems")
-        shards = Shards(folder, problems, cfg.shard_size, stage_config)
-        run_shards(shards, SampleWorkerFactory(cfg, backend), progress=progress,
-                   label="sampling", **backend.executor_options())
-        return summarize(shards.merge(folder / "solutions.jsonl"))
+    def finish(folder: Path, records: list[dict]) -> dict:
+        write_jsonl(folder / "solutions.jsonl", records)
+        return summarize(records)
 
-    stage_config = {"stage": "sample", **config.to_dict(cfg),
-                    "backend": backend.output_relevant()}
-    return rundir.run_stage(out, stage_config, work, inputs={"problems": cfg.problems},
-                            force=force)
+    return ShardedStage(
+        config=stage_config("sample", cfg, backend=backend.output_relevant()),
+        inputs={"problems": cfg.problems}, read=lambda: read_problems(cfg),
+        factory=BackendWorkerFactory(SampleWorker, cfg, backend), finish=finish,
+        shard_size=cfg.shard_size, executor=executor_options(backend), label="sampling",
+    ).run(out, force=force, progress=progress)

@@ -25,6 +25,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from prmkit.backends.base import SamplingParams
+from prmkit.backends.hf import HFBackend
 from prmkit.errors import InputError
 
 
@@ -33,7 +35,6 @@ class ModelServer:
 
     def __init__(self, model: str, *, name: str | None = None, record: str | Path | None = None,
                  device: str = "auto", dtype: str = "auto", max_new_tokens: int = 512):
-        from prmkit.backends.hf import HFBackend
         self.backend = HFBackend(model, device=device, dtype=dtype)
         self.tokenizer = self.backend.tokenizer
         self.name = name or Path(model).name
@@ -58,7 +59,6 @@ class ModelServer:
             add_generation_prompt=bool(body.get("add_generation_prompt", not go_on)))
 
     def complete(self, body: dict, chat: bool) -> dict:
-        from prmkit.backends.base import SamplingParams
         prompt = self.prompt_of(body, chat)
         stop = body.get("stop") or ()
         params = SamplingParams(n=int(body.get("n") or 1),

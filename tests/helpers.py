@@ -6,6 +6,10 @@ import random
 
 import pytest
 
+from prmkit.toyworld.problems import PRESETS, Spec, canonical_steps, make_problems
+from prmkit.toyworld.tokenizer import build_char_tokenizer
+from prmkit.toyworld.truth import judge
+
 PRM_STEPS = ["Ben has 3 more than Ann: 7+3=10.", "(Dee has 2 fewer than Ann): 7-2=5.",
              "Ben gives away 4:  10-4= 6.", "The answer is \\boxed{6}."]
 
@@ -14,7 +18,6 @@ TEXT = "Ann has 7 coins. Ben has 3 more than Ann. " * 20 + " ки + - <extra_0> 
 
 
 def char_tokenizer():
-    from prmkit.toyworld.tokenizer import build_char_tokenizer
     return build_char_tokenizer()
 
 
@@ -75,8 +78,6 @@ def flawed_toy_solutions(n: int, seed: int) -> list[dict]:
     """Canonical toy solutions; in half of them one step is garbled (its characters shuffled,
     as a degenerate policy sample reads), an error a tiny PRM can learn to see from scratch in
     seconds. Labelled by the exact truth."""
-    from prmkit.toyworld.problems import PRESETS, Spec, canonical_steps, make_problems
-    from prmkit.toyworld.truth import judge
     rng = random.Random(seed)
     rows = []
     for p in make_problems(PRESETS["easy"], n, seed=seed, split=f"prm-{seed}"):

@@ -89,6 +89,17 @@ def test_rollout_prompts_continue_the_exact_prefix():
     assert backend.prompts == ["P\n\none  \n\n", "P\n\none  \n\ntwo\n\n"]
 
 
+def test_a_shard_of_one_step_solutions_needs_no_rollouts():
+    class Refusing(ScriptedBackend):
+        def generate(self, prompts, params):  # the hf backend's tokenizer refuses []
+            raise AssertionError("called with nothing to roll out")
+
+    records, _ = annotate([solution("s", ["The answer is \\boxed{7}."]),
+                           solution("t", ["BAD: the answer is 3."])], "linear", backend=Refusing())
+    assert [r["mc"]["first_error"] for r in records] == [-1, 0]
+    assert [r["mc"]["rollouts"] for r in records] == [0, 0]
+
+
 def test_hard_threshold_and_soft_values():
     [record], _ = annotate([solution("s", ["a", "b", "The answer is 7."])], "linear",
                            backend=ScriptedBackend(good=1), threshold=0.25)

@@ -7,7 +7,11 @@ import json
 import pytest
 
 from prmkit.backends import Completion, SamplingParams, check_outputs, load_backend
+from prmkit.backends.hf import _sample
+from prmkit.backends.openai_compat import OpenAIBackend
 from prmkit.errors import InputError
+from prmkit.models import load_tokenizer, tokenizer_folder
+from prmkit.prompting import Prompt
 
 PROMPTS = ["Ann has 3 pens.", "Ben has 40 coins. How many coins does Ben have?\n\n", "x"]
 
@@ -113,7 +117,6 @@ def test_counts_are_checked():
 def test_top_p_keeps_only_the_nucleus():
     import torch
 
-    from prmkit.backends.hf import _sample
     logits = torch.tensor([[5.0, 4.9, -5.0, -6.0]])
     params = SamplingParams(top_p=0.9)
     seen = set()
@@ -126,7 +129,6 @@ def test_top_p_keeps_only_the_nucleus():
 def test_the_saved_model_is_a_plain_qwen2_folder(tiny_lm):
     config = json.loads((tiny_lm / "config.json").read_text())
     assert config["model_type"] == "qwen2"
-    from prmkit.models import load_tokenizer
     tok = load_tokenizer(tiny_lm)
     text = "Ben gives away 4: 10-4=6.\n\nThe answer is \\boxed{6}."
     assert tok.decode(tok(text)["input_ids"]) == text
@@ -140,8 +142,6 @@ def test_the_vllm_backend_sends_exact_texts_with_prefix_caching(tmp_path, tiny_l
     import sys
     import types
 
-    from prmkit.backends import SamplingParams, load_backend
-    from prmkit.prompting import Prompt
     calls = {}
 
     class LLM:
@@ -175,7 +175,33 @@ def test_the_vllm_backend_sends_exact_texts_with_prefix_caching(tmp_path, tiny_l
     assert [[(c.text, c.finish_reason, c.num_tokens) for c in o] for o in out] == [
         [("tep#0", "stop", 2), ("tep#1", "length", 3)], [("abc#0", "stop", 2),
                                                         ("abc#1", "length", 3)]]
-    from prmkit.errors import InputError
     with pytest.raises(InputError, match="chat template"):
         backend.generate([Prompt("[]", [{"role": "user", "content": "x"}], templated=False)],
                          params)
+
+
+def test_the_openai_backend_takes_a_tokenizer_folder_without_a_model_config(tmp_path, tiny_lm):
+    """``--tokenizer`` names what renders the prompts: a folder with tokenizer.json or
+    tokenizer_config.json is enough (AutoTokenizer needs no config.json), and a model folder
+    whose config says qwen2 keeps its own (character) tokenizer. A folder with neither file
+    is an error that names it."""
+    pytest.importorskip("openai", reason="needs the openai extra")
+    from helpers import char_tokenizer
+
+
+    def backend(tokenizer):
+        return OpenAIBackend("policy", base_url="http://127.0.0.1:9/v1", tokenizer=tokenizer)
+
+    expected = char_tokenizer()
+    expected.save_pretrained(tmp_path / "tokenizer")
+    assert not (tmp_path / "tokenizer" / "config.json").exists()
+    text = "Ben gives away 4: 10-4=6.\n\n"
+    for folder in (tmp_path / "tokenizer", tiny_lm):
+        assert backend(str(folder)).tokenizer(text)["input_ids"] == expected(text)["input_ids"]
+    (tmp_path / "slow").mkdir()  # a sentencepiece tokenizer has no tokenizer.json
+    (tmp_path / "slow" / "tokenizer_config.json").write_text("{}")
+    assert tokenizer_folder(tmp_path / "slow") == tmp_path / "slow"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no tokenizer.json or tokenizer_config.json") as error:
+        backend(str(tmp_path / "empty"))
+    assert (error.value.path, error.value.field) == (str(tmp_path / "empty"), "tokenizer")

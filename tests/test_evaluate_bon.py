@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from conftest import shared
 
-from prmkit import evaluate
+from prmkit.evaluate import bon
 from prmkit.errors import InputError
 from prmkit.evaluate.bon import default_ns, group_answers, min_on_final_step
 
@@ -51,7 +51,7 @@ def qwen_rm_at_k(rows, k):
 
 def test_reproduces_qwen_rm_maj_eval(tmp_path):
     path, rows = qwen_candidate_file(tmp_path)
-    metrics = evaluate.bon({"gsm8k": path}, fmt="qwen_eval", group_by="string")
+    metrics = bon.metrics({"gsm8k": path}, fmt="qwen_eval", group_by="string")
     acc = metrics["benchmarks"]["gsm8k"]["accuracy"]
     for k in (1, 2, 4, 8):
         assert acc["maj"][k] == pytest.approx(qwen_maj_at_k(rows, k), abs=1e-9)
@@ -92,7 +92,7 @@ def test_aggregations_votes_and_ties():
         cand("1/2", [0.5, 0.3]),       # right again, written differently
         cand("3", [0.6, 0.7]),         # tie with candidate 1
     ]}]
-    m = evaluate.bon({"b": sets}, ns=[4])["benchmarks"]["b"]
+    m = bon.metrics({"b": sets}, ns=[4])["benchmarks"]["b"]
     acc = {k: v[4] for k, v in m["accuracy"].items()}
     assert acc["last"] == 0.0 and acc["min"] == 0.0 and acc["mean"] == 0.0   # pick "3"
     assert acc["pass"] == 100.0
@@ -100,7 +100,7 @@ def test_aggregations_votes_and_ties():
     assert acc["maj"] == 100.0
     # weighted by min: {0.5,1/2} = 0.2+0.3 < {3,3} = 1.2
     assert acc["vote_min"] == 0.0
-    strings = evaluate.bon({"b": sets}, ns=[4], group_by="string")["benchmarks"]["b"]
+    strings = bon.metrics({"b": sets}, ns=[4], group_by="string")["benchmarks"]["b"]
     assert strings["accuracy"]["maj"][4] == 0.0  # as strings, "3" is the only repeated answer
 
 
@@ -108,7 +108,7 @@ def test_unreadable_answers_and_golds_are_counted():
     sets = [{"id": "a", "gold_answer": "7", "candidates": [{"text": "no answer here"},
                                                           {"text": "\\boxed{7}"}]},
             {"id": "b", "gold_answer": None, "candidates": [{"answer": "1"}, {"answer": "2"}]}]
-    m = evaluate.bon({"x": sets})["benchmarks"]["x"]
+    m = bon.metrics({"x": sets})["benchmarks"]["x"]
     assert m["gold_unparseable"] == 1 and m["n_scored"] == 1 and m["unparseable_answers"] == 1
     assert m["accuracy"]["maj"][2] == 100.0  # the unreadable answer cast no vote
 
@@ -120,7 +120,7 @@ def test_min_on_final_step_and_defaults():
     assert default_ns(8) == [1, 2, 4, 8] and default_ns(6) == [1, 2, 4, 6]
     assert group_answers(["2", None, "2.0", "x"], "equivalence") == [[0, 2], [3]]
     with pytest.raises(InputError, match="only 4 candidates"):
-        evaluate.bon({"b": sets}, ns=[8])
+        bon.metrics({"b": sets}, ns=[8])
 
 
 def test_unscored_steps_are_left_out_of_the_aggregation():

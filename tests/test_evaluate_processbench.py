@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from prmkit import evaluate
+from prmkit.evaluate import processbench
 from prmkit.errors import InputError
 from prmkit.evaluate.processbench import subset_metrics
 from prmkit.labels import first_at_or_below
@@ -42,7 +42,7 @@ def test_matches_the_official_formula_on_real_processbench(processbench_items, t
         below = [i for i, s in enumerate(scores[r["id"]]) if s < threshold]
         predictions[r["id"]] = below[0] if below else -1
     expected = official(processbench_items, predictions)
-    metrics = evaluate.processbench(processbench_items, step_scores=scores, threshold=threshold)
+    metrics = processbench.metrics(processbench_items, step_scores=scores, threshold=threshold)
     for subset, (acc1, acc2, f1) in expected.items():
         got = metrics["subsets"][subset]
         assert got["error_acc"] == pytest.approx(acc1, abs=1e-9)
@@ -58,7 +58,7 @@ def test_perfect_scores_give_full_marks_and_tuning_picks_a_threshold(processbenc
     items = [r for r in processbench_items if r["subset"] == "gsm8k"]
     perfect = {r["id"]: [0.8 if r["label"] == -1 or i < r["label"] else 0.2
                          for i in range(len(r["steps"]))] for r in items}
-    m = evaluate.processbench(items, step_scores=perfect, threshold=0.9, tune_on="gsm8k")
+    m = processbench.metrics(items, step_scores=perfect, threshold=0.9, tune_on="gsm8k")
     assert m["subsets"]["gsm8k"]["f1"] == 100.0 and 0.2 < m["threshold"] <= 0.8
     assert m["threshold_source"] == "tuned on gsm8k"
     assert m["best_threshold_per_subset"]["gsm8k"]["f1"] == 100.0
@@ -69,7 +69,7 @@ def test_critiques_are_parsed_voted_and_counted(processbench_items):
     items = [r for r in gsm8k if r["label"] == -1][:10] + [r for r in gsm8k if r["label"] != -1][:10]
     critiques = {r["id"]: [f"the error is at \\boxed{{{r['label']}}}", "no idea",
                            f"\\boxed{{{r['label']}}}", "\\boxed{99}"] for r in items}
-    m = evaluate.processbench(items, critiques=critiques)
+    m = processbench.metrics(items, critiques=critiques)
     assert m["subsets"]["gsm8k"]["f1"] == 100.0
     assert m["critique_stats"] == {"critiques": 80, "unparseable": 20, "out_of_range": 20,
                                    "solutions_without_prediction": 0}
@@ -77,7 +77,7 @@ def test_critiques_are_parsed_voted_and_counted(processbench_items):
 
 def test_a_subset_without_correct_samples_is_reported_not_a_crash(processbench_items):
     items = [r for r in processbench_items if r["subset"] == "gsm8k" and r["label"] != -1][:10]
-    m = evaluate.processbench(items, step_scores=random_scores(items))
+    m = processbench.metrics(items, step_scores=random_scores(items))
     assert m["subsets"]["gsm8k"]["f1"] is None and "no correct samples" in m["subsets"]["gsm8k"]["note"]
 
 
@@ -89,7 +89,7 @@ def test_alignment_errors_name_the_file_and_line(tmp_path, processbench_items):
     def check(rows, field, line, match):
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         with pytest.raises(InputError, match=match) as e:
-            evaluate.processbench(items, step_scores=path)
+            processbench.metrics(items, step_scores=path)
         assert (e.value.field, e.value.line) == (field, line)
 
     check(rows + [{"id": "nope", "step_scores": [1.0]}], "id", 4, "not in the benchmark")
@@ -180,7 +180,7 @@ def test_steps_past_the_context_are_skipped_and_counted(processbench_items):
     scores = {r["id"]: [0.9] * len(r["steps"]) for r in items}
     first = items[0]["id"]
     scores[first] = [0.9] + [None] * (len(items[0]["steps"]) - 1)
-    m = evaluate.processbench(items, step_scores=scores, per_item=True)
+    m = processbench.metrics(items, step_scores=scores, per_item=True)
     assert m["unscored"] == {"steps": len(items[0]["steps"]) - 1, "items": 1}
     assert {p["id"]: p["prediction"] for p in m["items"]}[first] == -1
 

@@ -11,8 +11,8 @@ import pytest
 import prmkit
 
 PACKAGE = Path(prmkit.__file__).parent
-# the toy world itself, and the demo's pipeline and recipe that bring its values in from the top
-MAY_IMPORT_TOYWORLD = ("toyworld/", "pipeline.py", "recipe.py")
+# the toy world itself: everything else, the pipeline included, finds it by name (plugins)
+MAY_IMPORT_TOYWORLD = ("toyworld/",)
 
 
 def imports(path: Path) -> set[str]:
@@ -89,3 +89,75 @@ def test_one_flag_for_one_idea_across_commands(command, flags):
         assert flag in text, (command, flag)
     for old in ("--policy", "--prm ", "--from", "--init"):
         assert old not in text, (command, old)
+
+
+# third-party libraries heavy enough to load only where they are used: `import prmkit` and every
+# `--help` stay fast without them
+HEAVY = ("torch", "transformers", "vllm", "ray", "peft", "accelerate", "safetensors",
+         "huggingface_hub", "datasets", "openai", "matplotlib", "math_verify", "numpy",
+         "sentencepiece", "tensorboard", "wandb", "sympy", "tokenizers")
+MAX_LATE_PRMKIT_IMPORTS = 10
+
+
+def function_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import inside a function."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Import):
+                    found += [(inner.lineno, a.name) for a in inner.names]
+                elif isinstance(inner, ast.ImportFrom) and inner.module:
+                    found.append((inner.lineno, inner.module))
+    return sorted(set(found))
+
+
+def test_imports_sit_at_the_top_but_for_heavy_libraries():
+    """prmkit's own modules are imported at the top (a few late ones, each with the reason on
+    its line or the line above); inside functions only heavy third-party libraries load."""
+    late_prmkit, light = [], []
+    for name, path in modules():
+        lines = path.read_text().splitlines()
+        for line, module in function_imports(path):
+            if module.split(".")[0] == "prmkit":
+                said = "#" in lines[line - 1] or lines[line - 2].strip().startswith("#")
+                late_prmkit.append((name, line, module, said))
+            elif module.split(".")[0] not in HEAVY:
+                light.append((name, line, module))
+    assert light == []
+    assert len(late_prmkit) <= MAX_LATE_PRMKIT_IMPORTS, late_prmkit
+    assert [x for x in late_prmkit if not x[3]] == []
+
+
+def commands(group, prefix=()):
+    """Every command of the CLI, as its argument path."""
+    for name, command in getattr(group, "commands", {}).items():
+        path = (*prefix, name)
+        if getattr(command, "commands", None):
+            yield from commands(command, path)
+        else:
+            yield path
+
+
+def test_every_command_has_help_and_none_of_them_imports_torch():
+    """`prmkit CMD --help` for every command, in a fresh interpreter: each exits 0 with its
+    text, and none imports torch or transformers."""
+    script = """
+import sys, typer
+from typer.testing import CliRunner
+from prmkit.cli import app
+sys.path.insert(0, {tests!r})
+from test_layout import commands
+group = typer.main.get_command(app)
+paths = list(commands(group))
+for path in paths:
+    done = CliRunner().invoke(app, [*path, "--help"])
+    assert done.exit_code == 0 and "Usage" in done.output, (path, done.output)
+print(len(paths), "torch" in sys.modules, "transformers" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c",
+                           script.format(tests=str(Path(__file__).parent))],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    count, torch, transformers = done.stdout.split()
+    assert int(count) >= 18 and torch == "False" and transformers == "False"

@@ -28,27 +28,30 @@ def quick_run(tmp_path_factory):
 
 def test_the_quick_demo_runs_every_stage_and_writes_the_report(quick_run):
     out, stdout, _ = quick_run
-    for folder in ("sample", "heldout", "mc", "judge", "consensus", "scores"):
+    prms = {"exact truth", "MC-hard", "MC-soft", "judge", "consensus", "no labels"}
+    for folder in ("sample", "bon-toy/sample", "mc", "judge", "consensus",
+                   *[f"scores/{name.lower().replace(' ', '-')}" for name in prms]):
         assert (out / folder / "COMPLETE").exists(), folder
     results = json.loads((out / "results.json").read_text())
-    assert set(results["prms"]) == {"exact truth", "MC-hard", "MC-soft", "judge", "consensus",
-                                    "no labels"}
+    assert set(results["prms"]) == prms
     assert results["baselines"] == ["no labels"]
     for name, prm in results["prms"].items():  # every PRM is judged within problems
-        assert set(prm["ranking"]) == {"aggregation", "answer", "process"}, name
-        assert prm["bon"]["accuracy"]["random"]
-    for name, prm in results["prms"].items():
+        measured = prm["bon"]["toy"]
+        assert set(measured["ranking"]) == {"aggregation", "answer", "process"}, name
+        assert measured["bon"]["ns"] == [1, 2, 4] and measured["bon"]["accuracy"]["random"]
+        assert set(measured["bon"]["accuracy"]) >= {"maj", "pass", "last", "min", "prod",
+                                                    "vote_min"}
         assert (out / f"prm-{name.lower().replace(' ', '-')}" / "final" / "prm.json").exists()
-        assert prm["bon"]["ns"] == [1, 2, 4]
-        assert set(prm["bon"]["accuracy"]) >= {"maj", "pass", "last", "min", "prod", "vote_min"}
-    # the label table measures every source against the exact truth
-    sources = {r["source"] for r in results["label_quality"]["rows"]}
+    # the toy world's problems carry their step truth: every label source is measured on it
+    sources = {r["source"] for r in results["labels"]["quality"]["rows"]}
     assert sources == {"MC-hard", "MC-majority", "judge", "consensus"}
+    assert set(results["labels"]["final_step_errors"]) == {"truth", *sources}
     report = (out / "report.md").read_text()
     assert "## Findings" in report and "Lesson 1" in report and "Lesson 3" in report
     assert "How well the PRMs verify" in report and "within-problem AUC" in report
+    assert "## Label quality (against the step truth)" in report
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == len(list((out / "plots").iterdir())) >= 4
     assert '<script id="data" type="application/json">' in page
     assert "%DATA%" not in page and "%FINDINGS%" not in page
     assert "Findings" in stdout
@@ -61,9 +64,10 @@ def test_a_second_run_reuses_every_finished_stage(quick_run):
     seconds = time.monotonic() - began
     assert again.returncode == 0, again.stderr[-3000:]
     timings = json.loads((out / "timings.json").read_text())
-    staged = [name for name in timings if name.startswith(("sample", "MC", "judge", "consensus",
-                                                          "PRM", "scoring"))]
-    assert len(staged) == 12
+    staged = [name for name in timings if name.startswith(("sample", "Best-of-N", "MC",
+                                                          "judge", "consensus", "PRM",
+                                                          "scores"))]
+    assert len(staged) == 17
     assert all(timings[name]["reused"] for name in staged), timings
     assert seconds < first_seconds
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from helpers import PRM_STEPS, bpe_tokenizer, char_tokenizer, qwen_tokenizer
 
-from prmkit.prm.formats import FORMATS, separator_id
-from prmkit.steps import encode_steps
+from prmkit.prm.formats import PRM_FORMATS, after_text, prefix_text, separator_id
+from prmkit.steps import encode_steps, join_steps
 
 TOKENIZERS = {"char": char_tokenizer, "bpe": bpe_tokenizer, "qwen2.5": qwen_tokenizer}
 
@@ -14,7 +14,7 @@ TOKENIZERS = {"char": char_tokenizer, "bpe": bpe_tokenizer, "qwen2.5": qwen_toke
 @pytest.mark.parametrize("kind", sorted(TOKENIZERS))
 def test_every_step_is_scored_at_its_own_separator(kind):
     tokenizer = TOKENIZERS[kind]()
-    fmt = FORMATS["prmkit"]
+    fmt = PRM_FORMATS["step-token"]
     sep = separator_id(fmt, tokenizer)  # added: none of these has <|step|>
     assert tokenizer.convert_ids_to_tokens(sep) == "<|step|>"
     tokens = encode_steps(tokenizer, "Ann has 7 coins.\n\n", PRM_STEPS, sep, after=fmt.after)
@@ -33,7 +33,7 @@ def test_every_step_is_scored_at_its_own_separator(kind):
 
 def test_truncation_drops_whole_trailing_steps_and_says_how_many():
     tokenizer = char_tokenizer()
-    sep = separator_id(FORMATS["prmkit"], tokenizer)
+    sep = separator_id(PRM_FORMATS["step-token"], tokenizer)
     full = encode_steps(tokenizer, "P\n\n", PRM_STEPS, sep)
     cut = encode_steps(tokenizer, "P\n\n", PRM_STEPS, sep, max_length=full.positions[1] + 5)
     assert cut.positions == full.positions[:2] and cut.dropped == 2
@@ -42,10 +42,8 @@ def test_truncation_drops_whole_trailing_steps_and_says_how_many():
 
 @pytest.mark.parametrize("kind", sorted(TOKENIZERS))
 def test_the_plain_format_reads_the_policy_text_with_nothing_inserted(kind):
-    from prmkit.prm.formats import after_text, prefix_text
-    from prmkit.steps import join_steps
     tokenizer = TOKENIZERS[kind]()
-    fmt = FORMATS["plain"]
+    fmt = PRM_FORMATS["plain"]
     size = len(tokenizer)
     sep = separator_id(fmt, tokenizer)
     assert len(tokenizer) == size  # no token added

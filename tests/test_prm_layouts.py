@@ -17,7 +17,9 @@ from helpers import (
 )
 
 from prmkit.prm.model import build_prm, load_prm, save_prm
-from prmkit.prm.score import score
+from prmkit.prm.score import encode, score
+from prmkit.prm.train import TrainConfig, train
+from prmkit.records import write_jsonl
 
 
 def qwen_prm_tokenizer():
@@ -65,8 +67,6 @@ def test_a_prm_trained_on_qwen2_saves_as_the_release_and_scores_as_its_model_car
     from safetensors import safe_open
     from transformers import Qwen2ForCausalLM
 
-    from prmkit.prm.train import TrainConfig, train
-    from prmkit.records import write_jsonl
     tokenizer = qwen_prm_tokenizer()
     Qwen2ForCausalLM(tiny_qwen2(tokenizer)).save_pretrained(tmp_path / "backbone")
     tokenizer.save_pretrained(tmp_path / "backbone")
@@ -117,7 +117,6 @@ def test_a_prm_on_another_backbone_loads_in_plain_transformers_with_its_head(tmp
     model, info = AutoModelForTokenClassification.from_pretrained(
         tmp_path / "prm", output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"], info
-    from prmkit.prm.score import encode
     tokens = encode(prm, problem, PRM_STEPS)
     with torch.no_grad():
         logits = model.eval()(input_ids=torch.tensor([tokens.input_ids])).logits[0]

@@ -3,12 +3,15 @@ Qwen2.5-Math-PRM and Math-Shepherd layouts, the likelihood readout."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from helpers import PRM_STEPS, bpe_tokenizer, char_tokenizer
 
 from prmkit.errors import InputError
+from prmkit.formats import math_shepherd
 from prmkit.prm.model import build_prm, load_prm, save_prm
+from prmkit.prm.modules import step_likelihood
 from prmkit.prm.score import encode, score, score_per_prefix
 
 
@@ -42,14 +45,89 @@ def test_a_saved_prm_loads_and_scores_the_same(tiny_prm, tmp_path):
     before = score(["Ann has 7 coins."], [PRM_STEPS], tiny_prm)
     save_prm(tiny_prm, tmp_path / "prm")
     meta = json.loads((tmp_path / "prm" / "prm.json").read_text())
-    assert meta == {"format": "prmkit", "head": "ce", "readout": "separator", "head_layers": 2,
-                    "layout": "qwen2.5-math-prm"}
+    assert meta == {"format": "step-token", "head": "ce", "readout": "separator",
+                    "head_layers": 2, "layout": "qwen2.5-math-prm"}
     config = json.loads((tmp_path / "prm" / "config.json").read_text())
     assert config["architectures"] == ["Qwen2ForProcessRewardModel"]
     loaded = load_prm(tmp_path / "prm")
     assert score(["Ann has 7 coins."], [PRM_STEPS], loaded)[0] == pytest.approx(before[0], abs=1e-6)
     assert score(["Ann has 7 coins."], [PRM_STEPS], tmp_path / "prm")[0] == \
         pytest.approx(before[0], abs=1e-6)
+
+
+def test_a_folder_saved_under_the_old_names_still_loads(tmp_path):
+    """Before the renames, prm.json said "format": "prmkit" (now step-token) and "layout":
+    "prmkit" (now prmkit-head)."""
+    tokenizer = char_tokenizer()
+    tokenizer.padding_side = "right"
+    prm = build_prm(tiny_config(tokenizer), tokenizer, head="bce", seed=1)
+    save_prm(prm, tmp_path / "prm")
+    meta_file = tmp_path / "prm" / "prm.json"
+    assert json.loads(meta_file.read_text())["layout"] == "prmkit-head"
+    before = score(["Ann has 7 coins."], [PRM_STEPS], prm)[0]
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "format": "prmkit",
+                                     "layout": "prmkit"}))
+    loaded = load_prm(tmp_path / "prm", dtype="float32", device="cpu")
+    assert loaded.format.name == "step-token"
+    assert score(["Ann has 7 coins."], [PRM_STEPS], loaded)[0] == pytest.approx(before,
+                                                                               abs=1e-6)
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def _load_output(capfd, load) -> tuple[str, InputError | None]:
+    """Everything ``load()`` prints to stdout or stderr or logs through transformers, at
+    transformers' default verbosity (a training run earlier in this process lowers it), and
+    the error it raised."""
+    from transformers.utils import logging as hf_logging
+    verbosity, records, error = hf_logging.get_verbosity(), _Records(), None
+    hf_logging.set_verbosity_warning()
+    logging.getLogger("transformers").addHandler(records)
+    capfd.readouterr()
+    try:
+        load()
+    except InputError as e:
+        error = e
+    finally:
+        logging.getLogger("transformers").removeHandler(records)
+        hf_logging.set_verbosity(verbosity)
+    out, err = capfd.readouterr()
+    return "\n".join([out, err, *records.messages]), error
+
+
+@pytest.mark.parametrize("head,readout", [("ce", "separator"), ("bce", "separator"),
+                                          ("ce", "likelihood")])
+def test_loading_a_prm_prints_no_load_report_of_its_own_head(tmp_path, capfd, head, readout):
+    """transformers reports checkpoint tensors its class does not hold (the PRM's score.*,
+    likelihood.*, lm_head.*, read separately) in a LOAD REPORT table: not for a PRM folder."""
+    tokenizer = char_tokenizer()
+    tokenizer.padding_side = "right"
+    config = tiny_config(tokenizer, tie_word_embeddings=False)  # an lm_head of its own
+    prm = build_prm(config, tokenizer, head=head, seed=1, readout=readout)
+    save_prm(prm, tmp_path / "prm")
+    output, error = _load_output(capfd, lambda: load_prm(tmp_path / "prm", device="cpu"))
+    assert error is None
+    assert "LOAD REPORT" not in output and "UNEXPECTED" not in output, output
+
+
+def test_a_backbone_weight_missing_from_the_folder_is_reported_and_an_error(tiny_prm, tmp_path,
+                                                                            capfd):
+    from safetensors.torch import load_file, save_file
+    save_prm(tiny_prm, tmp_path / "prm")
+    weights = tmp_path / "prm" / "model.safetensors"
+    tensors = load_file(weights)
+    del tensors["model.norm.weight"]
+    save_file(tensors, weights, metadata={"format": "pt"})
+    output, error = _load_output(capfd, lambda: load_prm(tmp_path / "prm", device="cpu"))
+    assert error is not None and "norm.weight" in error.message
+    assert "LOAD REPORT" in output and "MISSING" in output and "UNEXPECTED" not in output
 
 
 def test_qwen25_math_prm_release_layout_loads_without_remote_code(tmp_path):
@@ -108,10 +186,9 @@ def test_math_shepherd_on_a_sentencepiece_vocabulary_scores_as_its_model_card(tm
     from helpers import sentencepiece_tokenizer
     from transformers import MistralConfig, MistralForCausalLM
 
-    from prmkit.formats.math_shepherd import read
     path = shared("formats/math_shepherd_samples.jsonl")
     raw = [json.loads(line)["input"] for line in path.read_text().splitlines() if line]
-    records = read(path)
+    records = math_shepherd.read(path)
     folder = tmp_path / "shepherd"
     tokenizer = sentencepiece_tokenizer(raw, folder)
     config = MistralConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
@@ -144,7 +221,6 @@ def test_a_folder_that_is_no_prm_is_a_clear_error(tmp_path):
 def test_step_likelihood_is_each_steps_lowest_and_mean_token_logprob():
     import torch
 
-    from prmkit.prm.model import step_likelihood
     torch.manual_seed(0)
     logprobs = -torch.rand(3, 40) * 8
     spans = [[(2, 7), (9, 15), (16, 30)], [(0, 4), (5, 6)], [(10, 39)]]  # (start, separator)
@@ -209,7 +285,6 @@ def test_a_trl_token_classification_prm_scores_as_trl_lays_it_out(tmp_path, kind
     import torch
     from transformers import AutoModelForTokenClassification, Qwen2Config
 
-    from prmkit.prm.model import load_prm
     tokenizer = {"char": char_tokenizer, "bpe": bpe_tokenizer}[kind]()
     if kind == "bpe":
         tokenizer.add_special_tokens({"bos_token": "<bos>"})

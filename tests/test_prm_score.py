@@ -5,13 +5,12 @@ import pytest
 from helpers import char_tokenizer, flawed_toy_solutions
 
 from prmkit.prm.model import build_prm
-from prmkit.prm.score import score
+from prmkit.prm.score import same_backbone, score, score_many
 
 
 def test_prms_sharing_a_backbone_score_in_one_pass_as_each_alone(tmp_path, tiny_lm):
     import torch
 
-    from prmkit.prm.score import same_backbone, score_many
     first, second, other = (build_prm(str(tiny_lm), char_tokenizer(), seed=0) for _ in range(3))
     with torch.no_grad():
         for p in second.module.score.parameters():  # another head on the same backbone

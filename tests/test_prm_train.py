@@ -8,15 +8,18 @@ import pytest
 from helpers import PRM_STEPS, char_tokenizer, flawed_toy_solutions
 
 from prmkit import config
+from prmkit.cli import main
 from prmkit.errors import InputError
+from prmkit.evaluate import processbench
+from prmkit.prm.adapters import add_lora
+from prmkit.prm.memory import estimate
 from prmkit.prm.model import build_prm, load_prm
-from prmkit.prm.score import encode, score
-from prmkit.prm.train import TrainConfig, step_targets, train
+from prmkit.prm.score import encode, score, score_many
+from prmkit.prm.train import TrainConfig, load_examples, step_targets, train
 from prmkit.records import write_jsonl
 
 
 def test_training_reads_labels_at_the_positions_scoring_reads(tmp_path, tiny_lm):
-    from prmkit.prm.train import load_examples
     rows = [{"id": f"s{i}", "problem": f"Ann has {i} coins.", "steps": PRM_STEPS[:2 + i % 3],
              "truth": {"step_labels": [1] * (2 + i % 3)}} for i in range(6)]
     write_jsonl(tmp_path / "d.jsonl", rows)
@@ -71,7 +74,6 @@ def test_config_from_yaml_and_overrides_rejects_unknown_keys(tmp_path):
 
 @pytest.mark.slow
 def test_a_prm_trained_on_exact_truth_beats_an_untrained_one(tmp_path, tiny_lm):
-    from prmkit.evaluate import processbench
     write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(400, seed=1))
     bench = flawed_toy_solutions(120, seed=2)
     losses = []
@@ -84,8 +86,8 @@ def test_a_prm_trained_on_exact_truth_beats_an_untrained_one(tmp_path, tiny_lm):
 
     def f1(prm) -> float:
         scores = score([b["problem"] for b in bench], [b["steps"] for b in bench], prm)
-        result = processbench([{**b, "subset": "toy"} for b in bench],
-                              step_scores={b["id"]: s for b, s in zip(bench, scores)})
+        result = processbench.metrics([{**b, "subset": "toy"} for b in bench],
+                                      step_scores={b["id"]: s for b, s in zip(bench, scores)})
         return result["subsets"]["toy"]["f1"]
 
     untrained = build_prm(str(tiny_lm), char_tokenizer(), seed=0)
@@ -168,7 +170,6 @@ def test_a_likelihood_prm_trains_head_only_and_in_full_and_scores_with_its_backb
         tmp_path, tiny_lm):
     import torch
 
-    from prmkit.prm.score import score_many
     write_jsonl(tmp_path / "train.jsonl", flawed_toy_solutions(120, seed=9))
     common = dict(data=str(tmp_path / "train.jsonl"), model=str(tiny_lm), labels="truth.step_labels", batch_size=16,
                   eval_fraction=0.0, bf16=False, format="plain", readout="likelihood",
@@ -303,9 +304,6 @@ def test_the_dry_run_counts_what_training_holds_and_writes_nothing(tmp_path, tin
     splits the training state over the processes; --dry-run prints it and trains nothing."""
     from transformers import AutoConfig
 
-    from prmkit.cli import main
-    from prmkit.prm.adapters import add_lora
-    from prmkit.prm.memory import estimate
     write_jsonl(tmp_path / "d.jsonl", flawed_toy_solutions(8, seed=1))
     model_config = AutoConfig.from_pretrained(tiny_lm)
     prm = build_prm(str(tiny_lm), char_tokenizer(), seed=0, fmt="plain")  # no token added

@@ -56,7 +56,7 @@ def files(tmp_path, tiny_lm):
     f["solutions"] = tmp_path / "solutions.jsonl"
     (tmp_path / "deep.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n")
     f["deep"] = tmp_path / "deep.jsonl"
-    (tmp_path / "recipe.yaml").write_text("out: x\nmc:\n  kk: 4\n")
+    (tmp_path / "recipe.yaml").write_text("out: x\nlabels:\n  mc:\n    kk: 4\n")
     f["recipe"] = tmp_path / "recipe.yaml"
     return f
 
@@ -165,10 +165,11 @@ CASES = [
      "not found"),
     ("annotate report: no reference", lambda f: ["annotate", "report", f["solutions"]],
      "no label source found"),
-    ("demo: --set mc.k=abc", lambda f: ["demo", "--set", "mc.k=abc", "--out", f["dir"] / "d"],
-     "field 'mc.k'"),
+    ("demo: --set labels.mc.k=abc",
+     lambda f: ["demo", "--set", "labels.mc.k=abc", "--out", f["dir"] / "d"],
+     "field 'labels.mc.k'"),
     ("run: not YAML", lambda f: ["run", f["solutions"]], "solutions.jsonl:2: unreadable YAML"),
-    ("run: unknown recipe key", lambda f: ["run", f["recipe"]], "field 'mc.kk': unknown"),
+    ("run: unknown recipe key", lambda f: ["run", f["recipe"]], "field 'labels.mc.kk': unknown"),
 ]
 
 

@@ -1,8 +1,12 @@
-"""The report's findings (prmkit.report.demo): each lesson stated as reproduced or not from the
-numbers, gated on PRMs that rank within problems."""
+"""The report (prmkit.report): each lesson stated as reproduced or not from the numbers, gated
+on PRMs that rank within problems; the tables of the report and of each benchmark; one report
+for runs with step truth (the toy world) and without (real data)."""
 
+from types import SimpleNamespace
 
-from prmkit.report import demo as report
+from prmkit.evaluate import bon, processbench
+from prmkit.report import findings as report
+from prmkit.report import page, sections
 
 # 100 one-solution problems: 50 correct items, then 50 erroneous ones (label 1)
 BENCH = [{"id": f"i{k}", "problem": f"p{k}", "label": -1 if k < 50 else 1,
@@ -24,15 +28,18 @@ def prm(f1: float, bon_min: float, min_final: float, flawed: float = 50.0,
                                          ("prod", bon_min), ("vote_min", bon_min),
                                          ("maj", 60.0), ("pass", 90.0), ("random", 40.0))}
     within = {"auc": auc, "low": auc - 0.08, "high": auc + 0.08, "pairs": 500, "problems": 60}
-    return {"processbench": {"best_threshold_per_subset": {"toy": {"f1": f1, "threshold": 0.5}},
-                             "subsets": {"toy": {"f1": f1}},
-                             "at_best": {"flawed_correct_answer": {"n": 10, "acc": flawed},
+    best = {"f1": f1, "threshold": 0.5, "flawed_correct_answer": {"n": 10, "acc": flawed}}
+    return {"processbench": {"subsets": {"toy": {"f1": f1}}, "average_f1": f1,
+                             "best_threshold_per_subset": {"toy": {"f1": f1, "threshold": 0.5}},
+                             "at_best": {"subsets": {"toy": best}, "average_f1": f1,
                                          "predictions": predictions(f1)},
-                             "cross_fitted": {"f1": f1 - 2, "thresholds": [0.4, 0.5]},
-                             "sweep": [{"threshold": 0.5, "f1": {"toy": f1}}]},
-            "bon": {"ns": [8], "n_scored": 100, "accuracy": accuracy,
-                    "min_on_final_step": {"share": min_final, "n_responses": 800}},
-            "ranking": {"aggregation": "min", "process": within, "answer": within}}
+                             "cross_fitted": {"toy": {"f1": f1 - 2, "thresholds": [0.4, 0.5]}},
+                             "sweep": [{"threshold": 0.5, "average_f1": f1, "f1": {"toy": f1}}]},
+            "bon": {"toy": {"bon": {"ns": [8], "n_scored": 100, "accuracy": accuracy,
+                                    "min_on_final_step": {"share": min_final,
+                                                          "n_responses": 800}},
+                            "ranking": {"aggregation": "min", "process": within,
+                                        "answer": within}}}}
 
 
 def results(consensus_acc=0.9, mc_acc=0.6, truth=(40.0, 70.0, 20.0), mc=(20.0, 72.0, 45.0),
@@ -44,11 +51,15 @@ def results(consensus_acc=0.9, mc_acc=0.6, truth=(40.0, 70.0, 20.0), mc=(20.0, 7
              "first_error_accuracy": consensus_acc, "kept_share": 0.6,
              "negative_precision": 1.0, "negative_recall": 0.7, "rollouts": 100,
              "judge_calls": 0}]
-    return {"label_quality": {"rows": rows}, "ceiling": "exact truth", "mc_sources": ["MC-hard"],
-            "counts": {"bench_items": 100, "train_solutions": 10, "heldout_solutions": 10,
-                       "bench_erroneous": 50}, "bench": BENCH,
+    return {"labels": {"quality": {"rows": rows}, "final_step_errors": None, "agreement": None,
+                       "sources": {"MC-hard": "mc.hard", "consensus": "consensus.first_error"},
+                       "costs": {"sampled solutions": 10}},
+            "ceiling": "exact truth", "mc_sources": ["MC-hard"], "baselines": [],
+            "counts": {"train_solutions": 10, "viewer_solutions": 0},
+            "benchmarks": {"processbench": {"n_items": 100, "n_erroneous": 50, "items": BENCH},
+                           "bon": {"toy": {"n_problems": 100, "n_solutions": 800}}},
             "prms": {"exact truth": prm(*truth), "MC-hard": prm(*mc, auc=mc_auc)},
-            "policy": "p"}
+            "training": {}, "skipped_prms": {}, "policy": "p", "judge": None}
 
 
 def test_each_lesson_is_stated_as_reproduced_or_not_from_the_numbers():
@@ -80,17 +91,21 @@ def test_a_lesson_resting_on_a_prm_that_ranks_at_chance_is_not_tested():
         assert "reproduced" not in sentence.replace("not reproduce", "")
     assert "MC-hard does not rank them better than a random pick" in report.verification(weak)
     assert "Every PRM ranks" in report.verification(results())
-    head, rows = report.ranking_table(weak)
+    [table] = sections.ranking_tables(weak)
+    head, rows = table.head, table.rows
     assert rows[1][0] == "MC-hard" and rows[1][-1] == "no" and rows[0][-1] == "yes"
     assert rows[-1][head.index("BoN@8 min")] == "40.0%"  # random pick
 
 
-def test_the_report_tables_carry_every_prm_and_the_maj_and_pass_references():
-    head, rows = report.prm_table(results())
+def test_the_benchmark_tables_carry_every_prm_and_the_maj_and_pass_references():
+    [pb] = processbench.tables(results())
+    assert [r[0] for r in pb.rows] == ["exact truth", "MC-hard"]
+    assert pb.rows[0][pb.head.index("F1, threshold from other problems")] == "38.0 (0.4/0.5)"
+    assert pb.rows[0][pb.head.index("best F1 (threshold)")] == "40.0 (0.5)"
+    [best_of_n] = bon.tables(results())
+    head, rows = best_of_n.head, best_of_n.rows
     assert [r[0] for r in rows] == ["exact truth", "MC-hard", "random pick@8 (no PRM)",
                                     "maj@8 (no PRM)", "pass@8 (oracle)"]
-    assert rows[0][head.index("F1, threshold from other problems")] == "38.0 (0.4/0.5)"
-    assert rows[0][head.index("best F1 (threshold)")] == "40.0 (0.5)"
     assert rows[1][head.index("min on final step")] == "45.0%"
     assert rows[3][head.index("BoN@8 prod")] == "60.0%" and rows[4][head.index("BoN@8 min")] == \
         "90.0%"
@@ -103,7 +118,48 @@ def test_the_untrained_baseline_is_measured_but_never_one_side_of_a_lesson():
     assert report.lesson_min_on_final(base) == report.lesson_min_on_final(results())
     assert "is not tested" not in report.lesson_bon_vs_processbench(base)
     said = report.verification(base)
-    assert "the PRM already ranks at 0.52; trained on the exact truth it ranks at 0.90, so the " \
-           "labels add +0.38 (beyond the noise" in said
-    assert [r[0] for r in report.ranking_table(base)[1]][:3] == ["exact truth", "MC-hard",
-                                                                 "no labels"]
+    assert "the PRM already ranks at 0.52; trained on its labels (exact truth) it ranks at " \
+           "0.90, so the labels add +0.38 (beyond the noise" in said
+    assert [r[0] for r in sections.ranking_tables(base)[0].rows][:3] == [
+        "exact truth", "MC-hard", "no labels"]
+
+
+
+def real_data(results: dict) -> dict:
+    """The same run as real data sees it: no step truth, so no process AUC and no label
+    quality."""
+    results["prms"]["consensus"] = prm(60.0, 71.0, 20.0)
+    for measured in results["prms"].values():
+        measured["bon"]["toy"]["ranking"].pop("process")
+    results["labels"]["quality"] = None
+    return results
+
+
+def test_without_step_truth_the_report_ranks_by_answers_and_judges_labels_by_their_prms():
+    said = report.findings(real_data(results()))
+    assert "right answer against wrong" in said[0]
+    [lesson] = [s for s in said if "Lesson 1" in s]
+    assert "judged by the PRMs alone" in lesson and "consensus PRM reaches ProcessBench F1 " \
+        "60.0 against 20.0 for the best MC-trained PRM (MC-hard)" in lesson
+    [table] = sections.ranking_tables(real_data(results()))
+    assert not any("sound vs flawed" in h for h in table.head)
+    assert [t.title for t in sections.label_tables(real_data(results()))] == [
+        "What the labels cost"]
+
+
+def test_the_report_is_written_for_a_run_with_or_without_benchmarks(tmp_path):
+    measured = results()
+    evaluation = SimpleNamespace(viewer_solutions=[], viewer={}, groups={}, scores={})
+    page.write(tmp_path, measured, evaluation, {"total": {"seconds": 1.0}}, viewer_items=10)
+    text = (tmp_path / "report.md").read_text()
+    for title in ("## Findings", "## How the PRMs rank the solutions of one problem: toy",
+                  "## Label quality (against the step truth)",
+                  "## ProcessBench (100 items, 50 erroneous)",
+                  "## Best-of-N: toy (100 problems x 8 candidates)"):
+        assert title in text, title
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "bon.png", "min_on_final_step.png", "processbench_threshold.png"]
+    bare = {**measured, "benchmarks": {}, "prms": {name: {} for name in measured["prms"]}}
+    page.write(tmp_path / "bare", bare, evaluation, {}, viewer_items=10)
+    said = (tmp_path / "bare" / "report.md").read_text()
+    assert "was not measured: the recipe has no Best-of-N set" in said

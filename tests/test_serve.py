@@ -11,7 +11,9 @@ import pytest
 from helpers import qwen_tokenizer
 
 from prmkit.cli import main
+from prmkit.prompting import PROMPTS
 from prmkit.records import write_jsonl
+from prmkit.serve import serve_in_background
 from prmkit.steps import STEP_SEPARATOR, join_steps
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -48,7 +50,6 @@ def policy(tmp_path_factory):
 @pytest.fixture
 def server(policy, tmp_path, monkeypatch):
     pytest.importorskip("openai", reason="needs the openai extra")
-    from prmkit.serve import serve_in_background
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     record = tmp_path / "received.jsonl"
     httpd, url = serve_in_background(str(policy[0]), name="policy", record=record,
@@ -65,7 +66,6 @@ def received(record) -> list[dict]:
 def expected_prefixes(tokenizer) -> set[str]:
     """The model card way: the system prompt and the problem through the chat template, the
     assistant turn opened, then the steps so far and the blank line after them."""
-    from prmkit.prompting import PROMPTS
     system = (PROMPTS / "qwen_math_system.txt").read_text()
     out = set()
     for s in SOLUTIONS:

@@ -6,8 +6,10 @@ import json
 
 import pytest
 
+from prmkit import plugins
 from prmkit.backends import Completion, SamplingParams, check_outputs
 from prmkit.errors import InputError
+from prmkit.formats import read_as
 from prmkit.steps import join_steps, split_steps
 from prmkit.toyworld.problems import (
     PRESETS,
@@ -134,3 +136,20 @@ def test_toy_problems_command(tmp_path):
     from prmkit.records import read_records
     records = read_records(out, "problem")
     assert len(records) == 7 and all(r["n_steps"] >= 4 for r in records)
+
+
+def test_toy_problems_are_a_registered_source_read_like_a_file():
+    """``toy:PRESET:SPLIT:COUNT[:SEED]`` reads wherever a problems file is read; the source
+    says which truth hook labels its problems' steps."""
+    problems = read_as("toy:mixed:test:5", "prmkit", "problem")
+    assert [p["id"] for p in problems] == [f"toy-test-{i}" for i in range(5)]
+    assert problems == make_problems(PRESETS["mixed"], 5, seed=0, split="test")
+    assert read_as("toy:mixed:test:5:7", "prmkit", "problem") != problems  # another seed
+    source, spec = plugins.source_of("toy:mixed:test:5")
+    assert spec == "mixed:test:5" and source.truth == "prmkit.toyworld.truth:step_truth"
+    assert source.token_budget(problems) > 0
+    for bad in ("toy:mixed:test", "toy:mixed:test:many", "toy:nothing:test:3"):
+        with pytest.raises(InputError):
+            read_as(bad, "prmkit", "problem")
+    with pytest.raises(InputError, match="problem records"):
+        read_as("toy:mixed:test:5", "prmkit", "solution")

@@ -6,10 +6,20 @@ import json
 
 import pytest
 
-from prmkit import rundir
+from prmkit import plugins, rundir
 from prmkit.errors import InputError
+from prmkit.toyworld import policy
 from prmkit.toyworld.model import TinyModelConfig
-from prmkit.toyworld.policy import PolicyConfig, ensure_policy, train, training_batch
+from prmkit.toyworld.plugin import resolve_policy, shorter
+from prmkit.toyworld.policy import (
+    PolicyConfig,
+    ensure_policy,
+    policy_dir,
+    train,
+    training_batch,
+)
+from prmkit.toyworld.problems import PRESETS, make_problems
+from prmkit.toyworld.tokenizer import build_char_tokenizer
 
 SMALL = TinyModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
                         intermediate_size=128, max_length=1024)
@@ -47,7 +57,6 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
         if step == 7:
             raise Crash
 
-    import prmkit.toyworld.policy as policy
     every = policy.CHECKPOINT_EVERY
     policy.CHECKPOINT_EVERY = 5
     try:
@@ -75,7 +84,6 @@ def test_the_cache_is_keyed_by_config_and_reused(tmp_path, monkeypatch):
     final = ensure_policy(cfg, root=tmp_path, progress=False, evaluate_after=False)
     assert final.parent.name == cfg.key()
     assert rundir.is_complete(final.parent, cfg.to_dict())
-    import prmkit.toyworld.policy as policy
     monkeypatch.setattr(policy, "train", lambda *a, **k: pytest.fail("trained again"))
     assert ensure_policy(cfg, root=tmp_path, progress=False, evaluate_after=False) == final
     assert small_config(steps=7).key() != cfg.key()
@@ -103,8 +111,6 @@ def test_invalid_settings_name_the_field(overrides, field):
 
 
 def test_labels_cover_the_solution_and_the_end_token_only_when_asked():
-    from prmkit.toyworld.problems import PRESETS, make_problems
-    from prmkit.toyworld.tokenizer import build_char_tokenizer
     tok = build_char_tokenizer()
     problems = make_problems(PRESETS["easy"], 2, seed=0)
     ids, labels, attention = training_batch(tok, problems, loss_on_problem=False)
@@ -117,9 +123,6 @@ def test_labels_cover_the_solution_and_the_end_token_only_when_asked():
 
 
 def test_snapshot_names_are_resolved_with_or_without_padding(tmp_path, monkeypatch):
-    from prmkit import rundir
-    from prmkit.errors import InputError
-    from prmkit.toyworld.policy import PolicyConfig, policy_dir, resolve_policy
     monkeypatch.setenv("PRMKIT_CACHE", str(tmp_path))
     cfg = PolicyConfig()
     out = policy_dir(cfg)
@@ -129,5 +132,13 @@ def test_snapshot_names_are_resolved_with_or_without_padding(tmp_path, monkeypat
     rundir.finish(out, cfg.to_dict())
     for name in ("toy@step-300", "toy@300", "toy@step-000300"):
         assert resolve_policy(name, progress=False) == out / "step-000300"
+        # the pipeline finds the toy policy by name, as it would a user's own
+        assert plugins.resolve_policy(name, progress=False) == str(out / "step-000300")
     with pytest.raises(InputError, match="step-000005"):
         resolve_policy("toy@step-5", progress=False)
+    with pytest.raises(InputError, match="steps=N"):
+        resolve_policy("toy:epochs=3", progress=False)
+    # a shorter run is another policy, cached apart, its late snapshots dropped
+    quick = shorter(cfg, 200)
+    assert quick.snapshots == (150,) and policy_dir(quick) != out
+    assert plugins.resolve_policy("Qwen/Qwen2.5-Math-7B-Instruct") == "Qwen/Qwen2.5-Math-7B-Instruct"

@@ -10,9 +10,12 @@ from prmkit.toyworld.problems import (
     PRESETS,
     Spec,
     Statement,
+    answer_text,
+    apply,
     canonical_steps,
     make_problems,
     problem_text,
+    step_text,
 )
 from prmkit.toyworld.truth import judge
 
@@ -141,7 +144,6 @@ def test_every_canonical_solution_is_judged_correct(name):
 
 def carried_solution(spec: Spec, wrong_step: int, wrong_value: int) -> list[str] | None:
     """The canonical solution with one wrong result, carried forward as a student would."""
-    from prmkit.toyworld.problems import answer_text, apply, step_text
     values = list(spec.values)
     steps = []
     for i, s in enumerate(spec.statements):

@@ -1,4 +1,4 @@
-"""Reading the solutions an annotation stage works on, and the stage's folder.
+"""Reading the solutions an annotation stage works on, and writing what it made of them.
 
 A solution that cannot be annotated is reported and skipped, never fatal: one with no steps, and
 (for MC, which grades against the gold answer) one whose gold answer is missing or unreadable.
@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from prmkit import rundir
 from prmkit.errors import InputError
+from prmkit.grading import gold_readable
 from prmkit.records import iter_json_items, validate, write_jsonl
 
 
 def read_solutions(path: str | Path) -> tuple[list[dict], list[dict]]:
     """(solutions, skipped): skipped entries are ``{"id", "line", "reason"}``."""
-    from prmkit.errors import InputError
     solutions, skipped, seen = [], [], {}
     for line, value in iter_json_items(path):
         if isinstance(value, dict) and value.get("steps") == []:
@@ -37,7 +37,6 @@ def read_solutions(path: str | Path) -> tuple[list[dict], list[dict]]:
 
 def drop_unreadable_gold(solutions: list[dict], skipped: list[dict]) -> list[dict]:
     """Solutions whose gold answer can be read; the others join ``skipped``."""
-    from prmkit.grading import gold_readable
     kept = []
     for s in solutions:
         if not gold_readable(s.get("gold_answer")):
@@ -51,27 +50,32 @@ def strip_private(record: dict) -> dict:
     return {k: v for k, v in record.items() if not k.startswith("_")}
 
 
-def annotation_stage(out: str | Path, config: dict, solutions_path: str | Path, *,
-                     prepare: Callable[[list[dict], list[dict]], list[dict]],
-                     execute: Callable[[list[dict], Path, dict], list[dict]],
-                     summarize: Callable[[list[dict], list[dict]], dict],
-                     force: bool = False) -> dict:
-    """An annotation stage through ``rundir.run_stage``: read the input, ``prepare`` it (drop
-    what cannot be annotated into ``skipped``), run the shards (``execute(solutions, out,
-    config)`` returns the merged records), write ``annotated.jsonl`` and ``skipped.jsonl``;
-    the metrics are ``summarize(records, skipped)``."""
-    def work(folder: Path, stage_config: dict) -> dict:
-        solutions, skipped = read_solutions(solutions_path)
-        if not solutions and not skipped:
-            raise InputError("no solutions in this file", path=solutions_path,
+@dataclass
+class Annotation:
+    """The files of an annotation stage (``runner.ShardedStage``'s ``read`` and ``finish``):
+    ``read`` gives the solutions of ``solutions`` that can be annotated (``prepare`` drops the
+    others into ``skipped``); ``finish`` writes the annotated records to ``annotated.jsonl``,
+    the skipped ones to ``skipped.jsonl``, and returns ``summarize(records, skipped)``."""
+    solutions: str
+    summarize: Callable[[list[dict], list[dict]], dict]
+    prepare: Callable[[list[dict], list[dict]], list[dict]] | None = None
+    skipped: list[dict] = field(default_factory=list)
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        return {"solutions": self.solutions}
+
+    def read(self) -> list[dict]:
+        solutions, self.skipped = read_solutions(self.solutions)
+        if not solutions and not self.skipped:
+            raise InputError("no solutions in this file", path=self.solutions,
                              field="solutions")
-        solutions = prepare(solutions, skipped)
-        records = execute(solutions, folder, stage_config)
+        return self.prepare(solutions, self.skipped) if self.prepare else solutions
+
+    def finish(self, folder: Path, records: list[dict]) -> dict:
         write_jsonl(folder / "annotated.jsonl", records)
-        write_jsonl(folder / "skipped.jsonl", skipped)
-        return summarize(records, skipped)
-    return rundir.run_stage(out, config, work, inputs={"solutions": solutions_path},
-                            force=force)
+        write_jsonl(folder / "skipped.jsonl", self.skipped)
+        return self.summarize(records, self.skipped)
 
 
 def accuracy_vs_truth(first_errors: list[int | None], records: list[dict]) -> float | None:

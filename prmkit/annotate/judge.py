@@ -6,9 +6,10 @@ steps as ``<paragraph_i>`` blocks indexed from 0, the answer as ``\\boxed{i}``, 
 paragraph is right; point it at ProcessBench's official template, whose ``{tagged_response}``
 is filled the same way, for critic numbers comparable with the paper's), ``samples``
 generations through any backend (``hf`` for a local model, ``openai`` for any
-OpenAI-compatible server), then a majority vote over the indices that parse (``prmkit.labels``: one parser and one tie rule for every critique in prmkit). An
-output with no index or with one out of range is counted under its status and kept in the log;
-it never crashes a run. A solution none of whose samples parse has no verdict
+OpenAI-compatible server), then a majority vote over the indices that parse
+(``prmkit.labels``: one parser and one tie rule for every critique in prmkit). An output with no
+index or with one out of range is counted under its status and kept in the log; it never
+crashes a run. A solution none of whose samples parse has no verdict
 (``first_error`` null).
 
 Rule judge: recomputes every explicit arithmetic claim of a step exactly (``12*3=36``,
@@ -36,16 +37,18 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from prmkit import config
+from prmkit.annotate.inputs import Annotation, accuracy_vs_truth, skipped_summary, strip_private
+from prmkit.backends import BackendConfig, BackendWorkerFactory, SamplingParams, stage_backend
 from prmkit.config import REQUIRED, setting
+from prmkit.errors import InputError
 from prmkit.labels import parse_critique, vote
-from prmkit.prompting import PROMPTS
-
-if TYPE_CHECKING:
-    from prmkit.backends import BackendConfig
+from prmkit.prompting import PROMPTS, Prompt, chat_prompt, read_template
+from prmkit.records import write_jsonl
+from prmkit.runner import ShardedStage, executor_options, stage_config
 
 KINDS = ("rule", "model")
 TEMPLATE = PROMPTS / "processbench_critique.txt"
@@ -62,8 +65,7 @@ STEP_PLACEHOLDERS = ("{tagged_paragraphs}", "{tagged_response}")
 
 
 def critique_prompt(problem: str, steps: list[str], template: str | Path = TEMPLATE) -> str:
-    from prmkit.prompting import _read
-    text = _read(str(template))
+    text = read_template(str(template))
     tagged = tagged_paragraphs(steps)
     for placeholder in STEP_PLACEHOLDERS:
         text = text.replace(placeholder, tagged)
@@ -161,7 +163,6 @@ class JudgeConfig:
     shard_size: int = setting(64, "Solutions a resumable shard.", ge=1)
 
     def validate(self) -> "JudgeConfig":
-        from prmkit.errors import InputError
         config.check_values(self)
         if self.kind == "model" and not self.model:
             raise InputError("a model judge needs --model", field="model")
@@ -184,20 +185,17 @@ class RuleJudgeWorker:
         self.cfg = cfg
 
     def __call__(self, solutions: list[dict], index: int) -> list[dict]:
-        from prmkit.annotate.inputs import strip_private
         return [{**strip_private(s), self.cfg.name: rule_verdict(s["steps"])} for s in solutions]
 
 
 class ModelJudgeWorker:
     def __init__(self, cfg: JudgeConfig, backend):
-        from prmkit.backends import SamplingParams
         self.cfg, self.backend = cfg, backend
         self.params = SamplingParams(n=cfg.samples, temperature=cfg.temperature,
                                      top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                                      seed=cfg.seed)
 
     def prompt(self, solution: dict) -> str:
-        from prmkit.prompting import Prompt, chat_prompt
         text = critique_prompt(solution["problem"], solution["steps"], self.cfg.judge_prompt)
         tokenizer = getattr(self.backend, "tokenizer", None)
         if not self.cfg.chat or (tokenizer is not None
@@ -208,7 +206,6 @@ class ModelJudgeWorker:
         return chat_prompt([{"role": "user", "content": text}], tokenizer)
 
     def __call__(self, solutions: list[dict], index: int) -> list[dict]:
-        from prmkit.annotate.inputs import strip_private
         prompts = [self.prompt(s) for s in solutions]
         outputs = self.backend.generate(prompts, self.params)
         params = asdict(self.params)
@@ -227,21 +224,7 @@ class ModelJudgeWorker:
         return records
 
 
-@dataclass(frozen=True)
-class JudgeWorkerFactory:
-    cfg: JudgeConfig
-    backend: "BackendConfig"
-
-    def __call__(self):
-        if self.cfg.kind == "rule":
-            return RuleJudgeWorker(self.cfg)
-        from prmkit.backends import load_backend
-        return ModelJudgeWorker(self.cfg, load_backend(self.backend.backend, self.cfg.model,
-                                                       **self.backend.options()))
-
-
 def summarize(records: list[dict], skipped: list[dict], name: str = "judge") -> dict:
-    from prmkit.annotate.inputs import accuracy_vs_truth, skipped_summary
     verdicts = [r[name] for r in records]
     metrics = {"n_solutions": len(records), "skipped": skipped_summary(skipped),
                "no_verdict": sum(v["first_error"] is None for v in verdicts),
@@ -260,31 +243,27 @@ def summarize(records: list[dict], skipped: list[dict], name: str = "judge") -> 
     return metrics
 
 
-def run(cfg: JudgeConfig, out: str | Path, *, backend: "BackendConfig | None" = None,
+def run(cfg: JudgeConfig, out: str | Path, *, backend: BackendConfig | None = None,
         force: bool = False, progress: bool = True) -> dict:
     """Judge ``cfg.solutions`` into ``out`` (resuming an interrupted run); returns metrics."""
-    from prmkit.annotate.inputs import annotation_stage
-    from prmkit.backends import BackendConfig
-    from prmkit.records import write_jsonl
-    from prmkit.runner import Shards
-    from prmkit.runner import run as run_shards
     cfg.validate()
-    backend = backend or BackendConfig()
-    if cfg.kind == "model":
-        backend.check_model(cfg.model)
-    stage_config = {"stage": "annotate-judge", **config.to_dict(cfg),
-                    "backend": backend.output_relevant() if cfg.kind == "model" else None}
+    model = cfg.kind == "model"
+    backend = stage_backend(backend, cfg.model if model else None)
+    factory = (BackendWorkerFactory(ModelJudgeWorker, cfg, backend) if model
+               else partial(RuleJudgeWorker, cfg))
+    files = Annotation(cfg.solutions,
+                       summarize=lambda records, skipped: summarize(records, skipped, cfg.name))
 
-    def execute(solutions, folder, full_config):
-        shards = Shards(folder, solutions, cfg.shard_size, full_config)
-        run_shards(shards, JudgeWorkerFactory(cfg, backend), progress=progress,
-                   **backend.executor_options(), label=f"judge ({cfg.kind})")
-        records = shards.records()
+    def finish(folder: Path, records: list[dict]) -> dict:
         logs = [entry for r in records for entry in r[cfg.name].pop("log", [])]
-        if cfg.kind == "model":
+        if model:
             write_jsonl(folder / "judge_log.jsonl", logs)
-        return records
+        return files.finish(folder, records)
 
-    return annotation_stage(out, stage_config, cfg.solutions, prepare=lambda s, _: s,
-                            execute=execute, summarize=lambda r, s: summarize(r, s, cfg.name),
-                            force=force)
+    return ShardedStage(
+        config=stage_config("annotate-judge", cfg,
+                            backend=backend.output_relevant() if model else None),
+        inputs=files.inputs, read=files.read, factory=factory,
+        finish=finish, shard_size=cfg.shard_size, executor=executor_options(backend),
+        label=f"judge ({cfg.kind})",
+    ).run(out, force=force, progress=progress)

@@ -42,19 +42,26 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from prmkit import config
+from prmkit.annotate.inputs import (
+    Annotation,
+    accuracy_vs_truth,
+    drop_unreadable_gold,
+    skipped_summary,
+    strip_private,
+)
+from prmkit.backends import BackendConfig, BackendWorkerFactory, SamplingParams, stage_backend
 from prmkit.config import REQUIRED, setting
+from prmkit.errors import InputError
+from prmkit.grading import extract_answer, grade, grade_many
 from prmkit.labels import first_error, labels_from_first_error, positive
+from prmkit.prompting import render
+from prmkit.runner import ShardedStage, executor_options, stage_config
 from prmkit.steps import STEP_SEPARATOR, join_steps
 
 MODES = ("linear", "binary")
 OUTCOMES = ("correct", "incorrect", "unparseable", "length")
-
-
-if TYPE_CHECKING:
-    from prmkit.backends import BackendConfig
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,6 @@ class MCConfig:
     shard_size: int = setting(32, "Solutions a resumable shard.", ge=1)
 
     def validate(self) -> "MCConfig":
-        from prmkit.errors import InputError
         config.check_values(self)
         if not self.name.isidentifier():
             raise InputError(f"{self.name!r}: must be a plain field name", field="name")
@@ -99,7 +105,6 @@ class MCWorker:
 
     def __init__(self, cfg: MCConfig, backend):
         self.cfg, self.backend = cfg, backend
-        from prmkit.backends import SamplingParams
         self.params = SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
                                      max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
 
@@ -110,13 +115,12 @@ class MCWorker:
         else:
             while todo := [(st, st.probe) for st in states if st.probe is not None]:
                 self._estimate(todo)
-        from prmkit.annotate.inputs import strip_private
         return [{**strip_private(st.solution), self.cfg.name: st.result()} for st in states]
 
     def _estimate(self, jobs: list[tuple["_State", int]]) -> None:
         """Roll out K completions from each (solution, step) prefix, in one backend call."""
-        from prmkit.grading import extract_answer, grade_many
-        from prmkit.prompting import render
+        if not jobs:  # a shard of one-step solutions: each is its own last prefix
+            return
         # the rollout continues the policy's own answer: the prompt, then the steps so far
         prompts = [render(self.cfg.prompt, st.solution["problem"], self.backend.tokenizer,
                           partial=join_steps(st.solution["steps"][:i + 1]) + STEP_SEPARATOR)
@@ -199,24 +203,10 @@ class _State:
 def _final_correct(solution: dict) -> bool:
     if "final_answer_correct" in solution:
         return bool(solution["final_answer_correct"])
-    from prmkit.grading import grade
     return grade(join_steps(solution["steps"]), solution["gold_answer"]).correct
 
 
-@dataclass(frozen=True)
-class MCWorkerFactory:
-    """Builds an MCWorker with its own backend: once locally, once in each Ray actor."""
-    cfg: MCConfig
-    backend: "BackendConfig"
-
-    def __call__(self) -> MCWorker:
-        from prmkit.backends import load_backend
-        return MCWorker(self.cfg, load_backend(self.backend.backend, self.cfg.model,
-                                               **self.backend.options()))
-
-
 def summarize(records: list[dict], skipped: list[dict], name: str = "mc") -> dict:
-    from prmkit.annotate.inputs import accuracy_vs_truth, skipped_summary
     marks = [r[name] for r in records]
     outcomes = Counter()
     for m in marks:
@@ -236,27 +226,16 @@ def summarize(records: list[dict], skipped: list[dict], name: str = "mc") -> dic
     return metrics
 
 
-def run(cfg: MCConfig, out: str | Path, *, backend: "BackendConfig | None" = None,
+def run(cfg: MCConfig, out: str | Path, *, backend: BackendConfig | None = None,
         force: bool = False, progress: bool = True) -> dict:
     """Annotate ``cfg.solutions`` into ``out`` (resuming an interrupted run); returns metrics."""
-    from prmkit.annotate.inputs import annotation_stage, drop_unreadable_gold
-    from prmkit.backends import BackendConfig
-    from prmkit.runner import Shards
-    from prmkit.runner import run as run_shards
     cfg.validate()
-    backend = backend or BackendConfig()
-    backend.check_model(cfg.model)
-    backend.check_prompt(cfg.prompt)
-
-    def execute(solutions, folder, stage_config):
-        shards = Shards(folder, solutions, cfg.shard_size, stage_config)
-        run_shards(shards, MCWorkerFactory(cfg, backend), progress=progress,
-                   **backend.executor_options(),
-                   label=f"MC ({cfg.mode}, K={cfg.k})")
-        return shards.records()
-
-    stage_config = {"stage": "annotate-mc", **config.to_dict(cfg),
-                    "backend": backend.output_relevant()}
-    return annotation_stage(out, stage_config, cfg.solutions, prepare=drop_unreadable_gold,
-                            execute=execute, summarize=lambda r, s: summarize(r, s, cfg.name),
-                            force=force)
+    backend = stage_backend(backend, cfg.model, cfg.prompt)
+    files = Annotation(cfg.solutions, prepare=drop_unreadable_gold,
+                       summarize=lambda records, skipped: summarize(records, skipped, cfg.name))
+    return ShardedStage(
+        config=stage_config("annotate-mc", cfg, backend=backend.output_relevant()),
+        inputs=files.inputs, read=files.read, factory=BackendWorkerFactory(MCWorker, cfg, backend),
+        finish=files.finish, shard_size=cfg.shard_size, executor=executor_options(backend),
+        label=f"MC ({cfg.mode}, K={cfg.k})",
+    ).run(out, force=force, progress=progress)

@@ -27,6 +27,12 @@ DEFAULT_SOURCES = {name: NAMED_SOURCES[name]
                    for name in ("MC-hard", "MC-majority", "judge", "consensus")}
 
 
+def present_sources(records: list[dict]) -> dict[str, str]:
+    """The default sources (name -> spec) that these records carry."""
+    return {label: spec for label, spec in DEFAULT_SOURCES.items()
+            if records and Source.parse(spec).value(records[0]) is not MISSING}
+
+
 def _cost(record: dict, source: Source) -> dict:
     top = record.get(source.path.split(".")[0])
     if not isinstance(top, dict):
@@ -43,8 +49,7 @@ def label_quality(path: str | Path, sources: dict[str, str] | None = None,
                for line, v in iter_json_items(path)]
     plain = [r for _, r in records]
     if sources is None:
-        sources = {label: spec for label, spec in DEFAULT_SOURCES.items()
-                   if plain and Source.parse(spec).value(plain[0]) is not MISSING}
+        sources = present_sources(plain)
     if not sources:
         raise InputError("no label source found; name them with --sources LABEL=FIELD",
                          path=path, field="sources")

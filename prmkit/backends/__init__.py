@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from prmkit.backends.base import Backend, Completion, SamplingParams, check_outputs
 from prmkit.config import setting
 from prmkit.errors import InputError
+from prmkit.models import model_folder
+from prmkit.prompting import FORMATS
+from prmkit.runner import EXECUTOR_FIELDS
 
 BACKENDS = {
     "hf": "prmkit.backends.hf:HFBackend",
@@ -19,13 +24,13 @@ BACKENDS = {
     "vllm": "prmkit.backends.vllm_offline:VLLMBackend",
 }
 
-__all__ = ["BACKENDS", "Backend", "BackendConfig", "Completion", "SamplingParams",
-           "check_outputs", "load_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendConfig", "BackendWorkerFactory", "Completion",
+           "SamplingParams", "check_outputs", "load_backend", "stage_backend"]
 
 # options that change only the speed, never the output (completions are seeded per prompt and
 # sample): a resumed run may change them freely, and they stay out of a stage's config hash
-SPEED_ONLY = ("workers", "threads", "batch_size", "concurrency", "executor", "actors",
-              "actor_cpus", "actor_gpus", "timeout", "max_retries", "tensor_parallel")
+SPEED_ONLY = ("workers", "threads", "batch_size", "concurrency", "timeout", "max_retries",
+              "tensor_parallel", *EXECUTOR_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,10 @@ class BackendConfig:
                                     "hub id), so that its chat template is applied here and "
                                     "the prompt text is known exactly.")
     concurrency: int = setting(8, "openai: requests in flight.", ge=1)
-    timeout: float = setting(120.0, "openai: seconds a request may take before it is retried.", gt=0)
-    max_retries: int = setting(3, "openai: retries of a failed request (exponential backoff).", ge=0)
+    timeout: float = setting(120.0, "openai: seconds a request may take before it is "
+                             "retried.", gt=0)
+    max_retries: int = setting(3, "openai: retries of a failed request (exponential "
+                               "backoff).", ge=0)
     executor: str = setting("local", "local (this machine) or ray (RAY_ADDRESS or a local "
                             "Ray).", choices=("local", "ray"))
     actors: int = setting(2, "ray: actors, each builds its backend once.", ge=1)
@@ -79,23 +86,16 @@ class BackendConfig:
                 "workers": 1 if self.executor == "ray" else self.workers,
                 "threads": self.threads, "dtype": self.dtype, "device": self.device}
 
-    def executor_options(self) -> dict:
-        """Where the shards run (``prmkit.runner.run``)."""
-        return {"executor": self.executor, "actors": self.actors,
-                "actor_cpus": self.actor_cpus, "actor_gpus": self.actor_gpus}
-
     def check_model(self, model: str) -> None:
         """A local model is a folder with a config.json or a hub id, checked (and fetched)
         before any work; a served model is the server's to check."""
         if self.backend in ("hf", "vllm"):
-            from prmkit.models import model_folder
             model_folder(model)
 
     def check_prompt(self, prompt: str) -> None:
         """A plain-text prompt format continues raw text: through a chat API the server would
         wrap it as a user turn and the model would answer it anew (for Monte Carlo rollouts,
         a new answer instead of the given steps' continuation)."""
-        from prmkit.prompting import FORMATS
         plain = prompt.endswith(".txt") or FORMATS.get(prompt, ("plain",))[0] == "plain"
         if self.backend == "openai" and self.api == "chat" and plain:
             raise InputError(f"the {prompt!r} prompt is raw text: send it with --api "
@@ -107,6 +107,18 @@ class BackendConfig:
                                             if k not in SPEED_ONLY}}
 
 
+def stage_backend(backend: BackendConfig | None, model: str | None,
+                  prompt: str | None = None) -> BackendConfig:
+    """The settings a generating stage runs with (the defaults where none are given), with its
+    model (and prompt format, where it has one) checked before any work."""
+    backend = backend or BackendConfig()
+    if model is not None:
+        backend.check_model(model)
+    if prompt is not None:
+        backend.check_prompt(prompt)
+    return backend
+
+
 def load_backend(name: str, model: str, **options) -> Backend:
     if name not in BACKENDS:
         close = difflib.get_close_matches(name, BACKENDS, n=1)
@@ -115,3 +127,17 @@ def load_backend(name: str, model: str, **options) -> Backend:
                          field="backend")
     module, cls = BACKENDS[name].split(":")
     return getattr(importlib.import_module(module), cls)(model, **options)
+
+
+@dataclass(frozen=True)
+class BackendWorkerFactory:
+    """A stage's worker factory (``prmkit.runner``): ``worker(cfg, backend)`` with a backend of
+    its own for ``cfg.model``, built once in this process or once in each Ray actor (one model
+    copy each)."""
+    worker: Callable[[Any, Backend], Any]
+    cfg: Any
+    backend: BackendConfig
+
+    def __call__(self):
+        return self.worker(self.cfg, load_backend(self.backend.backend, self.cfg.model,
+                                                  **self.backend.options()))

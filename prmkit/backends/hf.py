@@ -15,14 +15,23 @@ threads (``benchmarks/rollout_throughput.py`` measures it); on a GPU use one wor
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from prmkit.backends.base import Completion, SamplingParams, check_outputs, prompt_texts
 from prmkit.errors import InputError
+from prmkit.models import (
+    load_causal_lm,
+    load_tokenizer,
+    model_folder,
+    quiet_transformers,
+    resolve_device,
+)
 
 
 @dataclass(frozen=True)
@@ -37,13 +46,6 @@ class _Engine:
 
     def __init__(self, path: str, dtype: str, device: str, threads: int | None):
         import torch
-
-        from prmkit.models import (
-            load_causal_lm,
-            load_tokenizer,
-            quiet_transformers,
-            resolve_device,
-        )
         quiet_transformers()
         device = resolve_device(device)
         if threads:
@@ -154,7 +156,6 @@ def _init_worker(path: str, dtype: str, device: str, threads: int) -> None:
 
 
 def _wait_a_little(_: int) -> None:
-    import time
     time.sleep(0.5)  # long enough that each worker takes one of these, once initialised
 
 
@@ -171,13 +172,11 @@ class HFBackend:
             raise InputError(f"{batch_size}: must be at least 1", field="batch_size")
         if workers < 1:
             raise InputError(f"{workers}: must be at least 1", field="workers")
-        from prmkit.models import model_folder
         self.path = str(model_folder(model))  # a folder, or a hub id resolved to its cache
         self.batch_size, self.workers = batch_size, workers
         self.dtype, self.device = dtype, device
         self.threads = threads or (max(1, (os.cpu_count() or 1) // workers) if workers > 1
                                    else None)
-        from prmkit.models import load_tokenizer
         self.tokenizer = load_tokenizer(self.path)
         self.context = _context_length(self.path)
         self._engine: _Engine | None = None
@@ -186,6 +185,8 @@ class HFBackend:
     # -- public ------------------------------------------------------------------------------
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        if not prompts:  # the tokenizer refuses an empty batch
+            return []
         encoded = self.encode(prompts)
         results: dict[tuple[int, int], tuple[list[int], str]] = {}
         batches = self._batches(prompts, encoded, params)
@@ -280,7 +281,6 @@ class HFBackend:
 
 
 def _context_length(path: str) -> int:
-    import json
     config = Path(path) / "config.json"
     if not config.exists():
         raise InputError("no config.json here: not a saved Hugging Face model", path=path)

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from prmkit.backends.base import Completion, SamplingParams, check_outputs, prompt_texts
 from prmkit.errors import InputError
+from prmkit.models import load_tokenizer, tokenizer_folder
 
 APIS = ("chat", "completions")
 
@@ -55,8 +56,7 @@ class OpenAIBackend:
         # then known (and needed by the completions API); else the server renders them
         self.tokenizer = None
         if tokenizer:
-            from prmkit.models import load_tokenizer, model_folder
-            self.tokenizer = load_tokenizer(model_folder(tokenizer, field="tokenizer"))
+            self.tokenizer = load_tokenizer(tokenizer_folder(tokenizer))
         self.client = OpenAI(base_url=self.base_url,
                              api_key=os.environ.get(api_key_env) or "not-needed",
                              timeout=timeout, max_retries=max_retries)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from prmkit.backends.base import Completion, SamplingParams, check_outputs, prompt_texts
 from prmkit.errors import InputError
+from prmkit.models import load_tokenizer, model_folder
 
 
 class VLLMBackend:
@@ -25,7 +26,6 @@ class VLLMBackend:
         except ImportError:
             raise InputError("the vllm backend needs vLLM (a GPU machine): pip install "
                              "'prmkit[vllm]'", field="backend") from None
-        from prmkit.models import load_tokenizer, model_folder
         path = model_folder(model)
         self._vllm = vllm
         self.llm = vllm.LLM(model=str(path), dtype=dtype, tensor_parallel_size=tensor_parallel,

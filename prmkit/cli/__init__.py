@@ -17,9 +17,11 @@ stays instant and never imports torch. Command groups that live outside the gene
 from __future__ import annotations
 
 import sys
+from importlib.metadata import entry_points, version
 from typing import Optional
 
 import typer
+from rich.console import Console
 
 from prmkit.errors import InputError
 
@@ -30,7 +32,6 @@ PLUGIN_GROUP = "prmkit.commands"
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
         typer.echo(f"prmkit {version('prmkit')}")
         raise typer.Exit()
 
@@ -41,14 +42,12 @@ def _root(version: Optional[bool] = typer.Option(
     """prmkit: build and evaluate process reward models for math reasoning."""
 
 
-def console():
-    from rich.console import Console
+def console() -> Console:
     return Console()
 
 
 def _mount() -> None:
-    from importlib.metadata import entry_points
-
+    # the command modules import `app` from here: they can only load once it exists
     from prmkit.cli import annotate, data, evaluate, recipes, stages  # noqa: F401 (register)
     app.add_typer(annotate.annotate_app, name="annotate")
     app.add_typer(evaluate.eval_app, name="eval")

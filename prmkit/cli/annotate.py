@@ -6,10 +6,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.table import Table
 
+from prmkit.annotate import consensus, judge, mc
 from prmkit.annotate.consensus import ConsensusConfig
 from prmkit.annotate.judge import JudgeConfig
 from prmkit.annotate.mc import MCConfig
+from prmkit.annotate.quality import label_quality
 from prmkit.backends import BackendConfig
 from prmkit.cli import console as _console
 from prmkit.cli.options import (
@@ -19,6 +22,7 @@ from prmkit.cli.options import (
     load_configs,
     out_option,
 )
+from prmkit.errors import InputError
 
 annotate_app = typer.Typer(no_args_is_help=True, help=(
     "Step labels: Monte Carlo estimation, judges, consensus filtering, label quality."))
@@ -36,9 +40,8 @@ def _print_truth(console, metrics: dict) -> None:
 
 
 def _mc(given: dict, *, out: Path, force: bool, config_file, set_) -> None:
-    from prmkit.annotate import mc as stage
     cfg, backend = load_configs(given, MCConfig, config_file, set_, BackendConfig)
-    metrics = stage.run(cfg, out, backend=backend, force=force)
+    metrics = mc.run(cfg, out, backend=backend, force=force)
     console = _console()
     console.print(f"{metrics['n_solutions']} solutions -> {out / 'annotated.jsonl'}; "
                   f"skipped {metrics['skipped']}", markup=False, highlight=False)
@@ -57,9 +60,8 @@ command(annotate_app, "mc", [MCConfig, BackendConfig], _mc,
 
 
 def _judge(given: dict, *, out: Path, force: bool, config_file, set_) -> None:
-    from prmkit.annotate import judge as stage
     cfg, backend = load_configs(given, JudgeConfig, config_file, set_, BackendConfig)
-    metrics = stage.run(cfg, out, backend=backend, force=force)
+    metrics = judge.run(cfg, out, backend=backend, force=force)
     console = _console()
     console.print(f"{metrics['n_solutions']} solutions -> {out / 'annotated.jsonl'}; skipped "
                   f"{metrics['skipped']}; no verdict {metrics['no_verdict']}; calls "
@@ -79,9 +81,8 @@ command(annotate_app, "judge", [JudgeConfig, BackendConfig], _judge,
 
 
 def _consensus(given: dict, *, out: Path, force: bool, config_file, set_) -> None:
-    from prmkit.annotate import consensus as stage
     cfg, = load_configs(given, ConsensusConfig, config_file, set_)
-    metrics = stage.run(cfg, out, force=force)
+    metrics = consensus.run(cfg, out, force=force)
     console = _console()
     console.print(f"kept {metrics['kept']} of {metrics['n_solutions']} solutions "
                   f"({_pct(metrics['kept_share'])}) -> {out / 'consensus.jsonl'}")
@@ -109,8 +110,6 @@ def report(annotated: Path = typer.Argument(..., help=(
            truth: Optional[str] = typer.Option(None, help="Reference labels (default "
                                                           "truth.label).")) -> None:
     """The label-quality table: each source against the exact truth, kept share and cost."""
-    from prmkit.annotate.quality import label_quality
-    from prmkit.errors import InputError
     named = None
     if sources:
         named = {}
@@ -125,7 +124,6 @@ def report(annotated: Path = typer.Argument(..., help=(
 
 
 def _matrix_table(matrix: dict):
-    from rich.table import Table
     table = Table(title=f"first error: {matrix['rows']} (rows) x {matrix['columns']} (columns)")
     columns = [c for c in matrix["counts"]["-1"]]
     table.add_column("")
@@ -137,7 +135,6 @@ def _matrix_table(matrix: dict):
 
 
 def _quality_table(rows: list[dict], title: str, with_cost: bool):
-    from rich.table import Table
     table = Table(title=title)
     for column in ("source", "first-error accuracy", "kept", "negative precision",
                    "negative recall") + (("rollouts", "judge calls") if with_cost else ()):

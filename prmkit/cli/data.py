@@ -10,6 +10,9 @@ import typer
 from prmkit.cli import app
 from prmkit.cli import console as _console
 from prmkit.errors import InputError
+from prmkit.formats import READERS, WRITERS, reader, writer
+from prmkit.labels import Source, hard_labelled
+from prmkit.records import read_records_with_lines, write_jsonl
 
 
 @app.command()
@@ -26,8 +29,6 @@ def convert(source: str = typer.Argument(..., help="Input file, folder, or hub:N
                 "Keep the steps after the first error (labelled by the source) instead of "
                 "cutting each solution at its first error."))) -> None:
     """Convert between prmkit records and other formats."""
-    from prmkit.formats import reader, writer
-    from prmkit.records import read_records_with_lines, write_jsonl
     read, kind = reader(fmt)
     records = read(source)
     dropped = 0
@@ -51,7 +52,6 @@ def convert(source: str = typer.Argument(..., help="Input file, folder, or hub:N
 def _with_hard_labels(records: list[dict], spec: str, keep_after_error: bool, path,
                       lines: Optional[list[int]]) -> tuple[list[dict], int]:
     """Records relabelled from a label source (step_labels: one boolean a step)."""
-    from prmkit.labels import Source, hard_labelled
     source, out = Source.parse(spec), []
     for i, record in enumerate(records):
         try:
@@ -68,7 +68,6 @@ def _with_hard_labels(records: list[dict], spec: str, keep_after_error: bool, pa
 @app.command()
 def formats() -> None:
     """List the formats `prmkit convert` reads and writes."""
-    from prmkit.formats import READERS, WRITERS
     console = _console()
     for title, table in (("read", READERS), ("write", WRITERS)):
         console.print(f"[bold]{title}[/bold]")

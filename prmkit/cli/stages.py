@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from prmkit import sample
 from prmkit.backends import BackendConfig
 from prmkit.cli import app, console
 from prmkit.cli.options import (
@@ -17,15 +18,16 @@ from prmkit.cli.options import (
     load_configs,
     out_option,
 )
+from prmkit.prm import score
 from prmkit.prm.score import ScoreConfig
-from prmkit.prm.train import TrainConfig
+from prmkit.prm.train import TrainConfig, memory_estimate, train
 from prmkit.sample import SampleConfig
+from prmkit.serve import ModelServer, make_server
 
 
 def _sample(given: dict, *, out: Path, force: bool, config_file, set_) -> None:
-    from prmkit.sample import run
     cfg, backend = load_configs(given, SampleConfig, config_file, set_, BackendConfig)
-    metrics = run(cfg, out, backend=backend, force=force)
+    metrics = sample.run(cfg, out, backend=backend, force=force)
     show = console()
     show.print(f"{metrics['n_solutions']} solutions for {metrics['n_problems']} problems -> "
                f"{out / 'solutions.jsonl'}")
@@ -47,14 +49,12 @@ command(app, "sample", [SampleConfig, BackendConfig], _sample,
 
 def _train(given: dict, *, out: Path, force: bool, dry_run: bool, processes, config_file,
            set_) -> None:
-    from prmkit.prm.train import memory_estimate
-    from prmkit.prm.train import train as run_training
     cfg, = load_configs(given, TrainConfig, config_file, set_)
     if dry_run:
         estimate = memory_estimate(cfg, processes)
         console().print("\n".join(estimate.lines()), markup=False, highlight=False)
         return
-    metrics = run_training(cfg, out, force=force)
+    metrics = train(cfg, out, force=force)
     if not metrics:  # a data-parallel process other than the first: it writes nothing
         return
     held = metrics["final_held_out"]
@@ -77,9 +77,8 @@ command(app, "train", [TrainConfig], _train,
 
 
 def _score(given: dict, *, out: Path, force: bool, config_file, set_) -> None:
-    from prmkit.prm.score import run
     cfg, = load_configs(given, ScoreConfig, config_file, set_)
-    metrics = run(cfg, out, force=force)
+    metrics = score.run(cfg, out, force=force)
     dropped = metrics["steps_past_context"]
     console().print(f"{metrics['n_solutions']} solutions scored -> {out / 'scores.jsonl'}"
                     + (f"; {dropped} trailing steps did not fit the context" if dropped else ""))
@@ -104,7 +103,6 @@ def serve(model: str = typer.Option(..., "--model", help="The model: a folder or
           ) -> None:
     """Serve a local model over an OpenAI-compatible API (completions and chat, with
     continue_final_message), for CPU runs of what vLLM serves on a GPU."""
-    from prmkit.serve import ModelServer, make_server
     server = make_server(ModelServer(model, name=name, record=record, device=device,
                                      dtype=dtype), host, port)
     console().print(f"serving {model} at http://{host}:{server.server_port}/v1 (Ctrl-C stops)")

@@ -26,18 +26,25 @@ is on the final step (ties: the earliest lowest step).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
+from rich.table import Table
+
+from prmkit import config, rundir
+from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
+from prmkit.evaluate import diagnostics
+from prmkit.evaluate.benchmark import Benchmark, PipelineRun, ReportTable, into, png
+from prmkit.evaluate.ranking import AGGREGATIONS, ranking
+from prmkit.formats import read_as
+from prmkit.formats.data import DataSection
 from prmkit.grading import Outcome, equivalent, extract_answer, grade_many
-
-AGGREGATIONS: dict[str, Callable[[Sequence[float]], float]] = {
-    "last": lambda s: s[-1],
-    "min": min,
-    "prod": math.prod,
-    "mean": lambda s: sum(s) / len(s),
-}
+from prmkit.prm.model import load_prm
+from prmkit.prm.score import score
+from prmkit.runner import stage_config
+from prmkit.steps import split_steps
 
 
 def default_ns(available: int) -> list[int]:
@@ -162,10 +169,10 @@ def available_methods(sets: list[dict]) -> list[str]:
 
 
 def min_on_final_step(sets: list[dict]) -> dict:
-    multi = [s for record in sets for c in record["candidates"]
-             if (s := _step_scores(c)) and "step_scores" in c and len(s) >= 2]
-    on_final = sum(1 for s in multi if min(range(len(s)), key=s.__getitem__) == len(s) - 1)
-    return {"n_responses": len(multi), "share": 100.0 * on_final / len(multi) if multi else None}
+    """The paper's diagnostic over every candidate with step scores
+    (``prmkit.evaluate.diagnostics.min_on_final_step``)."""
+    return diagnostics.min_on_final_step([_step_scores(c) for record in sets
+                                          for c in record["candidates"] if "step_scores" in c])
 
 
 def evaluate_set(sets: list[dict], *, ns: Sequence[int] | None = None,
@@ -232,3 +239,270 @@ def evaluate(benchmarks: Mapping[str, list[dict]], *, ns: Sequence[int] | None =
             values = [v for v in values if v is not None]
             average[method][n] = sum(values) / len(values) if values else None
     return {"benchmarks": per, "average": average}
+
+
+# --- candidate sets ------------------------------------------------------------------------------
+
+def load_candidates(source: str | Path | list[dict], fmt: str = "prmkit") -> list[dict]:
+    """Candidate sets from prmkit's JSONL, another format (e.g. ``qwen_eval``), or records."""
+    return source if isinstance(source, list) else read_as(source, fmt, "candidates")
+
+
+def candidate_sets(solutions: list[dict], scores: Mapping[str, list]) -> list[dict]:
+    """Sampled solutions as Best-of-N sets: a problem's solutions in sample order, graded,
+    with one PRM's step scores."""
+    sets: dict[str, dict] = {}
+    for s in solutions:
+        entry = sets.setdefault(s["problem_id"], {"id": s["problem_id"],
+                                                  "gold_answer": s["gold_answer"],
+                                                  "candidates": []})
+        entry["candidates"].append({"answer": s["final_answer"], "steps": s["steps"],
+                                    "correct": s["final_answer_correct"],
+                                    "step_scores": scores[s["id"]]})
+    return list(sets.values())
+
+
+def metrics(benchmarks: Mapping[str, str | Path | list[dict]] | str | Path, *,
+            fmt: str = "prmkit", ns: Sequence[int] | None = None,
+            group_by: str = "equivalence", processes: int = 1, per_item: bool = False) -> dict:
+    """Best-of-N metrics; ``benchmarks`` maps names to candidate files or records; with
+    ``per_item``, each benchmark's picks per problem too (``items``)."""
+    if not isinstance(benchmarks, Mapping):
+        benchmarks = {Path(benchmarks).stem: benchmarks}
+    sets = {name: load_candidates(src, fmt) for name, src in benchmarks.items()}
+    return evaluate(sets, ns=ns, group_by=group_by, processes=processes, per_item=per_item)
+
+
+# --- the command: prmkit eval bon ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BonConfig:
+    candidates: list[str] = setting(REQUIRED, "Candidate-set files, one a benchmark (named "
+                                    "by its file stem).", positional=True)
+    format: str = setting("prmkit", "Format of the candidate files: prmkit or qwen_eval.")
+    n: list[int] | None = setting(None, "N values, e.g. 1,2,4,8 (default: 1, 2, 4, ... up to "
+                                  "the set size).", ge=1)
+    group_by: str = setting("equivalence", "Group answers by equivalence or string.",
+                            choices=("equivalence", "string"))
+    processes: int = setting(1, "Worker processes for grading.", ge=1)
+    model: str | None = setting(None, "A PRM folder: score every candidate's steps with it "
+                                "first (their `steps`, or their `text` split on blank lines).")
+    model_format: str | None = setting(None, "With --model: the PRM's input format (default: "
+                                       "from the folder).")
+    batch_size: int = setting(16, "With --model: solutions a forward batch.", ge=1)
+    device: str = setting("auto", "With --model: auto (a GPU when there is one), cpu, cuda.")
+    device_map: str | None = setting(None, "With --model: spread a PRM too large for one GPU "
+                                     "over all of them (auto, balanced, sequential).")
+    dtype: str = setting("auto", "With --model: auto (bfloat16 on a GPU, float32 on the CPU), "
+                         "float32, bfloat16 or float16.",
+                         choices=("auto", "float32", "bfloat16", "float16"))
+
+    def validate(self) -> "BonConfig":
+        config.check_values(self)
+        names = [Path(p).stem for p in self.candidates]
+        if len(set(names)) != len(names):
+            raise InputError("two candidate files share a name; benchmarks are named by file "
+                             "stem", field="candidates")
+        return self
+
+
+def run(cfg: BonConfig, out: str | Path | None = None, *, force: bool = False) -> dict:
+    """The metrics of a ``prmkit eval bon`` config (into ``out`` if given)."""
+    cfg.validate()
+    files = {Path(p).stem: p for p in cfg.candidates}
+    # how fast and where it runs changes no number
+    settings = stage_config("eval.bon", cfg,
+                            drop=("processes", "batch_size", "device", "device_map"))
+    inputs = {**files, **({"model": cfg.model} if cfg.model else {})}
+
+    def compute(per_item: bool) -> dict:
+        sets = {name: load_candidates(path, cfg.format) for name, path in files.items()}
+        if cfg.model:
+            score_candidates(sets, cfg)
+        return evaluate(sets, ns=cfg.n, group_by=cfg.group_by, processes=cfg.processes,
+                        per_item=per_item)
+    return into(out, settings, inputs, force, compute,
+                lambda measured: [{"benchmark": name, **item}
+                                  for name, m in measured["benchmarks"].items()
+                                  for item in m.pop("items")])
+
+
+def score_candidates(sets: Mapping[str, list[dict]], cfg: BonConfig) -> None:
+    """Every candidate's ``step_scores`` from the PRM of ``cfg.model``, in place: one forward
+    pass a candidate, its ``steps`` or its ``text`` split on blank lines."""
+    problems, steps, where = [], [], []
+    for name, records in sets.items():
+        for record in records:
+            if not record.get("problem"):
+                raise InputError(f"set {record['id']!r} has no problem text to score with",
+                                 path=name, field="problem")
+            for c in record["candidates"]:
+                pieces = c.get("steps") or split_steps(c.get("text") or "")
+                if not pieces:
+                    raise InputError(f"set {record['id']!r}: a candidate has neither steps nor "
+                                     "text to score", path=name, field="candidates")
+                problems.append(record["problem"])
+                steps.append(pieces)
+                where.append(c)
+    prm = load_prm(cfg.model, fmt=cfg.model_format, dtype=cfg.dtype, device=cfg.device,
+                   device_map=cfg.device_map)
+    for candidate, row in zip(where, score(problems, steps, prm, batch_size=cfg.batch_size)):
+        candidate["step_scores"] = row
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+METHOD_ORDER = ("pass", "maj", "random", "last", "min", "prod", "mean", "response",
+                "vote_last", "vote_min", "vote_prod", "vote_mean")
+
+
+def accuracy_table(name: str, accuracy: Mapping[str, Mapping], ns: list[int]) -> Table:
+    table = Table(title=f"Best-of-N accuracy: {name}")
+    table.add_column("method")
+    for n in ns:
+        table.add_column(f"N={n}", justify="right")
+    known = sorted(accuracy, key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER
+                   else len(METHOD_ORDER))
+    for method in known:
+        by_n = {int(k): v for k, v in accuracy[method].items()}
+        table.add_row(method, *(_fmt(by_n.get(n)) for n in ns))
+    return table
+
+
+def show(measured: dict, console) -> None:
+    """Each benchmark's accuracy table and counts; their average when there are several."""
+    for name, m in measured["benchmarks"].items():
+        console.print(accuracy_table(name, m["accuracy"], [int(k) for k in m["ns"]]))
+        final = m["min_on_final_step"]
+        share = "—" if final["share"] is None else f"{final['share']:.1f}%"
+        console.print(f"{name}: {m['n_scored']}/{m['n_problems']} problems scored, "
+                      f"{m['gold_unparseable']} with unreadable gold, {m['unparseable_answers']} "
+                      f"unreadable answers; lowest step score on the final step: {share} "
+                      f"of {final['n_responses']} multi-step responses")
+    if len(measured["benchmarks"]) > 1:
+        average = measured["average"]
+        ns = sorted({int(k) for by_n in average.values() for k in by_n})
+        console.print(accuracy_table("average", average, ns))
+
+
+# --- in a recipe: evaluate: {bon: ...} -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BestOfNSection:
+    sets: dict = setting({}, "Set name -> {path, format, limit}: problems whose candidates the "
+                         "policy samples.", each=DataSection)
+    n: int = setting(8, "Candidates a problem.", ge=1)
+    ns: list[int] | None = setting(None, "N values (default: 1, 2, 4, ... up to n).", ge=1)
+    group_by: str = setting("equivalence", "maj@N and the PRM-weighted vote group answers by "
+                            "equivalence (math-verify) or by string.",
+                            choices=("equivalence", "string"))
+    sample: dict = setting({}, "Sampling settings of the candidates, over the recipe's sample "
+                           "section (temperature, max_new_tokens, ...).")
+
+
+def solutions(section: BestOfNSection, run: PipelineRun) -> dict[str, list[dict]]:
+    """Each set's candidates: the policy's ``n`` graded solutions a problem, in
+    ``bon-<set>/`` (its problems, and the sample stage)."""
+    groups = {}
+    for name, data in section.sets.items():
+        groups[name] = run.sample(f"Best-of-N candidates ({name})", data,
+                                  run.out / f"bon-{rundir.slug(name)}",
+                                  {**section.sample, "n": section.n})
+    return groups
+
+
+def measure(section: BestOfNSection, groups: dict[str, list[dict]],
+            scores: dict[str, dict[str, list]]) -> dict:
+    """One PRM on every set: Best-of-N accuracies, and how it ranks the candidates of one
+    problem (within-problem AUC)."""
+    return {name: {"bon": evaluate_set(candidate_sets(solutions, scores[name]), ns=section.ns,
+                                       group_by=section.group_by),
+                   "ranking": ranking(solutions, scores[name])}
+            for name, solutions in groups.items()}
+
+
+def summary(section: BestOfNSection, groups: dict[str, list[dict]]) -> dict:
+    return {name: {"n_problems": len({s["problem_id"] for s in solutions}),
+                   "n_solutions": len(solutions)} for name, solutions in groups.items()}
+
+
+# --- in the report --------------------------------------------------------------------------------
+
+REPORTED = ("last", "min", "prod")  # the paper's aggregations
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{value:.1f}%"
+
+
+def at(measured: dict, method: str, n: int | None = None) -> float | None:
+    """Accuracy of a method at N (default: the largest N), whatever JSON did to the keys."""
+    accuracy = measured["accuracy"].get(method, {})
+    n = n if n is not None else max(measured["ns"])
+    return accuracy.get(n, accuracy.get(str(n)))
+
+
+def tables(results: dict) -> list[ReportTable]:
+    """One table a set: every PRM's Best-of-N at the largest N, then the references."""
+    out = []
+    prms = results["prms"]
+    for set_name, size in results["benchmarks"]["bon"].items():
+        by_prm = {name: prm["bon"][set_name]["bon"] for name, prm in prms.items()}
+        if not by_prm:
+            continue
+        first = next(iter(by_prm.values()))
+        n = max(first["ns"])
+        head = ["PRM", *[f"BoN@{n} {a}" for a in REPORTED], f"BoN@{n} PRM vote (min)",
+                "min on final step"]
+        rows = [[name, *[_pct(at(m, a, n)) for a in REPORTED], _pct(at(m, "vote_min", n)),
+                 _pct(m["min_on_final_step"]["share"])] for name, m in by_prm.items()]
+        for label, method in ((f"random pick@{n} (no PRM)", "random"),
+                              (f"maj@{n} (no PRM)", "maj"), (f"pass@{n} (oracle)", "pass")):
+            rows.append([label, *[_pct(at(first, method, n))] * (len(REPORTED) + 1), ""])
+        out.append(ReportTable(
+            f"Best-of-N: {set_name} ({size['n_problems']} problems x {n} candidates)", head, rows,
+            "A PRM picks the candidate whose aggregated step score is highest (PRM vote: "
+            "answers weighted by their candidates' min scores). Min on final step: the share "
+            "of multi-step candidates whose lowest step score is their last step."))
+    return out
+
+
+def plots(results: dict) -> dict[str, bytes]:
+    """Accuracy against N: a row a set, a panel an aggregation, with the references."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    prms, sets = results["prms"], list(results["benchmarks"]["bon"])
+    if not prms or not sets:
+        return {}
+    fig, axes = plt.subplots(len(sets), len(REPORTED), squeeze=False, sharey="row",
+                             figsize=(4.2 * len(REPORTED), 3.6 * len(sets)))
+    for row, set_name in zip(axes, sets):
+        by_prm = {name: prm["bon"][set_name]["bon"] for name, prm in prms.items()}
+        first = next(iter(by_prm.values()))
+        ns = first["ns"]
+        for ax, aggregation in zip(row, REPORTED):
+            for name, m in by_prm.items():
+                ax.plot(ns, [at(m, aggregation, n) for n in ns], marker="o", label=name)
+            for method, style, colour in (("random", "-.", "grey"), ("maj", "--", "black"),
+                                          ("pass", ":", "black")):
+                ax.plot(ns, [at(first, method, n) for n in ns], linestyle=style, color=colour,
+                        label=f"{method}@N" if method != "random" else "random pick")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(ns, [str(n) for n in ns])
+            ax.set(title=f"{set_name}: {aggregation} aggregation", xlabel="N")
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel("accuracy (%)")
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    return {"bon": png(fig)}
+
+
+BENCHMARK = Benchmark(
+    name="bon",
+    help="Best-of-N: maj@N, pass@N, random pick, PRM selection (last/min/prod/mean) and "
+         "PRM-weighted vote.",
+    config=BonConfig, run=run, show=show,
+    section=BestOfNSection, solutions=solutions, measure=measure, summary=summary,
+    tables=tables, plots=plots)

@@ -21,11 +21,22 @@ paper's "correct answer, flawed process" samples that outcome-based labels miss.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
+from rich.table import Table
+
+from prmkit import config
+from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
+from prmkit.evaluate.benchmark import Benchmark, PipelineRun, ReportTable, into, png
+from prmkit.formats.processbench import read as read_processbench
 from prmkit.labels import first_at_or_below, parse_critique, vote
+from prmkit.records import read_records_with_lines, write_jsonl
+from prmkit.runner import stage_config
 
 DEFAULT_THRESHOLD = 0.5
 SWEEP = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
@@ -214,7 +225,6 @@ def cross_fitted(items: list[dict], step_scores: Mapping[str, list[float]], *,
     (by problem: the solutions of one problem never tune their own threshold); each half is
     read at the best threshold of the other. No item's threshold saw that item, unlike the best
     threshold of the benchmark itself (an upper bound)."""
-    import random
     groups = sorted({group(r) for r in items})
     random.Random(seed).shuffle(groups)
     half = {g: i % 2 for i, g in enumerate(groups)}
@@ -233,7 +243,6 @@ def f1_gap(items: list[dict], first: Mapping[str, int | None], second: Mapping[s
     """F1(first) - F1(second) on the same items, with a paired bootstrap interval over groups
     (problems): whether one set of predictions finds first errors better than another by more
     than the benchmark's sampling noise."""
-    import random
     groups: dict = {}
     for r in items:
         groups.setdefault(group(r), []).append(r)
@@ -248,3 +257,287 @@ def f1_gap(items: list[dict], first: Mapping[str, int | None], second: Mapping[s
     tail = (1 - confidence) / 2
     return {"gap": gap(keys), "low": draws[int(tail * (bootstrap - 1))],
             "high": draws[int((1 - tail) * (bootstrap - 1))]}
+
+
+# --- the items ------------------------------------------------------------------------------------
+
+def load_items(source: str | Path | list[dict]) -> list[dict]:
+    """ProcessBench items from a file, a folder of subsets, ``hub:Qwen/ProcessBench``, or
+    records."""
+    return source if isinstance(source, list) else read_processbench(source)
+
+
+def first_of_each_subset(items: list[dict], limit: int | None) -> list[dict]:
+    """The first ``limit`` items of every subset (all with None), subsets in their order."""
+    return [r for group in _by_subset(items).values() for r in group[:limit]]
+
+
+def items_from_truth(solutions: list[dict], *, subset: str, seed: int = 0) -> list[dict]:
+    """A ProcessBench of sampled solutions that carry their step truth (``truth.label`` and
+    ``truth.answer_correct``, from a world that knows it), in ProcessBench's format and
+    balanced as it is: complete solutions (stopped, with a readable answer), the first correct
+    and the first erroneous solution of each problem, as many of each kind (a seeded draw).
+    Item ids are the solutions' ids, in the solutions' order."""
+    firsts: dict[tuple[str, bool], dict] = {}
+    for s in solutions:
+        if s["finish_reason"] != "stop" or s["outcome"] == "unparseable":
+            continue
+        firsts.setdefault((s["problem_id"], s["truth"]["label"] >= 0), s)
+    correct = [s for (_, wrong), s in firsts.items() if not wrong]
+    erroneous = [s for (_, wrong), s in firsts.items() if wrong]
+    rng = random.Random(seed)
+    n = min(len(correct), len(erroneous))
+    chosen = {s["id"] for s in rng.sample(correct, n) + rng.sample(erroneous, n)}
+    return [{"id": s["id"], "generator": s["generator"], "subset": subset,
+             "problem": s["problem"], "steps": s["steps"],
+             "final_answer_correct": s["truth"]["answer_correct"], "label": s["truth"]["label"]}
+            for s in solutions if s["id"] in chosen]
+
+
+def _predictions(source, kind: str, field: str) -> tuple[dict, dict, str]:
+    if isinstance(source, Mapping):
+        return dict(source), {}, "<predictions>"
+    rows = read_records_with_lines(source, kind)
+    return ({r["id"]: r[field] for _, r in rows}, {r["id"]: line for line, r in rows}, str(source))
+
+
+def metrics(benchmark: str | Path | list[dict], *,
+            step_scores: str | Path | Mapping | None = None,
+            critiques: str | Path | Mapping | None = None, threshold: float = DEFAULT_THRESHOLD,
+            tune_on: str | None = None, subsets: Iterable[str] | None = None,
+            per_item: bool = False) -> dict:
+    """ProcessBench metrics of per-step scores (id -> [score]) or critiques (id -> [text]),
+    each a mapping or a JSONL file; with ``per_item``, every item's prediction too
+    (``items``)."""
+    items = load_items(benchmark)
+    if step_scores is not None:
+        scores, lines, source = _predictions(step_scores, "step_scores", "step_scores")
+        return evaluate(items, step_scores=scores, threshold=threshold, tune_on=tune_on,
+                        subsets=subsets, source=source, lines=lines, per_item=per_item)
+    texts, lines, source = (_predictions(critiques, "critique", "critiques")
+                            if critiques is not None else (None, {}, "<predictions>"))
+    return evaluate(items, critiques=texts, subsets=subsets, source=source, lines=lines,
+                    per_item=per_item)
+
+
+# --- the command: prmkit eval processbench --------------------------------------------------------
+
+@dataclass(frozen=True)
+class ProcessBenchConfig:
+    benchmark: str = setting(REQUIRED, "ProcessBench: a JSON/JSONL file, a folder of subset "
+                             "files, or hub:Qwen/ProcessBench.", short="-b")
+    scores: str | None = setting(None, "JSONL of {id, step_scores}, or a `prmkit score` "
+                                 "folder.")
+    critiques: str | None = setting(None, "JSONL of {id, critiques: [text]}.")
+    threshold: float = setting(0.5, "A step scored at or below this is an error "
+                               "(prmkit.labels' one threshold rule).", ge=0, le=1)
+    tune_on: str | None = setting(None, "Pick the best-F1 threshold on this subset.")
+    subset: list[str] | None = setting(None, "Evaluate only these subsets (repeat).")
+
+    def validate(self) -> "ProcessBenchConfig":
+        config.check_values(self)
+        if (self.scores is None) == (self.critiques is None):
+            raise InputError("give exactly one of --scores and --critiques", field="scores")
+        return self
+
+
+def run(cfg: ProcessBenchConfig, out: str | Path | None = None, *, force: bool = False) -> dict:
+    """The metrics of a ``prmkit eval processbench`` config (into ``out`` if given)."""
+    cfg.validate()
+    scores = cfg.scores
+    if scores is not None and Path(scores).is_dir():  # a `prmkit score` folder
+        scores = str(Path(scores) / "scores.jsonl")
+    settings = stage_config("eval.processbench", cfg)
+    return into(out, settings, {"benchmark": cfg.benchmark,
+                                "predictions": scores or cfg.critiques}, force,
+                lambda per_item: metrics(cfg.benchmark, step_scores=scores,
+                                         critiques=cfg.critiques, threshold=cfg.threshold,
+                                         tune_on=cfg.tune_on, subsets=cfg.subset,
+                                         per_item=per_item),
+                lambda measured: measured.pop("items"))
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def show(measured: dict, console) -> None:
+    """The subsets' table, and for step scores F1 against threshold."""
+    title = "ProcessBench"
+    if measured["mode"] == "step_scores":
+        title += f" (threshold {measured['threshold']:g}, {measured['threshold_source']})"
+    table = Table(title=title)
+    for column in ("subset", "n", "error acc", "correct acc", "F1",
+                   "flawed-process, right answer"):
+        table.add_column(column, justify="left" if column == "subset" else "right")
+    for name, m in measured["subsets"].items():
+        flawed = m["flawed_correct_answer"]
+        table.add_row(name, str(m["n"]), _fmt(m["error_acc"]), _fmt(m["correct_acc"]),
+                      _fmt(m["f1"]), f"{_fmt(flawed['acc'])} (n={flawed['n']})")
+    table.add_row("average", "", "", "", _fmt(measured["average_f1"]), "", style="bold")
+    console.print(table)
+    if measured["mode"] != "step_scores":
+        console.print(f"critiques: {measured['critique_stats']}")
+        return
+    subsets = list(measured["subsets"])
+    sweep = Table(title="F1 against threshold (best per subset is an upper bound)")
+    for column in ["threshold", *subsets, "average"]:
+        sweep.add_column(column, justify="right")
+    for row in measured["sweep"]:
+        sweep.add_row(f"{row['threshold']:g}", *(_fmt(row["f1"][s]) for s in subsets),
+                      _fmt(row["average_f1"]))
+    best = measured["best_threshold_per_subset"]
+    sweep.add_row("best", *(f"{_fmt(best[s]['f1'])} @{best[s]['threshold']:g}"
+                            for s in subsets), "", style="bold")
+    console.print(sweep)
+
+
+# --- in a recipe: evaluate: {processbench: ...} ---------------------------------------------------
+
+@dataclass(frozen=True)
+class ProcessBenchSection:
+    path: str | None = setting(None, "ProcessBench: a folder of subset files, a file, or "
+                               "hub:Qwen/ProcessBench.")
+    limit: int | None = setting(None, "The first N items of each subset (all: null).", ge=1)
+    from_truth: str | None = setting(None, "Instead of a file: a ProcessBench built from the "
+                                     "step truth of this Best-of-N set's solutions (a world "
+                                     "that knows every step's truth, like the toy world).")
+    seed: int = setting(0, "Seed of the balanced draw of from_truth.")
+
+    def validate(self) -> "ProcessBenchSection":
+        if (self.path is None) == (self.from_truth is None):
+            raise InputError("give exactly one of path and from_truth",
+                             field="evaluate.processbench.path")
+        return self
+
+
+def solutions(section: ProcessBenchSection, run: PipelineRun) -> dict[str, list[dict]]:
+    """The items every PRM scores, kept in ``processbench/`` as read."""
+    if section.from_truth is not None:
+        items = items_from_truth(run.group("bon", section.from_truth), subset=section.from_truth,
+                                 seed=section.seed)
+    else:
+        items = first_of_each_subset(read_processbench(section.path), section.limit)
+    write_jsonl(run.out / "processbench" / "items.jsonl", items)
+    return {"items": items}
+
+
+def at_best(items: list[dict], step_scores: Mapping[str, list], best: Mapping[str, dict]) -> dict:
+    """Every subset read at its own best threshold: its metrics, and every item's prediction
+    (for a paired bootstrap of the F1 gap between two PRMs)."""
+    out: dict = {"subsets": {}, "predictions": {}}
+    for subset, chosen in _by_subset(items).items():
+        threshold = best[subset]["threshold"]
+        predicted = {r["id"]: first_at_or_below(step_scores[r["id"]], threshold) for r in chosen}
+        out["subsets"][subset] = {**subset_metrics(chosen, predicted), "threshold": threshold}
+        out["predictions"].update(predicted)
+    out["average_f1"] = _average_f1(out["subsets"])
+    return out
+
+
+def measure(section: ProcessBenchSection, groups: dict[str, list[dict]],
+            scores: dict[str, dict[str, list]]) -> dict | None:
+    """One PRM: metrics at 0.5 with the threshold sweep, each subset at its best threshold (an
+    upper bound, alike for every PRM), and at a threshold chosen on other problems."""
+    items, by_id = groups["items"], scores["items"]
+    if not items:  # no complete correct or no erroneous solution to build items from
+        return None
+    measured = evaluate(items, step_scores=by_id)
+    measured["at_best"] = at_best(items, by_id, measured["best_threshold_per_subset"])
+    measured["cross_fitted"] = {name: cross_fitted(chosen, by_id)
+                                for name, chosen in _by_subset(items).items()}
+    return measured
+
+
+def summary(section: ProcessBenchSection, groups: dict[str, list[dict]]) -> dict:
+    """The items' labels, for the report's paired bootstrap over problems."""
+    items = groups["items"]
+    return {"n_items": len(items), "n_erroneous": sum(r["label"] >= 0 for r in items),
+            "items": [{"id": r["id"], "subset": r.get("subset", "all"), "problem": r["problem"],
+                       "label": r["label"], "final_answer_correct": r["final_answer_correct"]}
+                      for r in items]}
+
+
+# --- in the report --------------------------------------------------------------------------------
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def headline_f1(measured: dict | None) -> float | None:
+    """A PRM's ProcessBench F1 for comparisons: the mean over subsets of each subset's F1 at its
+    own best threshold (hard and soft labels calibrate scores differently, so every PRM is read
+    at its best: an upper bound, computed alike for every PRM). None: not measured."""
+    return None if not measured else (measured["at_best"]["average_f1"] or 0.0)
+
+
+def tables(results: dict) -> list[ReportTable]:
+    prms = {name: prm.get("processbench") for name, prm in results["prms"].items()}
+    measured = [m for m in prms.values() if m]
+    if not measured:
+        return []
+    subsets = list(measured[0]["subsets"])
+    several = len(subsets) > 1
+    head = ["PRM", *([f"{s} F1 @0.5" for s in subsets] if several else []),
+            "average F1 @0.5" if several else "F1 @0.5", "best F1 (threshold)",
+            "F1, threshold from other problems", "flawed-process found"]
+    rows = []
+    for name, m in prms.items():
+        if not m:
+            rows.append([name, *["–"] * (len(head) - 1)])
+            continue
+        best, fitted = m["at_best"]["subsets"], m["cross_fitted"]
+        thresholds = "/".join(f"{best[s]['threshold']:g}" for s in subsets)
+        cross = _mean(f["f1"] for f in fitted.values())
+        folds = [] if several else fitted[subsets[0]]["thresholds"]  # one subset: its folds'
+        cross_text = "–" if cross is None else f"{cross:.1f}" + (
+            f" ({'/'.join(f'{t:g}' for t in folds)})" if folds else "")
+        per_subset = [_fmt(m["subsets"][s]["f1"] or 0) for s in subsets] if several else []
+        rows.append([name, *per_subset, _fmt(m["average_f1"] or 0),
+                     f"{_fmt(headline_f1(m))} ({thresholds})", cross_text,
+                     _percent(_mean(best[s]["flawed_correct_answer"]["acc"]
+                                    for s in subsets))])
+    legend = ("F1 @0.5 reads every PRM at 0.5; best F1 at the threshold that maximises it on "
+              "this benchmark (an upper bound, computed alike for every PRM); F1 with a "
+              "threshold from other problems reads each half of the problems at the best "
+              "threshold of the other half. Flawed-process found: right-answer items whose "
+              "first error the PRM names, at its best threshold."
+              + (" With several subsets, every column but the first ones is their mean."
+                 if several else ""))
+    n = results["benchmarks"]["processbench"]
+    return [ReportTable(f"ProcessBench ({n['n_items']} items, {n['n_erroneous']} erroneous)",
+                        head, rows, legend)]
+
+
+def _percent(value) -> str:
+    return "–" if value is None else f"{value:.1f}%"
+
+
+def plots(results: dict) -> dict[str, bytes]:
+    """F1 (mean over subsets) against the threshold, one line a PRM."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    prms = {name: prm.get("processbench") for name, prm in results["prms"].items()}
+    if not any(prms.values()):
+        return {}
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for name, m in prms.items():
+        if m:
+            ax.plot([s["threshold"] for s in m["sweep"]],
+                    [float("nan") if s["average_f1"] is None else s["average_f1"]
+                     for s in m["sweep"]], marker=".", label=name)
+    ax.set(xlabel="threshold (a step at or below it is an error)", ylabel="F1 (mean over "
+           "subsets)", title="ProcessBench F1 against threshold")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return {"processbench_threshold": png(fig)}
+
+
+BENCHMARK = Benchmark(
+    name="processbench",
+    help="ProcessBench: earliest-error accuracy and F1 of step scores or critiques.",
+    config=ProcessBenchConfig, run=run, show=show,
+    section=ProcessBenchSection, solutions=solutions, measure=measure, summary=summary,
+    tables=tables, plots=plots)

@@ -13,12 +13,23 @@ pairs and do not count. The interval is a percentile bootstrap over problems (re
 problems keeps the pairs of a problem together), seeded, so a report is reproducible.
 
 "Good" is whatever the caller says: a sound process (no step wrong) or a right final answer.
+``ranking`` measures both for sampled solutions, their step scores aggregated into one score
+the way Best-of-N does (``AGGREGATIONS``).
 """
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+
+# how a solution's step scores become one score (Best-of-N's aggregations)
+AGGREGATIONS: dict[str, Callable[[Sequence[float]], float]] = {
+    "last": lambda s: s[-1],
+    "min": min,
+    "prod": math.prod,
+    "mean": lambda s: sum(s) / len(s),
+}
 
 
 def _pair_counts(scores: Sequence[float], labels: Sequence[bool]) -> tuple[float, int]:
@@ -73,3 +84,22 @@ def solution_groups(solutions: Sequence[dict], scores: Mapping[str, float], good
         if score is not None:
             groups.setdefault(s["problem_id"], []).append((score, bool(good(s))))
     return groups
+
+
+def ranking(solutions: Sequence[dict], by_id: Mapping[str, list], aggregation: str = "min"
+            ) -> dict:
+    """How a PRM ranks the solutions of one problem, their step scores aggregated: a right
+    answer against a wrong one, and where the step truth is known (``truth.label``), a sound
+    process against a flawed one. Steps past a PRM's context (None) are left out."""
+    aggregate = AGGREGATIONS[aggregation]
+    scores = {}
+    for s in solutions:
+        row = [x for x in by_id.get(s["id"]) or [] if x is not None]
+        scores[s["id"]] = aggregate(row) if row else None
+    out = {"aggregation": aggregation,
+           "answer": within_problem_auc(solution_groups(
+               solutions, scores, lambda s: s["final_answer_correct"]))}
+    if solutions and all(isinstance(s.get("truth"), dict) for s in solutions):
+        out["process"] = within_problem_auc(solution_groups(
+            solutions, scores, lambda s: s["truth"]["label"] < 0))
+    return out

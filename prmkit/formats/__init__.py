@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
+from prmkit import plugins
 from prmkit.errors import InputError
+from prmkit.records import atomic_write_text, read_records
 
 # name -> (module:function, record kind produced or consumed, one-line description)
 READERS: dict[str, tuple[str, str, str]] = {
@@ -62,7 +66,6 @@ def writer(name: str) -> tuple[Callable, str]:
 
 
 def read_prmkit_solutions(path) -> list[dict]:
-    from prmkit.records import read_records
     return read_records(path, "solution")
 
 
@@ -74,10 +77,6 @@ def hub_file(source: str) -> Path:
     ``hub:NAME:CONFIG:SPLIT``, e.g. ``hub:openai/gsm8k:main:test``), written once under
     ``~/.cache/prmkit/hub`` through the ``datasets`` library (the ``hub`` extra), so that every
     reader reads it as it reads a file."""
-    import json
-    import re
-
-    from prmkit.records import atomic_write_text
     parts = source[len(HUB_PREFIX):].split(":")
     if len(parts) not in (2, 3) or not all(parts):
         raise InputError("a hub source is hub:NAME:SPLIT or hub:NAME:CONFIG:SPLIT",
@@ -105,11 +104,18 @@ def hub_file(source: str) -> Path:
 def read_as(path, fmt: str, kind: str) -> list[dict]:
     """Records of ``kind`` (problem, solution, candidates) from a file in format ``fmt``:
     prmkit's own JSONL, or any reader that gives that kind; ``hub:NAME[:CONFIG]:SPLIT`` reads
-    a hub data set (ProcessBench's reader takes ``hub:NAME`` itself)."""
+    a hub data set (ProcessBench's reader takes ``hub:NAME`` itself); ``NAME:SPEC`` a problem
+    source a package registered (``prmkit.plugins``: ``toy:mixed:test:100``)."""
+    registered = plugins.source_of(str(path))
+    if registered is not None:
+        if kind != "problem":
+            raise InputError(f"a problem source gives problem records, not {kind} records",
+                             path=path, field="format")
+        source, spec = registered
+        return source.read(spec)
     if str(path).startswith(HUB_PREFIX) and fmt != "processbench":
         path = hub_file(str(path))
     if fmt == "prmkit":
-        from prmkit.records import read_records
         return read_records(path, kind)
     read, gives = reader(fmt)
     if gives != kind:

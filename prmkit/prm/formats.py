@@ -2,9 +2,10 @@
 its step score is read. Chosen from a model folder's own config (``prm.json``, or the
 architecture in ``config.json``), never from a model id.
 
-    prmkit            our PRMs: the problem, a blank line, then every step followed by a
-                      dedicated ``<|step|>`` token (added to the tokenizer) and a blank line;
-                      score = the step head's positive class at the separator
+    step-token        prmkit's default: the problem, a blank line, then every step followed
+                      by a dedicated ``<|step|>`` token (added to the tokenizer) and a blank
+                      line; score = the step head's positive class at the separator (named
+                      ``prmkit`` before; a PRM folder saved under that name still loads)
     plain             the problem, a blank line, then the steps exactly as a policy writes
                       them, a blank line after each; the score is read at the first token of
                       that blank line. No token is inserted, so a PRM initialised from the
@@ -37,8 +38,10 @@ from prmkit.errors import InputError
 class PRMFormat:
     name: str
     separator: str                 # the token after every step, where its score is read
-    prompt: str                    # plain | chat | shepherd (see prefix_text)
-    readout: str                   # head: a step head; lm-tokens: LM logits of good/bad tokens
+    prompt: str                    # raw | plain | chat | shepherd (see prefix_text)
+    score_from: str                # where a step's score is read: head (a step head),
+                                   # lm-tokens (LM logits of good/bad tokens) or
+                                   # token-classification (a two-label token classifier)
     before: str = "{step}"         # a step's text before the separator ({index} counts from 1)
     after: str = ""                # text after the separator
     add_separator: bool = False    # add the separator to a tokenizer that lacks it
@@ -50,27 +53,31 @@ class PRMFormat:
                                    # (else each piece alone: prmkit.steps.encode_steps)
 
 
-FORMATS = {
-    "prmkit": PRMFormat("prmkit", "<|step|>", prompt="plain", readout="head", after="\n\n",
-                        add_separator=True),
-    "plain": PRMFormat("plain", "\n\n", prompt="plain", readout="head", in_text=True),
+PRM_FORMATS = {
+    "step-token": PRMFormat("step-token", "<|step|>", prompt="plain", score_from="head",
+                            after="\n\n", add_separator=True),
+    "plain": PRMFormat("plain", "\n\n", prompt="plain", score_from="head", in_text=True),
     # added when a backbone lacks it (Qwen2.5-Math-Instruct does; its embedding matrix has
     # spare rows, so the vocabulary grows without a resize)
     "qwen2.5-math-prm": PRMFormat("qwen2.5-math-prm", "<extra_0>", prompt="chat",
-                                  readout="head", whole_text=True, add_separator=True),
+                                  score_from="head", whole_text=True, add_separator=True),
     # the model card runs tokenizer.encode(f"{question} {output}"): its BOS comes first
-    "math-shepherd": PRMFormat("math-shepherd", "ки", prompt="shepherd", readout="lm-tokens",
-                               before="Step {index}: {step} ", after="\n", good_bad="+ -",
-                               bos=True, whole_text=True),
-    "trl": PRMFormat("trl", "\n", prompt="raw", readout="token-classification", bos=True),
+    "math-shepherd": PRMFormat("math-shepherd", "ки", prompt="shepherd",
+                               score_from="lm-tokens", before="Step {index}: {step} ",
+                               after="\n", good_bad="+ -", bos=True, whole_text=True),
+    "trl": PRMFormat("trl", "\n", prompt="raw", score_from="token-classification", bos=True),
 }
+# names a PRM folder's prm.json may hold from before a rename: "prmkit" was also the name of
+# prmkit's own data format (prmkit.formats), so the PRM format took a name of its own
+LEGACY_FORMAT_NAMES = {"prmkit": "step-token"}
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
 def get_format(name: str) -> PRMFormat:
-    if name not in FORMATS:
-        raise InputError(f"unknown PRM format {name!r}; known: {sorted(FORMATS)}", field="format")
-    return FORMATS[name]
+    if name not in PRM_FORMATS:
+        raise InputError(f"unknown PRM format {name!r}; known: {sorted(PRM_FORMATS)}",
+                         field="format")
+    return PRM_FORMATS[name]
 
 
 def prefix_text(fmt: PRMFormat, problem: str, tokenizer) -> str:

@@ -15,8 +15,6 @@ from pathlib import Path
 
 from prmkit.errors import InputError
 
-REPORTS = ("none", "tensorboard", "wandb")
-
 
 class TrainLog:
     def __init__(self, out: Path, report_to: str, config: dict, *, enabled: bool,

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from prmkit.prm.processes import transformer_layers
+
 GiB = 1024 ** 3
 
 
@@ -77,8 +79,6 @@ def count_parameters(model_config, head_layers: int, outputs: int, lora_rank: in
     LoRA's adapters."""
     import torch
     from transformers import AutoModel
-
-    from prmkit.prm.processes import transformer_layers
     with torch.device("meta"):
         backbone = AutoModel.from_config(model_config)
     hidden = model_config.hidden_size

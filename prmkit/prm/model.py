@@ -18,15 +18,29 @@ A PRM folder holds ``config.json`` (the backbone's), ``model.safetensors`` (``mo
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from prmkit.errors import InputError
-from prmkit.prm.formats import PRMFormat, get_format, good_bad_ids, separator_id
-
-HEADS = ("ce", "bce")
-READOUTS = ("separator", "likelihood")
+from prmkit.models import (
+    load_causal_lm,
+    load_tokenizer,
+    model_folder,
+    resolve_device,
+    resolve_dtype,
+)
+from prmkit.prm.adapters import base_name
+from prmkit.prm.formats import (
+    LEGACY_FORMAT_NAMES,
+    PRMFormat,
+    get_format,
+    good_bad_ids,
+    separator_id,
+)
+from prmkit.rundir import replace_folder
 
 
 def _torch():
@@ -34,140 +48,11 @@ def _torch():
     return torch
 
 
-class StepRewardModel(_torch().nn.Module):
-    """A backbone and a step head read at every step's separator.
-
-    ``readout="likelihood"`` adds what the backbone's own language model thinks of the step:
-    the lowest and the mean log-probability it gives the step's tokens, through a linear term
-    (``likelihood``) added to the head's logits. The hidden state at a
-    separator holds what the model makes of the text so far, but not how surprised it was by
-    each token on the way: a small backbone computes its expectation of a token only in its
-    top layer, one position earlier, where no later position can read it. Re-learning that
-    check from step labels alone is slow (see ``benchmarks/prm_study.py``); the LM head gives
-    it directly. It needs the backbone's LM head (``lm_head``; None: tied to the input
-    embeddings) and each token's step (``step_mask``)."""
-
-    def __init__(self, backbone, head: str = "ce", readout: str = "separator", lm_head=None,
-                 head_layers: int = 2):
-        torch = _torch()
-        super().__init__()
-        if head not in HEADS:
-            raise InputError(f"{head!r}: choose one of {list(HEADS)}", field="head")
-        if readout not in READOUTS:
-            raise InputError(f"{readout!r}: choose one of {list(READOUTS)}", field="readout")
-        if head_layers not in (1, 2):
-            raise InputError(f"{head_layers!r}: a step head has 1 or 2 layers",
-                             field="head_layers")
-        self.head, self.readout, self.head_layers = head, readout, head_layers
-        self.model = backbone
-        hidden, outputs = backbone.config.hidden_size, 2 if head == "ce" else 1
-        # two layers: Qwen2.5-Math-PRM's head; one: transformers' token-classification head
-        self.score = (torch.nn.Sequential(torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
-                                          torch.nn.Linear(hidden, outputs)) if head_layers == 2
-                      else torch.nn.Sequential(torch.nn.Linear(hidden, outputs)))
-        if readout == "likelihood":
-            self.lm_head = lm_head
-            # it starts as the LM's own verdict: the positive logit rises with the log-
-            # probability of the step's least likely token (a step holding a token the model
-            # finds unlikely is suspect); training moves it from there
-            self.likelihood = torch.nn.Linear(len(LIKELIHOOD_FEATURES), outputs)
-            with torch.no_grad():
-                self.likelihood.weight.zero_()
-                self.likelihood.bias.zero_()
-                self.likelihood.weight[-1, LIKELIHOOD_FEATURES.index("min_logprob")] = 1.0
-
-    @property
-    def config(self):
-        return self.model.config
-
-    def forward(self, input_ids, attention_mask=None, step_mask=None):
-        """Head logits at every position: (batch, length, 2) or (batch, length, 1)."""
-        return _head(self.score, getattr(self, "likelihood", None),
-                     self.features(input_ids, attention_mask, step_mask))
-
-    def features(self, input_ids, attention_mask=None, step_mask=None):
-        """What the head reads at every position: the last hidden state, and for the likelihood
-        readout the step's likelihood features after it (what a head-only run caches)."""
-        torch = _torch()
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        if self.readout != "likelihood":
-            return hidden
-        if step_mask is None:
-            raise ValueError("the likelihood readout needs each token's step (step_mask)")
-        likelihood = step_likelihood(self.token_logprobs(hidden, input_ids), step_mask)
-        return torch.cat([hidden, likelihood.to(hidden.dtype)], dim=-1)
-
-    def feature_head(self):
-        """The head alone, on ``features``: what a head-only run trains, and what PRMs that share
-        a backbone apply to its features one after another."""
-        return _FeatureHead(self.score, getattr(self, "likelihood", None))
-
-    def token_logprobs(self, hidden, input_ids):
-        """log p(token t | tokens before t) under the backbone's LM head; 0 at t = 0. One row at
-        a time: a real vocabulary (150k) makes the full logits of a batch gigabytes."""
-        torch = _torch()
-        weight = (self.lm_head.weight if self.lm_head is not None
-                  else self.model.get_input_embeddings().weight)
-        rows = []
-        for h, ids in zip(hidden, input_ids):
-            logits = torch.nn.functional.linear(h[:-1], weight).float()
-            picked = logits.gather(-1, ids[1:, None])[:, 0] - logits.logsumexp(-1)
-            rows.append(torch.cat([picked.new_zeros(1), picked]))
-        return torch.stack(rows)
-
-    def probabilities(self, logits):
-        """The positive-class probability from head logits (any leading shape)."""
-        torch = _torch()
-        if self.head == "ce":
-            return torch.softmax(logits.float(), dim=-1)[..., 1]
-        return torch.sigmoid(logits.float()[..., 0])
-
-
-LIKELIHOOD_FEATURES = ("min_logprob", "mean_logprob")
-
-
-def _head(score, likelihood, features):
-    if likelihood is None:
-        return score(features)
-    width = len(LIKELIHOOD_FEATURES)
-    return score(features[..., :-width]) + likelihood(features[..., -width:])
-
-
-class _FeatureHead(_torch().nn.Module):
-    """A PRM's head parameters (``score``, and ``likelihood`` for that readout) on features."""
-
-    def __init__(self, score, likelihood):
-        super().__init__()
-        self.score, self.likelihood = score, likelihood
-
-    def forward(self, features):
-        return _head(self.score, self.likelihood, features)
-
-
-def step_likelihood(logprobs, step_mask):
-    """(batch, length, 2): at every position, the lowest and the mean log-probability of the
-    tokens of the current step seen so far; at a step's separator, those of the whole step.
-
-    A step begins where ``step_mask`` turns on and lasts until the next one begins, so the
-    separator and the text after it belong to the step before. Computed with cumulative
-    operations: a constant offset a step keeps the running minimum inside its step."""
-    torch = _torch()
-    mask = step_mask.bool()
-    begins = mask & ~torch.nn.functional.pad(mask[:, :-1], (1, 0), value=False)
-    step = begins.long().cumsum(-1)
-    # in float64: the offsets grow with the step count and must not blur the log-probabilities
-    values = torch.where(mask, logprobs.double().clamp(min=-100.0), 0.0)
-    offset = step.double() * 1000.0  # a step's values lie below any earlier step's
-    lowest = (values - offset).cummin(-1).values + offset
-    total, count = values.cumsum(-1), mask.double().cumsum(-1)
-    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
-    start = torch.where(begins, positions, torch.zeros_like(positions)).cummax(-1).values
-    before = (start - 1).clamp(min=0)
-    has_before = (start > 0).double()
-    total = total - total.gather(-1, before) * has_before
-    count = count - count.gather(-1, before) * has_before
-    mean = total / count.clamp(min=1.0)
-    return torch.stack([lowest, mean], dim=-1).float()
+def _modules():
+    """``prmkit.prm.modules``, imported when a PRM is built or loaded."""
+    # why here: it imports torch, and the CLI imports this module
+    from prmkit.prm import modules
+    return modules
 
 
 @dataclass
@@ -182,10 +67,10 @@ class LoadedPRM:
     def probabilities(self, input_ids, attention_mask, step_mask=None):
         """Positive-step probability at every position: (batch, length)."""
         torch = _torch()
-        if self.format.readout == "head":
+        if self.format.score_from == "head":
             return self.module.probabilities(self.module(input_ids, attention_mask, step_mask))
         logits = self.module(input_ids=input_ids, attention_mask=attention_mask).logits
-        if self.format.readout == "token-classification":  # TRL: label 1 is a correct step
+        if self.format.score_from == "token-classification":  # TRL: label 1 is a correct step
             return torch.softmax(logits.float(), dim=-1)[..., 1]
         pair = logits[..., list(self.good_bad)].float()
         return torch.softmax(pair, dim=-1)[..., 0]
@@ -199,7 +84,7 @@ def default_head_layers(config) -> int:
 
 
 def build_prm(backbone_path_or_config, tokenizer, *, head: str = "ce", seed: int = 0,
-              fmt: str = "prmkit", readout: str = "separator", head_layers: int | None = None,
+              fmt: str = "step-token", readout: str = "separator", head_layers: int | None = None,
               dtype=None) -> LoadedPRM:
     """A new PRM: the backbone from a model folder (a policy checkpoint, as the paper starts
     from the instruct model) or from a config object, a fresh head, the format's separator.
@@ -224,7 +109,7 @@ def build_prm(backbone_path_or_config, tokenizer, *, head: str = "ce", seed: int
         tied = output.weight is model.get_input_embeddings().weight
         model, lm_head = model.base_model, None if tied else output
     layers = head_layers or default_head_layers(model.config)
-    module = StepRewardModel(model, head, readout, lm_head, layers)
+    module = _modules().StepRewardModel(model, head, readout, lm_head, layers)
     if dtype is not None:
         module.score.to(dtype)
         if readout == "likelihood":
@@ -246,16 +131,22 @@ def layout(module) -> str:
     token-classification  a one-layer head read at the separator: the backbone's own
                           ``...ForTokenClassification`` (AutoModelForTokenClassification loads
                           it with its head; TRL's PRMs are saved this way)
-    prmkit                anything else (the likelihood readout, a one-output head on Qwen2):
-                          only prmkit reads the head; the architecture name says so, so that
-                          nothing mistakes the folder for the plain backbone
+    prmkit-head           anything else (the likelihood readout, a one-output head on Qwen2):
+                          the backbone's weights and a head only prmkit reads; the architecture
+                          name says so, so that nothing mistakes the folder for the plain
+                          backbone
     """
     if module.readout == "separator" and module.head_layers == 1:
         return "token-classification"
     if (module.readout == "separator" and module.head == "ce" and module.head_layers == 2
             and module.config.model_type == "qwen2"):
         return "qwen2.5-math-prm"
-    return "prmkit"
+    return "prmkit-head"
+
+
+# names a PRM folder's prm.json may hold from before a rename: the layout "prmkit" shared its
+# name with prmkit's own data format and with a PRM format, and said nothing about the folder
+LEGACY_LAYOUT_NAMES = {"prmkit": "prmkit-head"}
 
 
 def _token_classification(config):
@@ -280,9 +171,6 @@ def _saved_tensors(prm: LoadedPRM, state: dict | None = None) -> tuple[dict, obj
     """(tensors under the names of the layout, the config to save, the layout). ``state``: the
     module's tensors when they are gathered elsewhere (from processes that each hold a shard);
     a backbone wrapped with LoRA adapters is saved without them (``prm.adapters``)."""
-    import copy
-
-    from prmkit.prm.adapters import base_name
     module = prm.module
     config = copy.deepcopy(module.config)
     if state is None:
@@ -294,7 +182,7 @@ def _saved_tensors(prm: LoadedPRM, state: dict | None = None) -> tuple[dict, obj
     if kind == "token-classification":
         found = _token_classification(config)
         if found is None:
-            kind = "prmkit"
+            kind = "prmkit-head"
         else:
             architecture, prefix, head_names = found
             renamed = {}
@@ -326,8 +214,6 @@ def save_prm(prm: LoadedPRM, path: str | Path, extra=None, state: dict | None = 
     tokenizer and ``prm.json`` (format, head, readout, layout). ``extra(folder)`` may add files
     before it is moved into place."""
     from huggingface_hub import save_torch_state_dict
-
-    from prmkit.rundir import replace_folder
 
     def fill(folder: Path) -> None:
         tensors, config, kind = _saved_tensors(prm, state)
@@ -371,56 +257,79 @@ def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "auto",
     """Open a PRM for scoring: a folder or a hub id; the format comes from the folder unless
     ``fmt`` says. ``device_map`` (transformers': ``auto``, ``balanced``, ...) splits a model
     too large for one GPU over all of them; else the whole model goes to ``device``."""
-    torch = _torch()
-    from transformers import AutoModel
-
-    from prmkit.models import (
-        load_causal_lm,
-        load_tokenizer,
-        model_folder,
-        resolve_device,
-        resolve_dtype,
-    )
     path = model_folder(path)
-    meta = json.loads((path / "prm.json").read_text()) if (path / "prm.json").exists() else {}
-    architectures = json.loads((path / "config.json").read_text()).get("architectures") or []
+    meta = _prm_json(path)
     if fmt is None:
-        if meta:
-            fmt = meta["format"]
-        elif "Qwen2ForProcessRewardModel" in architectures:
-            fmt = "qwen2.5-math-prm"
-        elif any(a.endswith("ForTokenClassification") for a in architectures):
-            fmt = "trl"  # TRL's PRMTrainer trains AutoModelForTokenClassification
-        else:
-            raise InputError("not a PRM folder (no prm.json, no PRM architecture); for a "
-                             "Math-Shepherd-style causal LM pass --format math-shepherd",
-                             path=path, field="format")
+        fmt = _format_of(path, meta)
     prm_format = get_format(fmt)
     tokenizer = load_tokenizer(path, padding_side="right")
     sep = separator_id(prm_format, tokenizer)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
-    placement = device_map or (None if device == "cpu" else device)  # for from_pretrained
-    if prm_format.readout == "lm-tokens":
+    if prm_format.score_from == "lm-tokens":
         module = load_causal_lm(path, dtype=dtype, device=device, device_map=device_map)
         return LoadedPRM(module, tokenizer, prm_format, sep, good_bad_ids(prm_format, tokenizer))
-    if prm_format.readout == "token-classification":
-        from transformers import AutoModelForTokenClassification
-        try:
-            module = AutoModelForTokenClassification.from_pretrained(
-                path, dtype=torch_dtype, device_map=placement)
-        except Exception as e:  # safetensors, torch and transformers each raise their own
-            raise InputError(f"unreadable token-classification PRM ({type(e).__name__}: {e})",
-                             path=path) from None
-        if module.config.num_labels != 2:
-            raise InputError(f"a TRL PRM has two labels; this one has {module.config.num_labels}",
-                             path=path, field="format")
-        return LoadedPRM((module if device_map else module.to(device)).eval(), tokenizer,
-                         prm_format, sep)
-    if meta.get("layout") == "token-classification":
-        return LoadedPRM(_from_token_classification(path, meta, torch_dtype, device,
-                                                    device_map),
-                         tokenizer, prm_format, sep)
+    if prm_format.score_from == "token-classification":
+        module = _load_trl(path, torch_dtype, device, device_map)
+    elif meta.get("layout") == "token-classification":
+        module = _from_token_classification(path, meta, torch_dtype, device, device_map)
+    else:
+        module = _load_with_head(path, meta, fmt, torch_dtype, device, device_map)
+    return LoadedPRM(module, tokenizer, prm_format, sep)
+
+
+def _prm_json(path: Path) -> dict:
+    """A prmkit PRM folder's ``prm.json`` ({} where there is none), with the names of folders
+    saved before a rename mapped to today's."""
+    if not (path / "prm.json").exists():
+        return {}
+    meta = json.loads((path / "prm.json").read_text())
+    if "format" in meta:
+        meta["format"] = LEGACY_FORMAT_NAMES.get(meta["format"], meta["format"])
+    if "layout" in meta:
+        meta["layout"] = LEGACY_LAYOUT_NAMES.get(meta["layout"], meta["layout"])
+    return meta
+
+
+def _format_of(path: Path, meta: dict) -> str:
+    """The PRM format a folder says it has: its prm.json, else its architecture."""
+    if meta:
+        return meta["format"]
+    architectures = json.loads((path / "config.json").read_text()).get("architectures") or []
+    if QWEN_PRM_ARCHITECTURE in architectures:
+        return "qwen2.5-math-prm"
+    if any(a.endswith("ForTokenClassification") for a in architectures):
+        return "trl"  # TRL's PRMTrainer trains AutoModelForTokenClassification
+    raise InputError("not a PRM folder (no prm.json, no PRM architecture); for a "
+                     "Math-Shepherd-style causal LM pass --format math-shepherd",
+                     path=path, field="format")
+
+
+def _placement(device: str, device_map: str | None):
+    """from_pretrained's ``device_map``: the one asked for, else the device (None: the CPU)."""
+    return device_map or (None if device == "cpu" else device)
+
+
+def _load_trl(path: Path, torch_dtype, device: str, device_map: str | None):
+    """A PRM trained by TRL: the backbone's ``...ForTokenClassification`` with two labels."""
+    from transformers import AutoModelForTokenClassification
+    try:
+        module = AutoModelForTokenClassification.from_pretrained(
+            path, dtype=torch_dtype, device_map=_placement(device, device_map))
+    except Exception as e:  # safetensors, torch and transformers each raise their own
+        raise InputError(f"unreadable token-classification PRM ({type(e).__name__}: {e})",
+                         path=path) from None
+    if module.config.num_labels != 2:
+        raise InputError(f"a TRL PRM has two labels; this one has {module.config.num_labels}",
+                         path=path, field="format")
+    return (module if device_map else module.to(device)).eval()
+
+
+def _load_with_head(path: Path, meta: dict, fmt: str, torch_dtype, device: str,
+                    device_map: str | None):
+    """A backbone and a step head (``StepRewardModel``): a prmkit PRM or a Qwen2.5-Math-PRM
+    release. The head's kind comes from prm.json, else from the shapes of its tensors."""
+    torch = _torch()
     state = _head_state(path, "cpu" if device_map else device)
     last = "score.2.weight" if "score.2.weight" in state else "score.0.weight"
     if last not in state:
@@ -428,17 +337,12 @@ def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "auto",
     head = meta.get("head") or ("ce" if state[last].shape[0] == 2 else "bce")
     readout = meta.get("readout", "separator")
     head_layers = meta.get("head_layers") or (2 if last == "score.2.weight" else 1)
-    # the backbone through from_pretrained: read lazily, straight into its dtype and device
-    # (sharded files too), never built at random in fp32 first and then overwritten
-    try:
-        backbone = AutoModel.from_pretrained(path, dtype=torch_dtype, device_map=placement)
-    except Exception as e:  # safetensors, torch and transformers each raise their own types
-        raise InputError(f"unreadable backbone ({type(e).__name__}: {e})", path=path) from None
+    backbone = _load_backbone(path, torch_dtype, _placement(device, device_map))
     lm_head = None
     if "lm_head.weight" in state:  # an untied LM head, kept for the likelihood readout
         vocab, hidden = state["lm_head.weight"].shape
         lm_head = torch.nn.Linear(hidden, vocab, bias=False)
-    module = StepRewardModel(backbone, head, readout, lm_head, head_layers)
+    module = _modules().StepRewardModel(backbone, head, readout, lm_head, head_layers)
     try:
         module.load_state_dict(state, strict=False)
     except RuntimeError as e:
@@ -448,7 +352,49 @@ def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "auto",
     if expected - set(state):
         raise InputError(f"weights do not match a {fmt} PRM (missing "
                          f"{sorted(expected - set(state))[0]})", path=path)
-    return LoadedPRM(_place(module, device, torch_dtype, device_map), tokenizer, prm_format, sep)
+    return _place(module, device, torch_dtype, device_map)
+
+
+# The PRM's own tensors, saved beside the backbone's: _head_state reads them on their own, so the
+# backbone's class is told to expect them in the folder
+PRM_OWN_TENSORS = r"^(score|likelihood|lm_head)\."
+
+
+def _load_backbone(path: Path, torch_dtype, placement):
+    """The backbone through from_pretrained: read lazily, straight into its dtype and device
+    (sharded files too), never built at random in fp32 first and then overwritten. A backbone
+    weight missing from the folder is an error (transformers would start it at random)."""
+    try:
+        backbone, info = _backbone_class(path).from_pretrained(
+            path, dtype=torch_dtype, device_map=placement, output_loading_info=True)
+    except Exception as e:  # safetensors, torch and transformers each raise their own types
+        raise InputError(f"unreadable backbone ({type(e).__name__}: {e})", path=path) from None
+    if info["missing_keys"]:
+        missing = sorted(info["missing_keys"])
+        raise InputError(f"the backbone's weights are incomplete: {len(missing)} missing "
+                         f"(first: {missing[0]})", path=path)
+    return backbone
+
+
+def _backbone_class(path: Path):
+    """The class AutoModel picks for the folder's backbone, made to ignore the PRM's own tensors
+    (``PRM_OWN_TENSORS``) in the folder. Without that, transformers logs a LOAD REPORT on every
+    load that lists them as UNEXPECTED; ``_keys_to_ignore_on_load_unexpected`` is its own way
+    of saying they are expected, and the report still lists anything else unexpected, missing
+    or mismatched."""
+    torch = _torch()
+    from transformers import AutoConfig, AutoModel
+    with torch.device("meta"):  # only the class is wanted: no memory, no initialisation
+        base = type(AutoModel.from_config(AutoConfig.from_pretrained(path)))
+    return _ignoring_prm_tensors(base)
+
+
+@functools.cache
+def _ignoring_prm_tensors(base):
+    """A subclass of ``base`` (same name and module) that ignores ``PRM_OWN_TENSORS``."""
+    ignored = set(base._keys_to_ignore_on_load_unexpected or ()) | {PRM_OWN_TENSORS}
+    return type(base.__name__, (base,), {"__module__": base.__module__,
+                                         "_keys_to_ignore_on_load_unexpected": sorted(ignored)})
 
 
 def _place(module, device: str, torch_dtype, device_map: str | None):
@@ -470,8 +416,7 @@ def _from_token_classification(path: Path, meta: dict, torch_dtype, device: str,
     from transformers import AutoModelForTokenClassification
     try:
         saved = AutoModelForTokenClassification.from_pretrained(
-            path, dtype=torch_dtype,
-            device_map=device_map or (None if device == "cpu" else device))
+            path, dtype=torch_dtype, device_map=_placement(device, device_map))
     except Exception as e:  # safetensors, torch and transformers each raise their own
         raise InputError(f"unreadable token-classification PRM ({type(e).__name__}: {e})",
                          path=path) from None
@@ -479,6 +424,6 @@ def _from_token_classification(path: Path, meta: dict, torch_dtype, device: str,
     head_name = next(n for n, _ in saved.named_parameters()
                      if not n.startswith(saved.base_model_prefix + "."))
     linear = saved.get_submodule(head_name.rsplit(".", 1)[0])
-    module = StepRewardModel(backbone, meta.get("head", "ce"), "separator", None, 1)
+    module = _modules().StepRewardModel(backbone, meta.get("head", "ce"), "separator", None, 1)
     module.score[0] = linear
     return _place(module, device, torch_dtype, device_map)

@@ -17,8 +17,10 @@ Only the first process writes files; ``full_state`` gathers the sharded weights 
 from __future__ import annotations
 
 import os
+import warnings
 
 from prmkit.errors import InputError
+from prmkit.models import resolve_device
 
 SHARDINGS = ("ddp", "fsdp")
 
@@ -26,8 +28,6 @@ SHARDINGS = ("ddp", "fsdp")
 class Processes:
     def __init__(self, device: str = "auto", sharding: str = "ddp"):
         import torch
-
-        from prmkit.models import resolve_device
         if sharding not in SHARDINGS:
             raise InputError(f"{sharding!r}: choose one of {list(SHARDINGS)}", field="sharding")
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -65,8 +65,6 @@ class Processes:
         parameters each process then holds."""
         if self.sharded:  # each layer's shard goes to the device as it is made (FSDP2), so
             # the whole model is never on one GPU
-            import warnings
-
             from torch.distributed.fsdp import fully_shard
             # the head's output is a view of its matmul; nothing writes to it in place
             warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* view tensor")

@@ -15,11 +15,18 @@ The stage (``ScoreConfig``, ``run``) writes ``scores.jsonl`` into a run folder.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from prmkit import config
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
+from prmkit.formats import read_as
 from prmkit.prm.formats import after_text, prefix_text
+from prmkit.prm.model import load_prm
+from prmkit.progress import Bar
+from prmkit.records import write_jsonl
+from prmkit.runner import EXECUTOR_FIELDS, ShardedStage, executor_options, stage_config
 from prmkit.steps import StepTokens, encode_steps, encode_whole_text
 
 
@@ -88,12 +95,7 @@ def score_encoded(prm, encoded: list[StepTokens], *, batch_size: int = 16,
     device = next(prm.module.parameters()).device
     out: list[list[float]] = [[] for _ in encoded]
     batches = _batches([len(e.input_ids) for e in encoded], batch_size, max_tokens)
-    bar = None
-    if progress:
-        from rich.progress import Progress
-        bar = Progress()
-        task = bar.add_task("scoring", total=len(encoded))
-        bar.start()
+    bar = Bar(progress, "scoring", len(encoded))
     try:
         for batch in batches:
             ids, step_mask = padded_batch([encoded[i] for i in batch], pad)
@@ -104,11 +106,9 @@ def score_encoded(prm, encoded: list[StepTokens], *, batch_size: int = 16,
                                                  step_mask.to(device)).cpu())
             for row, i in enumerate(batch):
                 out[i] = probs[row, encoded[i].positions].tolist()
-            if bar is not None:
-                bar.update(task, advance=len(batch))
+            bar.advance(n=len(batch))
     finally:
-        if bar is not None:
-            bar.stop()
+        bar.stop()
     return out
 
 
@@ -119,7 +119,6 @@ def score(problems: list[str], steps: list[list[str]], prm, *, batch_size: int =
 
     ``prm`` is a PRM folder or a loaded PRM (``prmkit.prm.model.load_prm``)."""
     if isinstance(prm, (str, Path)):
-        from prmkit.prm.model import load_prm
         prm = load_prm(prm)
     encoded = [encode(prm, p, s, max_length) for p, s in zip(problems, steps, strict=True)]
     scores = score_encoded(prm, encoded, batch_size=batch_size, max_tokens=max_tokens,
@@ -141,7 +140,7 @@ def same_backbone(prms: list) -> bool:
     trained head-only from one policy do."""
     import torch
     first = prms[0]
-    if any(p.format.readout != "head" for p in prms):
+    if any(p.format.score_from != "head" for p in prms):
         return False
 
     def backbone(prm) -> dict:  # the weights the features come from: backbone and LM head
@@ -168,7 +167,6 @@ def score_many(problems: list[str], steps: list[list[str]], prms: dict, *,
     states. Otherwise each PRM scores on its own."""
     import torch
 
-    from prmkit.prm.model import load_prm
     loaded = {name: load_prm(p) if isinstance(p, (str, Path)) else p for name, p in prms.items()}
     if len(loaded) < 2 or not same_backbone(list(loaded.values())):
         return {name: score(problems, steps, prm, batch_size=batch_size,
@@ -201,8 +199,8 @@ class ScoreConfig:
                          "Qwen2.5-Math-PRM, a TRL token-classification PRM, or a causal LM "
                          "with --model-format math-shepherd.")
     format: str = setting("prmkit", "Format of the solutions file (see `prmkit formats`).")
-    model_format: str | None = setting(None, "prmkit, plain, qwen2.5-math-prm or "
-                                       "math-shepherd (default: from the folder).")
+    model_format: str | None = setting(None, "step-token, plain, qwen2.5-math-prm, "
+                                       "math-shepherd or trl (default: from the folder).")
     batch_size: int = setting(16, "Solutions a forward batch.", ge=1)
     dtype: str = setting("auto", "auto (bfloat16 on a GPU, float32 on the CPU), float32, "
                          "bfloat16 or float16.", choices=("auto", "float32", "bfloat16",
@@ -221,45 +219,38 @@ class ScoreConfig:
                                 "GPU).", ge=0)
 
     def validate(self) -> "ScoreConfig":
-        from prmkit import config
         return config.check_values(self)
+
+
+# where and how fast it runs changes nothing; the dtype changes the numbers
+SPEED_ONLY = ("device", "device_map", "batch_size", *EXECUTOR_FIELDS)
 
 
 def run(cfg: ScoreConfig, out: str | Path, *, force: bool = False,
         progress: bool = True) -> dict:
     """Score every solution into ``out/scores.jsonl`` (``{id, step_scores}``); returns the
     metrics: solutions, steps, and the steps past the context (scored ``None``)."""
-    from prmkit import config, rundir
     cfg.validate()
 
-    def work(folder: Path, stage_config: dict) -> dict:
-        from prmkit.formats import read_as
-        from prmkit.runner import Shards
-        from prmkit.runner import run as run_shards
-        records = read_as(cfg.solutions, cfg.format, "solution")
-        shards = Shards(folder, records, cfg.shard_size, stage_config)
-        run_shards(shards, ScoreWorkerFactory(cfg), executor=cfg.executor, actors=cfg.actors,
-                   actor_cpus=cfg.actor_cpus, actor_gpus=cfg.actor_gpus, progress=progress,
-                   label="scoring")
-        scored = shards.merge(folder / "scores.jsonl")
+    def finish(folder: Path, scored: list[dict]) -> dict:
+        write_jsonl(folder / "scores.jsonl", scored)
         return {"n_solutions": len(scored),
                 "n_steps": sum(len(r["step_scores"]) for r in scored),
                 "steps_past_context": sum(r["step_scores"].count(None) for r in scored)}
 
-    # where and how fast it runs changes nothing; the dtype changes the numbers
-    speed_only = ("device", "device_map", "batch_size", "executor", "actors", "actor_cpus",
-                  "actor_gpus")
-    stage_config = {"stage": "score", **{k: v for k, v in config.to_dict(cfg).items()
-                                         if k not in speed_only}}
-    return rundir.run_stage(out, stage_config, work, force=force,
-                            inputs={"solutions": cfg.solutions, "model": cfg.model})
+    return ShardedStage(
+        config=stage_config("score", cfg, drop=SPEED_ONLY),
+        inputs={"solutions": cfg.solutions, "model": cfg.model},
+        read=lambda: read_as(cfg.solutions, cfg.format, "solution"),
+        factory=partial(ScoreWorker, cfg), finish=finish, shard_size=cfg.shard_size,
+        executor=executor_options(cfg), label="scoring",
+    ).run(out, force=force, progress=progress)
 
 
 class ScoreWorker:
     """Scores shards of solutions with one PRM, loaded once (in this process or a Ray actor)."""
 
     def __init__(self, cfg: ScoreConfig):
-        from prmkit.prm.model import load_prm
         self.cfg = cfg
         self.prm = load_prm(cfg.model, fmt=cfg.model_format, dtype=cfg.dtype,
                             device=cfg.device, device_map=cfg.device_map)
@@ -268,11 +259,3 @@ class ScoreWorker:
         scores = score([r["problem"] for r in records], [r["steps"] for r in records],
                        self.prm, batch_size=self.cfg.batch_size)
         return [{"id": r["id"], "step_scores": s} for r, s in zip(records, scores)]
-
-
-@dataclass(frozen=True)
-class ScoreWorkerFactory:
-    cfg: ScoreConfig
-
-    def __call__(self) -> ScoreWorker:
-        return ScoreWorker(self.cfg)

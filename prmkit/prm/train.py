@@ -14,8 +14,8 @@ the one-output head (``bce``) both are binary cross-entropy. Soft values are nev
 integers (TRL's PRM trainer does that silently).
 
 Tokens go through ``prmkit.steps.encode_steps`` with the PRM's format: the positions trained
-are exactly the positions ``prmkit score`` reads. ``format`` picks the layout (``prmkit``: a new
-separator token after each step; ``plain``: the steps exactly as the policy wrote them) and
+are exactly the positions ``prmkit score`` reads. ``format`` picks the layout (``step-token``: a
+new separator token after each step; ``plain``: the steps exactly as the policy wrote them) and
 ``readout`` what the head reads (``separator``: the hidden state at each step's separator, the
 field's standard; ``likelihood``: that and the backbone LM's own likelihood of the step's
 tokens). A PRM fine-tuned from the policy that wrote its solutions learns to verify far better
@@ -35,16 +35,29 @@ first process writes files.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
+import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from prmkit import config, rundir
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
+from prmkit.labels import Source
+from prmkit.labels import step_targets as label_targets
+from prmkit.models import (
+    attention_in_fp32,
+    load_tokenizer,
+    model_folder,
+    quiet_transformers,
+)
 from prmkit.prm.adapters import (
     adapter_state,
     add_lora,
@@ -52,10 +65,14 @@ from prmkit.prm.adapters import (
     load_adapter_state,
     merge_lora,
 )
+from prmkit.prm.formats import PRM_FORMATS, get_format, separator_id
 from prmkit.prm.logs import TrainLog
+from prmkit.prm.memory import estimate
+from prmkit.prm.model import build_prm, default_head_layers, load_prm, save_prm
 from prmkit.prm.processes import Processes, scalar
+from prmkit.prm.score import encode, padded_batch
 from prmkit.progress import Bar
-from prmkit.records import write_json
+from prmkit.records import atomic_write_bytes, iter_json_items, validate, write_json
 
 
 @dataclass(frozen=True)
@@ -73,8 +90,8 @@ class TrainConfig:
     include_after_error: bool = setting(False, "Also train on the steps after the first error.")
     head: str = setting("ce", "ce (two outputs, softmax) or bce (one output, sigmoid).",
                         choices=("ce", "bce"))
-    format: str = setting("prmkit", "Step layout: prmkit (a separator token after each step), "
-                          "plain (the steps as written) or qwen2.5-math-prm.")
+    format: str = setting("step-token", "Step layout: step-token (a new <|step|> token after "
+                          "each step), plain (the steps as written) or qwen2.5-math-prm.")
     readout: str = setting("separator", "separator (the hidden state at each step's end) or "
                            "likelihood (that and the backbone LM's likelihood of the step).",
                            choices=("separator", "likelihood"))
@@ -126,13 +143,11 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         config.check_values(self)  # bounds and choices of every field
-        from prmkit.labels import Source
         try:
             Source.parse(self.labels)
         except InputError as e:
             raise InputError(e.message, field="labels") from None
-        from prmkit.prm.formats import FORMATS
-        trainable = sorted(k for k, f in FORMATS.items() if f.readout == "head")
+        trainable = sorted(k for k, f in PRM_FORMATS.items() if f.score_from == "head")
         if self.format not in trainable:
             raise InputError(f"{self.format!r}: choose one of {trainable} (a step head is "
                              "trained)", field="format")
@@ -142,7 +157,6 @@ class TrainConfig:
 def backbone_folder(cfg: TrainConfig) -> Path:
     """The backbone's model folder (a hub id is fetched into the cache); a missing one is an
     error saying what to pass."""
-    from prmkit.models import model_folder
     return model_folder(cfg.model)
 
 
@@ -150,17 +164,14 @@ def backbone_folder(cfg: TrainConfig) -> Path:
 
 def step_targets(record: dict, cfg: TrainConfig) -> list[float | None]:
     """One target a step (None: left out), from the label field."""
-    from prmkit.labels import Source, step_targets
     source = Source.parse(cfg.labels)  # a threshold in the spec holds unless one is set
     source = Source(source.path, cfg.threshold or source.threshold)
-    return step_targets(record, source, soft=cfg.loss == "soft",
+    return label_targets(record, source, soft=cfg.loss == "soft",
                         include_after_error=cfg.include_after_error)
 
 
 def load_examples(cfg: TrainConfig, prm) -> tuple[list[dict], list[dict]]:
     """(train, held-out) examples: token ids, label positions and targets; split by problem."""
-    from prmkit.prm.score import encode
-    from prmkit.records import iter_json_items, validate
     examples = []
     for line, value in iter_json_items(cfg.data):
         record = validate(value, "solution", path=cfg.data, line=line)
@@ -189,8 +200,6 @@ def _batch(examples: list[dict], pad: int):
     """Padded ids, attention mask and step mask (as scoring pads them), and the label rows,
     columns and targets."""
     import torch
-
-    from prmkit.prm.score import padded_batch
     ids, step_mask = padded_batch([e["tokens"] for e in examples], pad)
     lengths = torch.tensor([len(e["ids"]) for e in examples])
     mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
@@ -227,8 +236,6 @@ def _add_features(prm, examples: list[dict], cfg: TrainConfig, device, init: Pat
     named by the backbone, the data and the length limit, so runs that train heads on other
     labels of the same solutions (the demo's five PRMs) skip the forward pass."""
     import torch
-
-    from prmkit.records import atomic_write_bytes
     cache_file, cached = None, {}
     if cfg.feature_cache:
         cache_file = Path(cfg.feature_cache) / f"features-{_feature_key(cfg, init)}.pt"
@@ -247,7 +254,6 @@ def _add_features(prm, examples: list[dict], cfg: TrainConfig, device, init: Pat
             for row, e in enumerate(batch):
                 cached[e["line"]] = picked[rows == row].clone()
     if cache_file is not None and missing:
-        import io
         buffer = io.BytesIO()
         torch.save(cached, buffer)
         atomic_write_bytes(cache_file, buffer.getvalue())
@@ -273,7 +279,6 @@ def _freeze_below(backbone, top: int) -> None:
 def _feature_key(cfg: TrainConfig, init: Path) -> str:
     """Names the backbone by its folder and its files' sizes and times (hashing a 7B model's
     weights would take longer than the features), the data by its content."""
-    import hashlib
     files = sorted((str(f.relative_to(init)), f.stat().st_size, f.stat().st_mtime_ns)
                    for f in init.rglob("*") if f.is_file())
     key = json.dumps([str(init.resolve()), files, rundir.file_digest(cfg.data), cfg.max_length,
@@ -290,12 +295,12 @@ def _all_positions(examples: list[dict]):
 
 def step_loss(prm, logits, targets):
     """Loss at the label positions: logits (n, 2) or (n, 1), targets in [0, 1]."""
+    import torch
     import torch.nn.functional as F
     logits = logits.float()
     if prm.module.head == "bce":
         return F.binary_cross_entropy_with_logits(logits[:, 0], targets)
     # cross-entropy against [1-p, p] (for hard targets the same as against the class index)
-    import torch
     return F.cross_entropy(logits, torch.stack([1 - targets, targets], dim=-1))
 
 
@@ -305,14 +310,7 @@ def longest_micro_batch(cfg: TrainConfig) -> tuple[int, int]:
     """(tokens, length): the largest micro-batch the run can draw, batch_size times its longest
     solution as training lays it out (format, separator, max_length), read from the data with
     the backbone's tokenizer and config alone."""
-    from types import SimpleNamespace
-
     from transformers import AutoConfig
-
-    from prmkit.models import load_tokenizer
-    from prmkit.prm.formats import get_format, separator_id
-    from prmkit.prm.score import encode
-    from prmkit.records import iter_json_items, validate
     init = backbone_folder(cfg)
     tokenizer = load_tokenizer(str(init), padding_side="right")
     fmt = get_format(cfg.format)
@@ -330,12 +328,8 @@ def longest_micro_batch(cfg: TrainConfig) -> tuple[int, int]:
 def memory_estimate(cfg: TrainConfig, processes: int | None = None):
     """What ``cfg`` needs on each device (``prmkit.prm.memory``), for ``processes`` processes
     (default: the launcher's WORLD_SIZE, else 1)."""
-    import os
-
     from transformers import AutoConfig
 
-    from prmkit.prm.memory import estimate
-    from prmkit.prm.model import default_head_layers
     cfg.validate()
     model_config = AutoConfig.from_pretrained(backbone_folder(cfg))
     tokens, length = longest_micro_batch(cfg)
@@ -372,7 +366,6 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
           force: bool = False) -> dict:
     """Train (or resume) a PRM into ``out``; ``out/final`` is the PRM folder. Returns the
     metrics; ``{}`` in data-parallel processes other than the first."""
-    from prmkit.models import quiet_transformers
     quiet_transformers()
     cfg.validate()
     init = backbone_folder(cfg)
@@ -383,7 +376,7 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
         if procs.is_main:
             saved = out / "train_config.json"
             if force or saved.exists() and json.loads(saved.read_text()) != stage_config:
-                import shutil  # a checkpoint of other settings (or data) must not be resumed
+                # a checkpoint of other settings (or data) must not be resumed
                 shutil.rmtree(out / "last", ignore_errors=True)
             write_json(saved, stage_config)
         procs.wait()
@@ -399,48 +392,17 @@ def train(cfg: TrainConfig, out: str | Path, *, progress: bool = True, on_step=N
 def _train(cfg: TrainConfig, out: Path, init: Path, procs: Processes, progress: bool,
            on_step) -> dict:
     import torch
-
-    from prmkit.models import attention_in_fp32, load_tokenizer
-    from prmkit.prm.model import build_prm, load_prm, save_prm
     last = out / "last"
     began = time.monotonic()
-    weights = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
     if cfg.lora_rank and procs.sharded:
         raise InputError("LoRA with sharding=fsdp is not supported: use ddp (LoRA's training "
                          "state is small) or train the whole model", field="lora_rank")
-    if (last / "trainer_state.pt").exists():
-        prm = load_prm(last, dtype=cfg.dtype, device="cpu")
-        state = torch.load(last / "trainer_state.pt", weights_only=False)
-    else:
-        prm = build_prm(str(init), load_tokenizer(str(init), padding_side="right"),
-                        head=cfg.head, seed=cfg.seed, fmt=cfg.format, readout=cfg.readout,
-                        head_layers=cfg.head_layers, dtype=weights)
-        state = {"step": 0, "optimizer": None, "history": [], "seconds": 0.0}
-    if cfg.gradient_checkpointing:  # activations recomputed in the backward pass
-        backbone = prm.module.model
-        if hasattr(backbone, "activation_checkpointing_enable"):  # transformers 5.x's name
-            backbone.activation_checkpointing_enable()  # non-reentrant by default
-        else:
-            backbone.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False})
-    if cfg.lora_rank:
-        add_lora(prm.module, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout)
-        if state.get("lora") is not None:
-            load_adapter_state(prm.module, state["lora"])
-    if cfg.bf16 and cfg.dtype == "float32":  # bf16 for the MLPs only: comparing digits
-        attention_in_fp32(prm.module)         # needs sharp attention
-    prm.module.train()
+    prm, state = _start_or_resume(cfg, last, init)
+    _prepare_for_training(prm, cfg, state)
     train_set, held_out = load_examples(cfg, prm)
     per_epoch = math.ceil(len(train_set) / (cfg.batch_size * cfg.grad_accum * procs.world))
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
-    if not (procs.sharded and cfg.train_backbone):  # fully_shard moves one layer at a time
-        prm.module.to(procs.device)
-    trained = prm.module if cfg.train_backbone else prm.module.feature_head()
-    if cfg.train_backbone and cfg.top_layers is not None:
-        _freeze_below(prm.module.model, cfg.top_layers)
-    if not cfg.train_backbone:
-        prm.module.model.requires_grad_(False).eval()
-        _add_features(prm, train_set + held_out, cfg, procs.device, Path(init))
+    trained = _trained_part(prm, cfg, procs, init, train_set + held_out)
     model, optimizer = procs.prepare(trained, lambda m: torch.optim.AdamW(
         [p for p in m.parameters() if p.requires_grad], lr=cfg.lr,
         weight_decay=cfg.weight_decay))
@@ -454,24 +416,10 @@ def _train(cfg: TrainConfig, out: Path, init: Path, procs: Processes, progress: 
                    resume_step=state["step"])
     try:
         for step in range(state["step"], total_steps):
-            lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps)) * \
-                0.5 * (1 + math.cos(math.pi * step / total_steps))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            losses = []
-            for micro in range(cfg.grad_accum):
-                start = (step * micro_batches + micro * procs.world + procs.rank) * cfg.batch_size
-                batch = [train_set[i] for i in order[start:start + cfg.batch_size]]
-                logits, targets = _logits(model, batch, prm, cfg, procs.device)
-                loss = step_loss(prm, logits, targets) / cfg.grad_accum
-                procs.backward(loss)
-                losses.append(loss.item())
-            norm = scalar(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
-            _stop_if_diverged(step + 1, sum(losses), norm, cfg)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            entry = {"step": step + 1, "loss": round(procs.mean(sum(losses)), 5), "lr": lr,
-                     "grad_norm": round(norm, 5)}
+            batches = (_micro_batch(train_set, order, step, micro, cfg, procs)
+                       for micro in range(cfg.grad_accum))
+            entry = _optimizer_step(model, optimizer, prm, batches, step, total_steps, cfg,
+                                    procs)
             if (step + 1) % cfg.eval_every == 0 or step + 1 == total_steps:
                 entry["held_out"] = _evaluate(prm, held_out, cfg, procs.device)
             state["history"].append({k: entry[k] for k in ("step", "loss", "held_out")
@@ -488,6 +436,95 @@ def _train(cfg: TrainConfig, out: Path, init: Path, procs: Processes, progress: 
         bar.stop()
         log.close()
     state["seconds"] += time.monotonic() - began
+    return _save_final(prm, model, procs, cfg, out, state, total_steps,
+                       len(train_set), len(held_out))
+
+
+def _start_or_resume(cfg: TrainConfig, last: Path, init: Path) -> tuple:
+    """(the PRM, the trainer state): from the checkpoint in ``last`` when there is one, else a
+    new PRM on the backbone in ``init``, in the weights' dtype."""
+    import torch
+
+    if (last / "trainer_state.pt").exists():
+        prm = load_prm(last, dtype=cfg.dtype, device="cpu")
+        return prm, torch.load(last / "trainer_state.pt", weights_only=False)
+    weights = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
+    prm = build_prm(str(init), load_tokenizer(str(init), padding_side="right"),
+                    head=cfg.head, seed=cfg.seed, fmt=cfg.format, readout=cfg.readout,
+                    head_layers=cfg.head_layers, dtype=weights)
+    return prm, {"step": 0, "optimizer": None, "history": [], "seconds": 0.0}
+
+
+def _prepare_for_training(prm, cfg: TrainConfig, state: dict) -> None:
+    """Gradient checkpointing, LoRA adapters (with their state when resuming), attention in
+    fp32 under bf16 autocast; the module in training mode."""
+    if cfg.gradient_checkpointing:  # activations recomputed in the backward pass
+        backbone = prm.module.model
+        if hasattr(backbone, "activation_checkpointing_enable"):  # transformers 5.x's name
+            backbone.activation_checkpointing_enable()  # non-reentrant by default
+        else:
+            backbone.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.lora_rank:
+        add_lora(prm.module, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout)
+        if state.get("lora") is not None:
+            load_adapter_state(prm.module, state["lora"])
+    if cfg.bf16 and cfg.dtype == "float32":  # bf16 for the MLPs only: comparing digits
+        attention_in_fp32(prm.module)         # needs sharp attention
+    prm.module.train()
+
+
+def _trained_part(prm, cfg: TrainConfig, procs: Processes, init: Path, examples: list[dict]):
+    """What the optimizer trains, on the process's device: the whole PRM (its top layers only,
+    with ``top_layers``), or with a frozen backbone the head alone, on features computed once
+    for ``examples``."""
+    if not (procs.sharded and cfg.train_backbone):  # fully_shard moves one layer at a time
+        prm.module.to(procs.device)
+    trained = prm.module if cfg.train_backbone else prm.module.feature_head()
+    if cfg.train_backbone and cfg.top_layers is not None:
+        _freeze_below(prm.module.model, cfg.top_layers)
+    if not cfg.train_backbone:
+        prm.module.model.requires_grad_(False).eval()
+        _add_features(prm, examples, cfg, procs.device, Path(init))
+    return trained
+
+
+def _micro_batch(train_set: list[dict], order: list[int], step: int, micro: int,
+                 cfg: TrainConfig, procs: Processes) -> list[dict]:
+    """This process's examples of micro-batch ``micro`` of optimizer step ``step``: the
+    processes take turns along ``order``, so together they take every example once."""
+    micro_batches = cfg.grad_accum * procs.world
+    start = (step * micro_batches + micro * procs.world + procs.rank) * cfg.batch_size
+    return [train_set[i] for i in order[start:start + cfg.batch_size]]
+
+
+def _optimizer_step(model, optimizer, prm, batches, step: int, total_steps: int,
+                    cfg: TrainConfig, procs: Processes) -> dict:
+    """One optimizer step (linear warmup, then cosine decay) on gradients accumulated over
+    ``batches``, clipped to norm 1; its log entry (loss averaged over the processes)."""
+    import torch
+    lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps)) * \
+        0.5 * (1 + math.cos(math.pi * step / total_steps))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    losses = []
+    for batch in batches:
+        logits, targets = _logits(model, batch, prm, cfg, procs.device)
+        loss = step_loss(prm, logits, targets) / cfg.grad_accum
+        procs.backward(loss)
+        losses.append(loss.item())
+    norm = scalar(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
+    _stop_if_diverged(step + 1, sum(losses), norm, cfg)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"step": step + 1, "loss": round(procs.mean(sum(losses)), 5), "lr": lr,
+            "grad_norm": round(norm, 5)}
+
+
+def _save_final(prm, model, procs: Processes, cfg: TrainConfig, out: Path, state: dict,
+                total_steps: int, train_examples: int, held_out_examples: int) -> dict:
+    """The trained PRM in ``out/final`` (LoRA merged, weights checked) and the run's metrics;
+    ``{}`` in processes other than the first, which only help gather the shards."""
     procs.wait()
     gathered = procs.full_state(model)  # every process takes part in gathering the shards
     if not procs.is_main:
@@ -496,8 +533,8 @@ def _train(cfg: TrainConfig, out: Path, init: Path, procs: Processes, progress: 
         merge_lora(prm.module)
     _check_weights(gathered if gathered is not None else dict(prm.module.named_parameters()))
     save_prm(prm, out / "final", state=gathered)
-    return {"steps": total_steps, "train_examples": len(train_set),
-            "held_out_examples": len(held_out), "seconds": round(state["seconds"], 1),
+    return {"steps": total_steps, "train_examples": train_examples,
+            "held_out_examples": held_out_examples, "seconds": round(state["seconds"], 1),
             "history": state["history"],
             "final_held_out": state["history"][-1].get("held_out", {})}
 
@@ -510,8 +547,6 @@ def untrained(cfg: TrainConfig, out: str | Path, *, force: bool = False) -> dict
     a PRM (``out/final``, ``metrics.json``, the marker last)."""
     import torch
 
-    from prmkit.models import load_tokenizer, quiet_transformers
-    from prmkit.prm.model import build_prm, save_prm
     quiet_transformers()
     cfg.validate()
     init = str(backbone_folder(cfg))
@@ -572,7 +607,6 @@ def _checkpoint(prm, model, optimizer, procs: Processes, last: Path, state: dict
     place: all or nothing. Under fsdp every process takes part in gathering the state."""
     import torch
 
-    from prmkit.prm.model import save_prm
     gathered = procs.full_state(model)
     optimizer_state = procs.full_optimizer_state(model, optimizer)
     if not procs.is_main:

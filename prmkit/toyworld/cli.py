@@ -2,31 +2,47 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from prmkit import plugins, rundir
+from prmkit.backends import load_backend
+from prmkit.errors import InputError
+from prmkit.records import write_json, write_jsonl
+from prmkit.toyworld.bench import build
+from prmkit.toyworld.plugin import shorter
+from prmkit.toyworld.policy import PolicyConfig, ensure_policy
+from prmkit.toyworld.problems import make_problems, preset
+from prmkit.toyworld.stats import sample_and_judge, toy_stats
 
 toy_app = typer.Typer(no_args_is_help=True, help=(
     "The toy world: arithmetic word problems with exact step truth and a tiny CPU policy."))
 
 
-def _toy_config(preset_name: str):
-    from prmkit.toyworld.problems import preset
-    return preset(preset_name)
+def _policy_folder(model: str) -> Path:
+    """``toy``, ``toy@step-N`` (trained on first use) or a model folder."""
+    path = Path(plugins.resolve_policy(model))
+    if not path.is_dir():
+        raise InputError("policy folder not found (give a model folder, 'toy' or "
+                         "'toy@step-NNNNNN')", path=path, field="model")
+    return path
 
 
 @toy_app.command("problems")
 def problems(out: Path = typer.Argument(..., help="Output JSONL of problem records."),
              n: int = typer.Option(200, help="How many problems."),
              split: str = typer.Option("test", help="'train', 'test' or any name."),
-             preset: str = typer.Option("mixed", help="easy, medium, hard, long or mixed."),
+             preset_name: str = typer.Option("mixed", "--preset", help=(
+                 "easy, medium, hard, long or mixed.")),
              seed: int = typer.Option(0), start: int = typer.Option(0, help="First index.")
              ) -> None:
     """Write toy problems (with their spec, canonical solution and gold answer)."""
-    from prmkit.records import write_jsonl
-    from prmkit.toyworld.problems import make_problems
-    records = make_problems(_toy_config(preset), n, seed=seed, split=split, start=start)
+    records = make_problems(preset(preset_name), n, seed=seed, split=split, start=start)
     write_jsonl(out, records)
     typer.echo(f"{len(records)} problems -> {out}")
 
@@ -43,13 +59,9 @@ def policy(steps: Optional[int] = typer.Option(None, help="Optimizer steps (defa
                "Print only the policy's folder (training it first if needed), for --model."))
            ) -> None:
     """Train the tiny policy (cached by config; resumes an interrupted run) and report it."""
-    import json
-    from dataclasses import replace
-
-    from prmkit.toyworld.policy import PolicyConfig, ensure_policy
     cfg = PolicyConfig(preset=preset, seed=seed)
     if steps:  # snapshots past a shorter run are dropped, not an error
-        cfg = replace(cfg, steps=steps, snapshots=tuple(s for s in cfg.snapshots if s < steps))
+        cfg = shorter(cfg, steps)
     if path:  # quiet: `--model $(prmkit toy policy --path)`
         typer.echo(ensure_policy(cfg, max_seconds=max_seconds, progress=False,
                                  evaluate_after=False))
@@ -82,19 +94,12 @@ def stats(model: str = typer.Option("toy", help="The policy: a model folder, toy
           workers: int = typer.Option(2), out: Optional[Path] = typer.Option(
               None, help="Write the numbers to this JSON file.")) -> None:
     """How often the paper's phenomena occur, measured with the exact truth."""
-    from prmkit.backends import load_backend
-    from prmkit.records import write_json
-    from prmkit.report.tables import toy_stats_table
-    from prmkit.toyworld.policy import resolve_policy
-    from prmkit.toyworld.problems import make_problems
-    from prmkit.toyworld.stats import toy_stats
-    path = resolve_policy(model)
-    problems = make_problems(_toy_config("mixed"), n_problems, seed=seed, split="test")
+    path = _policy_folder(model)
+    problems = make_problems(preset("mixed"), n_problems, seed=seed, split="test")
     with load_backend("hf", str(path), workers=workers, batch_size=64) as backend:
         numbers = toy_stats(backend, problems, samples=samples, rollouts=rollouts,
                             temperature=temperature, seed=seed)
-    from rich.console import Console
-    Console().print(toy_stats_table(numbers))
+    Console().print(stats_table(numbers))
     if out:
         write_json(out, numbers)
 
@@ -108,18 +113,12 @@ def bench(out: Path = typer.Option(Path("runs/toybench"), help="Folder for toy.j
               1000, help="First held-out problem index (policy evaluation uses 0..99)."),
           workers: int = typer.Option(2)) -> None:
     """Build a toy ProcessBench (exact format, exact labels, balanced)."""
-    from prmkit import rundir
-    from prmkit.backends import load_backend
-    from prmkit.toyworld.bench import build
-    from prmkit.toyworld.policy import resolve_policy
-    from prmkit.toyworld.problems import make_problems
-    from prmkit.toyworld.stats import sample_and_judge
-    path = resolve_policy(model)
+    path = _policy_folder(model)
     config = {"stage": "toy.bench", "policy": str(path), "n_problems": n_problems,
               "samples": samples, "temperature": temperature, "seed": seed, "start": start}
 
     def work(folder: Path, _config: dict) -> dict:
-        problems = make_problems(_toy_config("mixed"), n_problems, seed=seed, split="test",
+        problems = make_problems(preset("mixed"), n_problems, seed=seed, split="test",
                                  start=start)
         with load_backend("hf", str(path), workers=workers, batch_size=64) as backend:
             solutions = sample_and_judge(backend, problems, samples=samples,
@@ -130,3 +129,37 @@ def bench(out: Path = typer.Option(Path("runs/toybench"), help="Folder for toy.j
                f"erroneous, of which {summary['correct_answer_flawed_process']} reach the right "
                f"answer) -> {summary['file']}")
     typer.echo(f"first error positions: {summary['first_error_position']}")
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def stats_table(numbers: dict) -> Table:
+    """``toy_stats``' numbers as one table."""
+    s, r = numbers["solutions"], numbers["rollouts"]
+    table = Table(title=f"Toy world: {s['solutions']} sampled solutions, exact truth")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("final answer correct", _pct(s["final_answer_correct"])),
+        ("every step correct (process-correct)", _pct(s["process_correct"])),
+        ("no answer step", _pct(s["no_answer"])),
+        ("correct answer, flawed process", _pct(s["correct_answer_flawed_process"])),
+        ("  ... share of the correct answers", _pct(s["flawed_share_of_correct_answers"])),
+        *[(f"  ... {cause}", str(count)) for cause, count in s["flawed_right_by_cause"].items()],
+        ("first error position (step: count)",
+         ", ".join(f"{k}: {v}" for k, v in s["first_error_position"].items())),
+        ("first error kind", ", ".join(f"{k} {v}" for k, v in s["first_error_kind"].items())),
+        (f"right answer from a wrong prefix ({r['wrong_prefixes']} prefixes x "
+         f"{r['rollouts_per_prefix']})", _pct(r["right_answer_from_wrong_prefix"])),
+        ("  ... wrong prefixes with any right rollout (MC-hard says 'correct')",
+         _pct(r["wrong_prefixes_with_any_right_rollout"])),
+        (f"wrong answer from a sound prefix ({r['sound_prefixes']} prefixes)",
+         _pct(r["wrong_answer_from_sound_prefix"])),
+        ("  ... sound prefixes with no right rollout (MC-hard says 'wrong')",
+         _pct(r["sound_prefixes_with_no_right_rollout"])),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    return table

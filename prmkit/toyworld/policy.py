@@ -30,11 +30,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from prmkit import rundir
+from prmkit.backends import SamplingParams, load_backend
 from prmkit.errors import InputError
+from prmkit.models import attention_in_fp32, load_tokenizer, quiet_transformers
 from prmkit.progress import Bar
+from prmkit.prompting import render
 from prmkit.records import write_json
-from prmkit.toyworld.model import TinyModelConfig
-from prmkit.toyworld.problems import make_problem, make_problems, preset
+from prmkit.toyworld.model import TinyModelConfig, build_causal_lm
+from prmkit.toyworld.problems import Spec, budget_for, make_problem, make_problems, preset
+from prmkit.toyworld.tokenizer import build_char_tokenizer
+from prmkit.toyworld.truth import judge
 
 EVAL_SPLIT, TRAIN_SPLIT = "test", "train"
 OPTIMIZERS = ("muon", "adamw")
@@ -117,8 +122,6 @@ def training_batch(tokenizer, problems: list[dict], loss_on_problem: bool = Fals
     The problem text is random draws, so predicting it teaches nothing the policy needs; it is
     off by default and kept as an option for experiments."""
     import torch
-
-    from prmkit.prompting import render
     rows, masks = [], []
     for p in problems:
         prompt = tokenizer(render(PROMPT, p["problem"]), add_special_tokens=False)["input_ids"]
@@ -192,31 +195,13 @@ def train(cfg: PolicyConfig, out: Path, *, max_seconds: float | None = None,
     ``max_seconds`` caps this call's wall time: training stops at the cap with ``last/`` saved
     and ``out`` left unfinished, so the next call resumes. ``on_step(step, loss)`` is for tests.
     """
-    import torch
-
-    from prmkit.models import attention_in_fp32, load_tokenizer, quiet_transformers
-    from prmkit.toyworld.model import build_causal_lm
-    from prmkit.toyworld.tokenizer import build_char_tokenizer
     quiet_transformers()
     cfg.validate()
     out = Path(out)
     rundir.begin(out)
     write_json(out / "config.json", {"config": cfg.to_dict()})
     last = out / "last"
-    if (last / "trainer_state.pt").exists():
-        from transformers import AutoModelForCausalLM
-        tokenizer = load_tokenizer(last, padding_side="right")
-        try:
-            model = AutoModelForCausalLM.from_pretrained(last)
-            state = torch.load(last / "trainer_state.pt", weights_only=False)
-        except Exception as e:  # torch, pickle and safetensors each raise their own types
-            raise InputError(f"unreadable checkpoint ({type(e).__name__}: {e}); delete it to "
-                             "start over",
-                             path=last) from None
-    else:
-        tokenizer = build_char_tokenizer()
-        model = build_causal_lm(tokenizer, cfg.model, seed=cfg.seed)
-        state = {"step": 0, "losses": [], "seconds": 0.0, "optimizer": None}
+    tokenizer, model, state = _start_or_resume(cfg, last)
     optimizers = _optimizers(model, cfg)
     if state["optimizer"] is not None:
         for optimizer, saved in zip(optimizers, state["optimizer"], strict=True):
@@ -233,21 +218,7 @@ def train(cfg: PolicyConfig, out: Path, *, max_seconds: float | None = None,
         for step in range(start, cfg.steps):
             if max_seconds is not None and time.monotonic() - began > max_seconds:
                 break
-            scale = _lr_at(cfg, step)
-            for optimizer in optimizers:
-                for group in optimizer.param_groups:
-                    group["lr"] = group["peak_lr"] * scale
-            problems = [stream[step * cfg.batch_size + i] for i in range(cfg.batch_size)]
-            # right padding needs no attention mask: causal attention never looks ahead, and
-            # padded positions carry no loss; without a mask SDPA takes its fast causal path
-            ids, labels, _ = training_batch(tokenizer, problems, cfg.loss_on_problem)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-                loss = model(input_ids=ids, labels=labels).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            for optimizer in optimizers:
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+            loss = _training_step(model, optimizers, tokenizer, stream, cfg, step)
             state["losses"].append(round(loss.item(), 5))
             if on_step is not None:
                 on_step(step, loss.item())
@@ -274,16 +245,55 @@ def train(cfg: PolicyConfig, out: Path, *, max_seconds: float | None = None,
             "losses": state["losses"]}
 
 
+def _start_or_resume(cfg: PolicyConfig, last: Path) -> tuple:
+    """(tokenizer, model, trainer state): from the checkpoint in ``last`` when there is one,
+    else a new character tokenizer and a model initialised from ``cfg.seed``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    if not (last / "trainer_state.pt").exists():
+        tokenizer = build_char_tokenizer()
+        model = build_causal_lm(tokenizer, cfg.model, seed=cfg.seed)
+        return tokenizer, model, {"step": 0, "losses": [], "seconds": 0.0, "optimizer": None}
+    tokenizer = load_tokenizer(last, padding_side="right")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(last)
+        state = torch.load(last / "trainer_state.pt", weights_only=False)
+    except Exception as e:  # torch, pickle and safetensors each raise their own types
+        raise InputError(f"unreadable checkpoint ({type(e).__name__}: {e}); delete it to "
+                         "start over",
+                         path=last) from None
+    return tokenizer, model, state
+
+
+def _training_step(model, optimizers: list, tokenizer, stream: ProblemStream,
+                   cfg: PolicyConfig, step: int):
+    """Optimizer step ``step``: the schedule's learning rate, batch ``step`` of the problem
+    stream, one update; returns the batch's loss."""
+    import torch
+    scale = _lr_at(cfg, step)
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = group["peak_lr"] * scale
+    problems = [stream[step * cfg.batch_size + i] for i in range(cfg.batch_size)]
+    # right padding needs no attention mask: causal attention never looks ahead, and
+    # padded positions carry no loss; without a mask SDPA takes its fast causal path
+    ids, labels, _ = training_batch(tokenizer, problems, cfg.loss_on_problem)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        loss = model(input_ids=ids, labels=labels).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    for optimizer in optimizers:
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
 # --- held-out evaluation ------------------------------------------------------------------------
 
 def evaluate(model_path: str | Path, *, preset_name: str = "mixed", seed: int = 0,
              n_problems: int = 100, samples: int = 8, temperature: float = 1.0,
              workers: int = 2, batch_size: int = 64) -> dict:
     """Sampled accuracy on held-out problems, and how often a problem gets mixed outcomes."""
-    from prmkit.backends import SamplingParams, load_backend
-    from prmkit.prompting import render
-    from prmkit.toyworld.problems import Spec, budget_for
-    from prmkit.toyworld.truth import judge
     problems = make_problems(preset(preset_name), n_problems, seed=seed, split=EVAL_SPLIT)
     budget = budget_for(problems)
     with load_backend("hf", str(model_path), workers=workers, batch_size=batch_size) as backend:
@@ -328,25 +338,3 @@ def ensure_policy(cfg: PolicyConfig = PolicyConfig(), *, root: Path | None = Non
     write_json(out / "metrics.json", metrics)
     rundir.finish(out, cfg.to_dict())
     return out / "final"
-
-
-def resolve_policy(policy: str, *, progress: bool = True) -> Path:
-    """A policy folder from PATH, ``toy`` (the default toy policy, trained on first use) or
-    ``toy@step-300`` (a snapshot of it; ``toy@300`` and ``toy@step-000300`` too)."""
-    if policy == "toy" or policy.startswith("toy@"):
-        final = ensure_policy(PolicyConfig(), progress=progress)
-        if "@" not in policy:
-            return final
-        name = policy.split("@", 1)[1]
-        if name.removeprefix("step-").isdigit():  # toy@step-300 and toy@300 name step-000300
-            name = f"step-{int(name.removeprefix('step-')):06d}"
-        snapshot = final.parent / name
-        if not snapshot.is_dir():
-            known = sorted(p.name for p in final.parent.glob("step-*"))
-            raise InputError(f"no snapshot {snapshot.name!r}; have {known}", field="policy")
-        return snapshot
-    path = Path(policy)
-    if not path.is_dir():
-        raise InputError("policy folder not found (give a model folder, 'toy' or "
-                         "'toy@step-NNNNNN')", path=path, field="policy")
-    return path

@@ -17,16 +17,16 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+from prmkit.backends import SamplingParams
+from prmkit.prompting import render
+from prmkit.steps import join_steps, split_steps
+from prmkit.toyworld.policy import PROMPT
 from prmkit.toyworld.problems import Spec, budget_for
+from prmkit.toyworld.truth import ERROR_KINDS, judge
 
 
 def sample_and_judge(backend, problems: list[dict], *, samples: int, temperature: float,
                      seed: int) -> list[dict]:
-    from prmkit.backends import SamplingParams
-    from prmkit.prompting import render
-    from prmkit.steps import split_steps
-    from prmkit.toyworld.policy import PROMPT
-    from prmkit.toyworld.truth import judge
     outputs = backend.generate([render(PROMPT, p["problem"]) for p in problems],
                                SamplingParams(n=samples, temperature=temperature,
                                               max_new_tokens=budget_for(problems), seed=seed))
@@ -56,11 +56,6 @@ def _prefixes(solutions: list[dict], rng: random.Random) -> tuple[list, list]:
 
 def rollout_rates(backend, solutions: list[dict], *, rollouts: int, temperature: float,
                   seed: int) -> dict:
-    from prmkit.backends import SamplingParams
-    from prmkit.prompting import render
-    from prmkit.steps import join_steps, split_steps
-    from prmkit.toyworld.policy import PROMPT
-    from prmkit.toyworld.truth import judge
     wrong, sound = _prefixes(solutions, random.Random(seed))
     jobs = wrong + sound
     prompts = [render(PROMPT, s["problem"]["problem"]) + join_steps(s["steps"][:k]) + "\n\n"
@@ -118,7 +113,6 @@ def _why_right(solution: dict) -> str:
     truth = solution["truth"]
     if truth.first_error_off_path(solution["spec"]):
         return CAUSES[0]
-    from prmkit.toyworld.truth import ERROR_KINDS
     later = truth.kinds[truth.label + 1:]
     return CAUSES[2] if any(k in ERROR_KINDS for k in later) else CAUSES[1]
 

@@ -45,7 +45,6 @@ from prmkit.labels import first_error, labels_from_first_error
 from prmkit.toyworld.problems import Spec, apply, clause
 
 ERROR_KINDS = ("unreadable", "extra", "wrong-op", "misread", "arithmetic", "wrong-answer")
-SOUND_KINDS = ("ok", "carried")
 
 _STEP = re.compile(r"(?P<clause>\(?(?P<name>[A-Z][a-z]+) [^:]+):\s*"
                    r"(?P<a>\d+)\s*(?P<op>[-+*/])\s*(?P<b>\d+)\s*=\s*(?P<c>\d+)\.")

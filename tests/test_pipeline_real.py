@@ -1,8 +1,8 @@
-"""The paper's pipeline on real data (prmkit.paper, ``kind: paper`` recipes): the shipped
-recipe loads and is checked; a run on CPU with stand-ins (a local OpenAI-compatible server on a
-tiny Qwen2 with the real Qwen2.5 vocabulary as policy and judge, 20 GSM8K problems, that model
-as the PRM backbone) goes through every stage, writes its report, and a second run reuses
-every stage."""
+"""The pipeline on real data (prmkit.pipeline, the recipe kind of
+prmkit/recipes/qwen2.5-math.yaml): a run on CPU with stand-ins (a local OpenAI-compatible
+server on a tiny Qwen2 with the real Qwen2.5 vocabulary as policy and judge, 20 GSM8K
+problems, that model as the PRM backbone) goes through every stage, writes its report, and a
+second run reuses every stage; a run killed in any stage resumes to the same files."""
 from __future__ import annotations
 
 import json
@@ -13,25 +13,11 @@ import yaml
 from conftest import SHARED_DATA, shared
 from test_serve import policy  # noqa: F401  (the tiny policy fixture)
 
-from prmkit import paper
 from prmkit.cli import main
-from prmkit.errors import InputError
-
-SHIPPED = Path(__file__).resolve().parents[1] / "prmkit" / "recipes" / "qwen2.5-math.yaml"
-
-
-def test_the_shipped_recipe_is_checked_against_every_stage():
-    recipe = paper.load(SHIPPED)
-    assert recipe["mc"]["k"] == 8 and recipe["mc"]["threshold"] == 0.0
-    assert recipe["prms"]["train"]["format"] == "qwen2.5-math-prm"
-    assert set(recipe["bon"]["sets"]) == {"gsm8k", "math500"}
-    with pytest.raises(InputError) as error:
-        paper.load(SHIPPED, ["mc.kk=3"])
-    assert error.value.field == "mc.kk"
 
 
 @pytest.mark.slow
-def test_the_paper_pipeline_runs_end_to_end_with_stand_ins(policy, tmp_path,  # noqa: F811
+def test_the_pipeline_runs_end_to_end_on_real_data_with_stand_ins(policy, tmp_path,  # noqa: F811
                                                            monkeypatch, capsys):
     pytest.importorskip("openai", reason="needs the openai extra")
     from prmkit.serve import serve_in_background
@@ -53,23 +39,25 @@ def stand_in_recipe(policy_folder: Path, url: str, out: Path) -> dict:
     served = {"backend": "openai", "base_url": url, "api": "completions",
               "tokenizer": str(policy_folder), "concurrency": 2}
     return {
-        "kind": "paper", "out": str(out),
+        "out": str(out),
         "policy": {"model": "policy", "prompt": "qwen-math", "backend": served},
-        "judge": {"model": "policy", "backend": {**served, "api": "chat"},
-                  "settings": {"samples": 1, "max_new_tokens": 8}},
         "problems": {"path": str(SHARED_DATA / "gsm8k" / "train.jsonl"), "format": "gsm8k",
                      "limit": 20},
         "sample": {"n": 2, "max_new_tokens": 8},
-        "mc": {"k": 2, "max_new_tokens": 6, "shard_size": 8},
+        "labels": {"mc": {"k": 2, "max_new_tokens": 6, "shard_size": 8},
+                   "judge": {"kind": "model", "model": "policy", "samples": 1,
+                             "max_new_tokens": 8, "backend": {**served, "api": "chat"}},
+                   "consensus": {"sources": ["mc.hard", "judge.first_error"]}},
         "prms": {"model": str(policy_folder),
                  "sources": {"MC-hard": "mc.hard", "judge": "judge.first_error",
                              "consensus": "consensus.first_error"},
                  "train": {"format": "qwen2.5-math-prm", "max_steps": 2, "batch_size": 4,
                            "eval_fraction": 0.0, "device": "cpu", "lr": 1e-3}},
-        "processbench": {"path": str(SHARED_DATA / "processbench"), "limit": 2},
-        "bon": {"n": 2, "sets": {"gsm8k": {"path": str(SHARED_DATA / "gsm8k" / "test.jsonl"),
-                                           "format": "gsm8k", "limit": 4}},
-                "sample": {"max_new_tokens": 8}},
+        "evaluate": {
+            "processbench": {"path": str(SHARED_DATA / "processbench"), "limit": 2},
+            "bon": {"n": 2, "sample": {"max_new_tokens": 8},
+                    "sets": {"gsm8k": {"path": str(SHARED_DATA / "gsm8k" / "test.jsonl"),
+                                       "format": "gsm8k", "limit": 4}}}},
     }
 
 
@@ -77,23 +65,28 @@ def _check_run(run: Path, recipe: Path) -> None:
     results = json.loads((run / "results.json").read_text())
     assert len([json.loads(x) for x in (run / "sample" / "solutions.jsonl").read_text()
                 .splitlines()]) == 40
-    assert results["consensus"]["n_solutions"] == 40
+    assert results["labels"]["agreement"]["n_solutions"] == 40
+    assert results["labels"]["quality"] is None  # real data: no step truth to measure against
     trained = set(results["training"])
     assert "MC-hard" in trained  # the random policy never succeeds: every step negative
     assert trained | set(results["skipped_prms"]) == {"MC-hard", "judge", "consensus"}
     for name in trained:
-        assert set(results["processbench"][name]["subsets"]) == {
+        measured = results["prms"][name]
+        assert set(measured["processbench"]["subsets"]) == {
             "gsm8k", "math", "olympiadbench", "omnimath"}
-        bon = results["bon"]["gsm8k"][name]
+        bon = measured["bon"]["gsm8k"]
         assert bon["bon"]["n_problems"] == 4 and "auc" in bon["ranking"]["answer"]
+        assert "process" not in bon["ranking"]
         config = json.loads((run / "prm-mc-hard" / "final" / "config.json").read_text())
         assert config["architectures"] == ["Qwen2ForProcessRewardModel"]
     report = (run / "report.md").read_text()
-    for heading in ("## Label sources", "## PRM training", "## ProcessBench",
-                    "## Best-of-N: gsm8k"):
-        assert heading in report
+    for heading in ("## Label sources (compared with each other)", "## What the labels cost",
+                    "## PRM training", "## ProcessBench (8 items",
+                    "## Best-of-N: gsm8k (4 problems x 2 candidates)",
+                    "## How the PRMs rank the solutions of one problem: gsm8k"):
+        assert heading in report, heading
     assert sorted(p.name for p in (run / "plots").iterdir()) == [
-        "best_of_n.png", "label_agreement.png", "min_on_final_step.png",
+        "bon.png", "label_agreement.png", "min_on_final_step.png",
         "processbench_threshold.png", "training.png"]
     rendered_in_chromium(run / "report.html")
     timings = json.loads((run / "timings.json").read_text())
@@ -116,7 +109,7 @@ def served_policy(policy):  # noqa: F811
     os.environ.setdefault("OPENAI_API_KEY", "sk-test")
     httpd, url = serve_in_background(str(policy[0]), name="policy", device="cpu",
                                      dtype="float32")
-    root = Path(tempfile.mkdtemp(prefix="paper-straight-"))
+    root = Path(tempfile.mkdtemp(prefix="real-straight-"))
     recipe = killable_recipe(policy[0], url, root / "run")
     (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     assert main(["run", str(root / "recipe.yaml")]) == 0
@@ -128,11 +121,11 @@ def served_policy(policy):  # noqa: F811
 def killable_recipe(policy_folder: Path, url: str, out: Path) -> dict:
     """The stand-in recipe in small shards, so that a kill can land inside every stage."""
     recipe = stand_in_recipe(policy_folder, url, out)
-    recipe["bon"]["sets"] = {}
+    del recipe["evaluate"]["bon"]
     recipe["sample"]["shard_size"] = 4
-    recipe["judge"]["settings"]["shard_size"] = 8
+    recipe["labels"]["judge"]["shard_size"] = 8
     recipe["prms"]["train"].update(max_steps=6, save_every=2)
-    recipe["processbench"]["limit"] = 4  # 16 items in shards of 4
+    recipe["evaluate"]["processbench"]["limit"] = 4  # 16 items and the viewer's, in shards of 4
     recipe["score"] = {"shard_size": 4}
     return recipe
 
@@ -143,13 +136,13 @@ KILL_POINTS = {
     "mc": "mc/shards/*.done",
     "judge": "judge/shards/*.done",
     "prm-mc-hard": "prm-mc-hard/last/trainer_state.pt",
-    "processbench/mc-hard/scores": "processbench/mc-hard/scores/shards/*.done",
+    "scores/mc-hard": "scores/mc-hard/shards/*.done",
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", list(KILL_POINTS))
-def test_a_paper_run_killed_in_any_stage_resumes_to_the_same_files(served_policy, tmp_path,
+def test_a_real_data_run_killed_in_any_stage_resumes_to_the_same_files(served_policy, tmp_path,
                                                                    stage):
     """kill -9 while a stage is under way, then run again: every stage's files equal those
     of the run never interrupted (the server seeds every request by its text, training
@@ -180,7 +173,7 @@ def test_a_paper_run_killed_in_any_stage_resumes_to_the_same_files(served_policy
     ours, theirs = (json.loads((d / "results.json").read_text()) for d in (tmp_path / "run",
                                                                            straight))
     assert ours["training"] == theirs["training"]
-    assert ours["processbench"] == theirs["processbench"]
+    assert ours["prms"] == theirs["prms"]
 
 
 def rendered_in_chromium(page: Path) -> None:
@@ -195,8 +188,8 @@ def rendered_in_chromium(page: Path) -> None:
                           "--virtual-time-budget=5000", "--dump-dom", page.resolve().as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
     for heading in ("How the PRMs rank the solutions of one problem",
-                    "Label sources (compared with each other)",
-                    "ProcessBench (F1 per subset, threshold 0.5)", "Plots", "Step viewer"):
+                    "Label sources (compared with each other)", "ProcessBench (",
+                    "Plots", "Step viewer"):
         assert heading in dom, heading
     assert dom.count("<img") == 5
     assert dom.count('class="solution"') > 0 and "first error at step" in dom

@@ -1,0 +1,55 @@
+"""One PRM a label source, each trained from the same backbone with the same settings, and the
+same PRM before any training (the baseline that says what the labels add)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prmkit import config, plugins, rundir
+from prmkit.labels import MISSING, Source
+from prmkit.prm.train import TrainConfig, train, untrained
+
+
+def _has_labels(records: list[dict], field: str) -> bool:
+    source = Source.parse(field)
+    return any(source.value(r) not in (None, MISSING) for r in records)
+
+
+def train_prms(run, annotated: Path, records: list[dict]) -> dict[str, Path]:
+    """PRM name -> its folder (``prm-<name>/final``). A source no solution has a label in (a
+    consensus that kept nothing) is skipped and said so, never a failed run."""
+    spec = run.recipe["prms"]
+    backbone = (plugins.resolve_policy(spec["model"], progress=run.progress) if spec["model"]
+                else run.policy)
+    # every PRM caches the backbone's features in one place (a head-only run reuses them)
+    shared = {**spec["train"], "data": str(annotated), "model": str(backbone),
+              "feature_cache": spec["train"].get("feature_cache") or str(run.out / "features")}
+    folders = {}
+    for name, field in spec["sources"].items():
+        if field is None:
+            continue
+        if not _has_labels(records, field):
+            run.stages.skip(name, f"no solution has a label in {field}")
+            continue
+        cfg = config.load(TrainConfig, given={
+            **shared, "labels": field, "loss": "soft" if name in spec["soft"] else "hard"})
+        folder = run.out / f"prm-{rundir.slug(name)}"
+        run.stages(f"PRM ({name})", folder, lambda force, cfg=cfg, folder=folder: train(
+            cfg, folder, progress=run.progress, force=force))
+        folders[name] = folder / "final"
+    if spec["baseline"]:
+        name = spec["baseline"]
+        # a training config needs labels; the untrained PRM reads none
+        cfg = config.load(TrainConfig, given={**shared, "labels": "-"})
+        folder = run.out / f"prm-{rundir.slug(name)}"
+        run.stages(f"PRM ({name})", folder, lambda force: untrained(cfg, folder, force=force))
+        folders[name] = folder / "final"
+    return folders
+
+
+def training_record(folder: Path) -> dict:
+    """What the report shows of a PRM's training: its steps and loss curve."""
+    metrics = json.loads((folder.parent / "metrics.json").read_text())
+    return {"steps": metrics.get("steps"), "history": metrics.get("history", []),
+            "final_held_out": metrics.get("final_held_out", {})}

@@ -1,0 +1,189 @@
+"""Recipes: one YAML file that says what ``prmkit run`` does, from the policy to the report.
+
+One schema for real models and the toy world (``prmkit/recipes/qwen2.5-math.yaml``,
+``prmkit/recipes/demo.yaml``). Each section is a dataclass, or holds a stage's own settings
+(``labels.mc`` holds ``MCConfig`` fields but the ones the pipeline fills in itself), so a typo
+or a mistyped value is an error naming the file and the key, never a silently ignored setting.
+Overrides (``--set labels.mc.k=4``) are read as YAML values, so numbers and booleans keep their
+types. A stage setting the recipe leaves out takes the stage's own default.
+
+The whole recipe is checked before any work: every section, every label source, every
+benchmark, and the folder every PRM and every Best-of-N set will be written to (two names that
+map to one folder would overwrite each other).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from prmkit import config, evaluate, plugins, rundir
+from prmkit.backends import BackendConfig
+from prmkit.config import REQUIRED, setting
+from prmkit.errors import InputError
+from prmkit.formats.data import DataSection
+from prmkit.labels import Source
+from prmkit.pipeline.labels import LABELERS
+from prmkit.prm.score import ScoreConfig
+from prmkit.prm.train import TrainConfig
+from prmkit.records import read_yaml_mapping
+from prmkit.sample import SampleConfig
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@dataclass(frozen=True)
+class PolicySection:
+    model: str = setting(REQUIRED, "The policy: a model folder, a hub id, a served model's "
+                         "name, or a registered policy (toy, toy@step-300, toy:steps=40).")
+    prompt: str = setting("qwen-math", "How a problem becomes its prompt: plain, qwen-math or "
+                          "a .txt template (prmkit.prompting).")
+    backend: dict = setting({}, "Where it runs (BackendConfig: backend, workers, base_url, "
+                            "...); it samples and it rolls out MC completions.",
+                            schema=BackendConfig)
+
+
+@dataclass(frozen=True)
+class PRMsSection:
+    sources: dict = setting(REQUIRED, "PRM name -> label source: a field of the labelled "
+                            "solutions (mc.hard, mc.values, judge.first_error, "
+                            "consensus.first_error, truth.step_labels, ...); null drops one.")
+    model: str | None = setting(None, "The backbone every PRM starts from (default: the "
+                                "policy, as the paper starts from the instruct model).")
+    soft: list[str] = setting([], "PRM names trained on the label value itself (soft loss).")
+    ceiling: str | None = setting(None, "The PRM trained on the best labels the run has (the "
+                                  "exact truth), named as the reference in the findings.")
+    baseline: str | None = setting(None, "A name: also the same PRM before training (no "
+                                   "labels), which says what the labels add.")
+    train: dict = setting({}, "prmkit train settings shared by every PRM.",
+                          schema=config.section_of(TrainConfig,
+                                                   drop=("data", "labels", "model", "loss")))
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    viewer_solutions: int = setting(240, "Training solutions in the step viewer: those whose "
+                                    "label sources disagree first, then a seeded draw.", ge=0)
+    viewer_items: int = setting(200, "ProcessBench items some PRM gets wrong in the step "
+                                "viewer, at most.", ge=0)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    out: str = setting(REQUIRED, "Run folder.")
+    policy: PolicySection = setting(None, "The policy that samples and completes.")
+    problems: DataSection = setting(None, "Training problems, with their gold answers.")
+    sample: dict = setting({}, "prmkit sample settings of every sampling (n, temperature, "
+                           "...).", schema=config.section_of(
+                               SampleConfig, drop=("problems", "model", "prompt")))
+    labels: dict = setting({}, "The label stages, in order, each with its settings: "
+                           f"{', '.join(LABELERS)}.")
+    prms: PRMsSection = setting(None, "The PRMs: one a label source.")
+    score: dict = setting({}, "prmkit score settings of every scoring (batch_size, shard_size, "
+                          "executor, ...).", schema=config.section_of(
+                              ScoreConfig, drop=("solutions", "model", "format")))
+    evaluate: dict = setting({}, "The benchmarks, each with its settings: "
+                             f"{', '.join(evaluate.BENCHMARKS)}.")
+    report: ReportSection = setting(None, "The report.")
+    quick: dict = setting({}, "Overrides applied by --quick (a recipe layer of their own).")
+
+
+def shipped(name: str) -> Path:
+    """A recipe shipped with prmkit: ``demo`` or ``qwen2.5-math``."""
+    return RECIPES / f"{name}.yaml"
+
+
+def load(path: str | Path | None = None, overrides: list[str] = (), *, quick: bool = False
+         ) -> dict:
+    """The recipe file, then its ``quick`` section (with ``quick``), then the overrides, each
+    layer checked on its own (so an error names where the bad key came from); returned as a
+    plain mapping with every section and default filled in, checked whole."""
+    file_layer = read_yaml_mapping(path, "sections") if path is not None else {}
+    layers = [(file_layer, path)]
+    if quick:
+        layers.append((file_layer.get("quick") or {}, f"{path} (quick)"))
+    layers += [(config.parse_overrides([item]), "--set") for item in overrides]
+    merged: dict = {}
+    for values, where in layers:
+        checked = config.typed(Recipe, values, where)
+        for key, registry in (("labels", _labeler_section), ("evaluate", _benchmark_section)):
+            for name, settings in (checked.get(key) or {}).items():
+                checked[key][name] = config.typed(registry(name, where), settings or {},
+                                                  where, f"{key}.{name}.")
+        merged = config.merge(merged, checked)
+    recipe = config.to_dict(config.build(Recipe, merged, path))
+    check(recipe, path)
+    return recipe
+
+
+def _labeler_section(name: str, where) -> type:
+    if name not in LABELERS:
+        raise InputError(f"unknown label stage {name!r} (known: {', '.join(LABELERS)})",
+                         path=where, field=f"labels.{name}")
+    return LABELERS[name].section
+
+
+def _benchmark_section(name: str, where) -> type:
+    try:
+        return evaluate.benchmark(name).section
+    except InputError as e:
+        raise InputError(str(e), path=where, field=f"evaluate.{name}") from None
+
+
+def check(recipe: dict, path=None) -> None:
+    """Everything a run will need, checked before it starts: the label stages and benchmarks
+    built whole, every label source readable, every name used once and every folder unique."""
+    if not recipe["labels"]:
+        raise InputError("a recipe needs at least one label stage", path=path, field="labels")
+    for name, settings in recipe["labels"].items():
+        LABELERS[name].check(settings, path, f"labels.{name}.")
+    for name, settings in recipe["evaluate"].items():
+        config.build(evaluate.benchmark(name).section, settings, path, f"evaluate.{name}.")
+    _exists(recipe["problems"]["path"], path, "problems.path")
+    for name, data in ((recipe["evaluate"].get("bon") or {}).get("sets") or {}).items():
+        _exists(data["path"], path, f"evaluate.bon.sets.{name}.path")
+    if (recipe["evaluate"].get("processbench") or {}).get("path"):
+        _exists(recipe["evaluate"]["processbench"]["path"], path, "evaluate.processbench.path")
+    prms = recipe["prms"]
+    names = [k for k, v in prms["sources"].items() if v is not None] + \
+        ([prms["baseline"]] if prms["baseline"] else [])
+    for name, field in prms["sources"].items():
+        if field is not None:
+            try:
+                Source.parse(field)
+            except InputError as e:
+                raise InputError(str(e), path=path, field=f"prms.sources.{name}") from None
+    for key, named in (("soft", prms["soft"]), ("ceiling", [prms["ceiling"]])):
+        for name in named:
+            if name is not None and name not in names:
+                raise InputError(f"{name!r} is not a PRM of prms.sources", path=path,
+                                 field=f"prms.{key}")
+    _unique("prms", names, "prm-", path)
+    sets = (recipe["evaluate"].get("bon") or {}).get("sets") or {}
+    _unique("evaluate.bon.sets", list(sets), "bon-", path)
+    truth = (recipe["evaluate"].get("processbench") or {}).get("from_truth")
+    if truth is not None and truth not in sets:
+        raise InputError(f"{truth!r} is not a Best-of-N set (evaluate.bon.sets)", path=path,
+                         field="evaluate.processbench.from_truth")
+
+
+def _exists(source: str, path, field: str) -> None:
+    """A data source is a file or folder that exists, a hub data set (fetched when read) or a
+    registered problem source."""
+    if source.startswith("hub:") or plugins.source_of(source) or Path(source).exists():
+        return
+    raise InputError(f"not found: {source}", path=path, field=field)
+
+
+def _unique(section: str, names: list[str], prefix: str, path) -> None:
+    """Names that map to one folder would overwrite each other's files."""
+    folders: dict[str, str] = {}
+    for name in names:
+        folder = prefix + rundir.slug(name)
+        if folder == prefix:
+            raise InputError(f"{name!r} makes no folder name: use letters or digits",
+                             path=path, field=section)
+        if folder in folders:
+            raise InputError(f"{folders[folder]!r} and {name!r} would share the folder "
+                             f"{folder}/: rename one", path=path, field=section)
+        folders[folder] = name

@@ -1,0 +1,125 @@
+"""The chain of a run, top to bottom: policy, problems, sampling, labels, PRMs, evaluation,
+results and report. ``Run`` is what the stages share, and what a benchmark may ask of the run
+(``prmkit.evaluate.benchmark.PipelineRun``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from prmkit import config, plugins, rundir, sample
+from prmkit.annotate.quality import label_quality, present_sources
+from prmkit.backends import BackendConfig
+from prmkit.evaluate.diagnostics import final_step_errors
+from prmkit.formats.data import first_problems
+from prmkit.pipeline import labels
+from prmkit.pipeline.evaluation import evaluate_prms
+from prmkit.pipeline.prms import train_prms, training_record
+from prmkit.pipeline.stages import Stages
+from prmkit.records import read_records, write_json
+from prmkit.report import page as report
+from prmkit.report.viewer import viewer_subset
+from prmkit.sample import SampleConfig
+
+
+class Run:
+    """One run folder: the recipe, the resolved policy and where it runs, the stages so far,
+    and the groups of solutions the benchmarks made."""
+
+    def __init__(self, recipe: dict, stages: Stages, progress: bool):
+        self.recipe, self.stages, self.progress = recipe, stages, progress
+        self.out = Path(recipe["out"])
+        self.prompt = recipe["policy"]["prompt"]
+        self.backend = config.build(BackendConfig, recipe["policy"]["backend"])
+        model = recipe["policy"]["model"]
+        self.policy = stages("policy", None, lambda force: plugins.resolve_policy(
+            model, progress=progress))
+        self.groups: dict[str, dict[str, list[dict]]] = {}
+
+    def sample(self, label: str, data: dict, folder: Path, settings: dict) -> list[dict]:
+        """The policy's graded solutions of a data section's first ``limit`` problems
+        (``folder/problems.jsonl``), in a resumable sample stage (``folder/sample``). Problems
+        of a source that knows the truth of every step (the toy world) carry it."""
+        problems = first_problems(data, folder / "problems.jsonl")
+        truth = self.recipe["sample"].get("truth") or _truth_hook(data["path"])
+        cfg = config.load(SampleConfig, given={
+            **self.recipe["sample"], **settings, "problems": str(problems),
+            "model": self.policy, "prompt": self.prompt, "truth": truth})
+        self.stages(label, folder / "sample", lambda force: sample.run(
+            cfg, folder / "sample", backend=self.backend, progress=self.progress, force=force))
+        return read_records(folder / "sample" / "solutions.jsonl", "solution")
+
+    def group(self, benchmark: str, name: str) -> list[dict]:
+        return self.groups[benchmark][name]
+
+    def token_budget(self) -> int | None:
+        """Tokens a solution of the training problems needs, where their source can say."""
+        registered = plugins.source_of(self.recipe["problems"]["path"])
+        budget = getattr(registered[0], "token_budget", None) if registered else None
+        return budget(read_records(self.out / "problems.jsonl", "problem")) if budget else None
+
+
+def _truth_hook(path: str) -> str | None:
+    registered = plugins.source_of(path)
+    return getattr(registered[0], "truth", None) if registered else None
+
+
+def run(recipe: dict, *, progress: bool = True, console: Console | None = None) -> dict:
+    """Run (or resume) a recipe; returns what ``results.json`` holds. The run folder is held by
+    this process (``rundir.owned``): a second run on it is refused."""
+    with rundir.owned(rundir.check_out(recipe["out"])):
+        return _run(recipe, progress, console or Console())
+
+
+def _run(recipe: dict, progress: bool, console: Console) -> dict:
+    began = time.monotonic()
+    out = Path(recipe["out"])
+    write_json(out / "recipe.json", recipe)
+    stages = Stages(out, console)
+    run = Run(recipe, stages, progress)
+    run.sample("sample", recipe["problems"], out, {})
+    annotated, label_metrics = labels.annotate(run, out / "sample" / "solutions.jsonl")
+    training = read_records(annotated, "solution")
+    prms = train_prms(run, annotated, training)
+    label_results = labelled(recipe, annotated, training, label_metrics)
+    viewer = viewer_subset(training, list(label_results["sources"].values()),
+                           recipe["report"]["viewer_solutions"])
+    evaluation = evaluate_prms(run, prms, viewer)
+    results = {
+        "policy": run.policy,
+        "judge": (recipe["labels"].get("judge") or {}).get("model"),
+        "counts": {"train_solutions": len(training), "viewer_solutions": len(viewer)},
+        "labels": label_results,
+        "training": {name: training_record(folder) for name, folder in prms.items()},
+        "prms": evaluation.measured,
+        "benchmarks": evaluation.summaries,
+        "ceiling": recipe["prms"]["ceiling"],
+        "baselines": [recipe["prms"]["baseline"]] if recipe["prms"]["baseline"] else [],
+        "skipped_prms": stages.skipped,
+        "mc_sources": [name for name, field in recipe["prms"]["sources"].items()
+                       if field and field.startswith("mc.")],
+    }
+    write_json(out / "results.json", results)
+    stages("report", None, lambda force: report.write(out, results, evaluation, stages.timings,
+                                                      recipe["report"]["viewer_items"]))
+    stages.total(time.monotonic() - began)
+    return results
+
+
+def labelled(recipe: dict, annotated: Path, training: list[dict], metrics: dict) -> dict:
+    """What the label stages did: the named label sources they wrote, their agreement
+    (consensus), what each cost, and where the solutions carry their step truth, each
+    source's quality against it and how often it puts the first error on the final step."""
+    costs = {"sampled solutions": len(training)}
+    for name, stage_metrics in metrics.items():
+        costs.update(labels.LABELERS[name].cost(stage_metrics))
+    sources = present_sources(training)
+    out = {"sources": sources, "agreement": metrics.get("consensus"), "costs": costs,
+           "quality": None, "final_step_errors": None}
+    if training and all(isinstance(r.get("truth"), dict) for r in training):
+        out["quality"] = label_quality(annotated, sources)
+        out["final_step_errors"] = final_step_errors(
+            training, {"truth": out["quality"]["reference"], **sources})
+    return out

@@ -1,0 +1,100 @@
+"""The report's own tables (the benchmarks bring theirs: ``Benchmark.tables``): how the PRMs
+rank the solutions of one problem, the label sources, and the PRMs' training."""
+
+from __future__ import annotations
+
+from prmkit.evaluate.benchmark import ReportTable
+from prmkit.evaluate.bon import at
+
+RANKING_LEGEND = (
+    "Solutions are ranked by their minimum step score; the AUC is the chance that, of two "
+    "solutions of the same problem, the better one scores higher (95% bootstrap interval over "
+    "problems). A PRM that only knows which problems are hard scores 0.5 here. A lesson is "
+    "tested only on PRMs whose interval lies above 0.5 (on the first Best-of-N set).")
+
+
+def _pct(x, digits: int = 1) -> str:
+    return "–" if x is None else f"{x:.{digits}f}%"
+
+
+def _share(x, digits: int = 1) -> str:
+    return _pct(None if x is None else 100 * x, digits)
+
+
+def auc_text(auc: dict | None) -> str:
+    if not auc or auc.get("auc") is None:
+        return "–"
+    return f"{auc['auc']:.2f} [{auc['low']:.2f}, {auc['high']:.2f}]"
+
+
+def above_chance(ranking: dict) -> bool:
+    """The 95% interval of the within-problem AUC lies above 0.5 (sound process where the
+    truth is known, else right answer)."""
+    auc = ranking.get("process") or ranking.get("answer") or {}
+    return auc.get("low") is not None and auc["low"] > 0.5
+
+
+def ranking_tables(results: dict) -> list[ReportTable]:
+    """A table a Best-of-N set: every PRM's within-problem AUC and whether it beats a random
+    pick, beside its Best-of-N accuracy."""
+    tables = []
+    for set_name in results["benchmarks"].get("bon", {}):
+        by_prm = {name: prm["bon"][set_name] for name, prm in results["prms"].items()}
+        if not by_prm:
+            continue
+        first = next(iter(by_prm.values()))["bon"]
+        n = max(first["ns"])
+        truth = any("process" in m["ranking"] for m in by_prm.values())
+        head = ["PRM", *(["within-problem AUC: sound vs flawed process"] if truth else []),
+                "within-problem AUC: right vs wrong answer", f"BoN@{n} min",
+                "better than random pick"]
+        rows = [[name, *([auc_text(m["ranking"].get("process"))] if truth else []),
+                 auc_text(m["ranking"].get("answer")), _pct(at(m["bon"], "min", n)),
+                 "yes" if above_chance(m["ranking"]) else "no"] for name, m in by_prm.items()]
+        rows.append([f"random pick@{n}", *(["0.50"] if truth else []), "0.50",
+                     _pct(at(first, "random", n)), ""])
+        tables.append(ReportTable(f"How the PRMs rank the solutions of one problem: {set_name}",
+                                  head, rows, RANKING_LEGEND))
+    return tables
+
+
+def label_tables(results: dict) -> list[ReportTable]:
+    """Each label source against the step truth (where the solutions carry it), how the
+    sources agree, and what they cost."""
+    labels, tables = results["labels"], []
+    if labels["quality"] is not None:
+        head = ["label source", "first-error accuracy", "kept", "negative precision",
+                "negative recall", "rollouts", "judge calls"]
+        rows = [[r["source"], _share(r["first_error_accuracy"]), _share(r["kept_share"], 0),
+                 _share(r["negative_precision"]), _share(r["negative_recall"]),
+                 str(r["rollouts"]), str(r["judge_calls"])] for r in labels["quality"]["rows"]]
+        tables.append(ReportTable("Label quality (against the step truth)", head, rows,
+                                  "First-error accuracy over the solutions a source keeps (has "
+                                  "a verdict on); negative precision and recall of the steps it "
+                                  "calls wrong."))
+    agreement = labels["agreement"]
+    if agreement is not None:
+        rows = [[pair, _share(share)] for pair, share in agreement["pairwise_agreement"].items()]
+        rows += [[f"{source}: no verdict", str(n)]
+                 for source, n in agreement["no_verdict"].items()]
+        rows.append(["consensus kept", f"{agreement['kept']} of {agreement['n_solutions']} "
+                                       f"({_share(agreement['kept_share'])})"])
+        tables.append(ReportTable("Label sources (compared with each other)",
+                                  ["sources", "agree on the first error"], rows))
+    tables.append(ReportTable("What the labels cost", ["cost", "count"],
+                              [[k, str(v)] for k, v in labels["costs"].items()]))
+    return tables
+
+
+def training_table(results: dict) -> list[ReportTable]:
+    if not results["training"]:
+        return []
+    rows = []
+    for name, t in results["training"].items():
+        history = t["history"] or [{}]
+        first, last = history[0].get("loss"), history[-1].get("loss")
+        rows.append([name, str(t["steps"]), "–" if first is None else f"{first:.3f}",
+                     "–" if last is None else f"{last:.3f}",
+                     _share(t["final_held_out"].get("step_accuracy"))])
+    return [ReportTable("PRM training", ["PRM", "steps", "first loss", "last loss",
+                                         "held-out step accuracy"], rows)]
