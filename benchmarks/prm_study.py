@@ -19,8 +19,7 @@ the same solutions and is measured on the held-out ones:
 
 Arms that change the model itself rather than a setting (Math-Shepherd's LM-logit readout,
 layers added on top) patch ``prmkit.prm.train`` and ``prmkit.prm.modules`` for their run only. Each variant's PRM is kept
-in ``--out/<variant>`` and reused on a second run. The table is in the README ("Why the toy
-PRMs did not verify steps").
+in ``--out/<variant>`` and reused on a second run. The table is in docs/toy-prms.md.
 """
 
 from __future__ import annotations

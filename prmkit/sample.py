@@ -22,11 +22,16 @@ from __future__ import annotations
 import importlib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from prmkit import config
-from prmkit.backends import BackendConfig, BackendWorkerFactory, SamplingParams, stage_backend
+from prmkit import config, plugins
+from prmkit.backends import (
+    BackendConfig,
+    BackendWorkerFactory,
+    SamplingParams,
+    stage_backend,
+)
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
 from prmkit.formats import read_as
@@ -150,8 +155,13 @@ def read_problems(cfg: SampleConfig) -> list[dict]:
 
 def run(cfg: SampleConfig, out: str | Path, *, backend: BackendConfig | None = None,
         force: bool = False, progress: bool = True) -> dict:
-    """Sample into ``out`` (resuming an interrupted run); returns the metrics."""
+    """Sample into ``out`` (resuming an interrupted run); returns the metrics. Problems of a
+    registered source that knows the truth of every step (``toy:...``) get its truth hook
+    unless ``truth`` names another."""
     cfg.validate()
+    registered = plugins.source_of(cfg.problems)
+    if cfg.truth is None and registered and getattr(registered[0], "truth", None):
+        cfg = replace(cfg, truth=registered[0].truth)
     backend = stage_backend(backend, cfg.model, cfg.prompt)
 
     def finish(folder: Path, records: list[dict]) -> dict:

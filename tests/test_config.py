@@ -87,8 +87,8 @@ def test_every_stage_setting_has_help_text():
     from prmkit.annotate.judge import JudgeConfig
     from prmkit.annotate.mc import MCConfig
     from prmkit.backends import BackendConfig
-    from prmkit.prm.train import TrainConfig
     from prmkit.pipeline.recipe import Recipe
+    from prmkit.prm.train import TrainConfig
     from prmkit.sample import SampleConfig
     for cls in (SampleConfig, MCConfig, JudgeConfig, ConsensusConfig, TrainConfig, BackendConfig,
                 Recipe):

@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 from conftest import shared
 
-from prmkit.evaluate import bon
 from prmkit.errors import InputError
+from prmkit.evaluate import bon
 from prmkit.evaluate.bon import default_ns, group_answers, min_on_final_step
 
 

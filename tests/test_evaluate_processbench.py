@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from prmkit.evaluate import processbench
 from prmkit.errors import InputError
+from prmkit.evaluate import processbench
 from prmkit.evaluate.processbench import subset_metrics
 from prmkit.labels import first_at_or_below
 

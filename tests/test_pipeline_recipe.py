@@ -13,7 +13,7 @@ def test_the_shipped_demo_recipe_loads_and_quick_shrinks_it():
     full = pipeline.load(DEMO)
     quick = pipeline.load(DEMO, quick=True)
     assert full["labels"]["mc"] == {"k": 8, "mode": "linear"}
-    assert list(full["labels"]) == ["mc", "judge", "consensus"]  # the order they run in
+    assert list(full["labels"]) == ["mc", "judge", "consensus"]
     assert quick["labels"]["mc"]["k"] < full["labels"]["mc"]["k"]
     assert quick["labels"]["mc"]["mode"] == "linear"
     assert full["problems"]["path"] == "toy:mixed:prm-train:100"
@@ -74,6 +74,8 @@ def test_overrides_keep_their_types_and_null_drops_a_prm():
     (["prms.sources.judge=judge.first_error:2"], "prms.sources.judge", "threshold"),
     (["labels.mc.k=0"], "labels.mc.k", "at least 1"),
     (["labels.judge.kind=model"], "model", "needs --model"),
+    (["labels.judge.backend.workers=0"], "labels.judge.backend.workers", "at least 1"),
+    (["labels.judge.backend.backend=tgi"], "labels.judge.backend.backend", "choose one of"),
     (["problems.path=nowhere.jsonl"], "problems.path", "not found"),
     (["evaluate.bon.sets.toy.path=nowhere/"], "evaluate.bon.sets.toy.path", "not found"),
 ])

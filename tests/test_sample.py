@@ -125,3 +125,17 @@ def test_the_command_line_needs_a_model_and_takes_a_truth_hook(tmp_path, toy_pro
     assert len(records) == 10 and all(len(r["truth"]["kinds"]) == len(r["steps"])
                                       for r in records)
     assert main(args + ["--model", str(tiny_lm), "--truth", "no.such:hook"]) == 2
+
+
+def test_a_registered_problem_source_is_read_like_a_file_and_brings_its_truth(tmp_path, tiny_lm):
+    """``toy:PRESET:SPLIT:COUNT`` names problems no file holds; their source's truth hook labels
+    every solution's steps unless ``truth`` names another."""
+    cfg = SampleConfig(problems="toy:mixed:test:3", model=str(tiny_lm), prompt=PROMPT, n=2,
+                       max_new_tokens=40)
+    metrics = run(cfg, tmp_path / "run", progress=False)
+    solutions = read_records(tmp_path / "run" / "solutions.jsonl", "solution")
+    assert metrics["n_problems"] == 3 and len(solutions) == 6
+    assert all(set(s["truth"]) >= {"label", "step_labels"} for s in solutions)
+    config_json = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config_json["config"]["truth"] == TRUTH_HOOK
+    assert config_json["config"]["inputs_sha256"] == {"problems": None}  # the spec says all

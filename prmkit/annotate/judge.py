@@ -41,8 +41,18 @@ from functools import partial
 from pathlib import Path
 
 from prmkit import config
-from prmkit.annotate.inputs import Annotation, accuracy_vs_truth, skipped_summary, strip_private
-from prmkit.backends import BackendConfig, BackendWorkerFactory, SamplingParams, stage_backend
+from prmkit.annotate.inputs import (
+    Annotation,
+    accuracy_vs_truth,
+    skipped_summary,
+    strip_private,
+)
+from prmkit.backends import (
+    BackendConfig,
+    BackendWorkerFactory,
+    SamplingParams,
+    stage_backend,
+)
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
 from prmkit.labels import parse_critique, vote

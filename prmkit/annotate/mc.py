@@ -51,7 +51,12 @@ from prmkit.annotate.inputs import (
     skipped_summary,
     strip_private,
 )
-from prmkit.backends import BackendConfig, BackendWorkerFactory, SamplingParams, stage_backend
+from prmkit.backends import (
+    BackendConfig,
+    BackendWorkerFactory,
+    SamplingParams,
+    stage_backend,
+)
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
 from prmkit.grading import extract_answer, grade, grade_many

@@ -19,6 +19,7 @@ import json
 import multiprocessing
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,11 @@ class _Engine:
         self.context = getattr(self.model.config, "max_position_embeddings", None) or 10**9
 
     def run(self, batch: _Batch, params: SamplingParams) -> list[tuple[list[int], str]]:
-        with self.torch.inference_mode():
+        with self.torch.inference_mode(), warnings.catch_warnings():
+            # transformers 5 renames the cache argument; the old name serves every version
+            # prmkit supports, and the rename's notice would print once a worker and batch
+            warnings.filterwarnings("ignore", message="`past_key_values` is deprecated",
+                                    category=FutureWarning)
             return self._run(batch, params)
 
     def _run(self, batch: _Batch, params: SamplingParams) -> list[tuple[list[int], str]]:

@@ -21,8 +21,8 @@ def demo(out: Optional[Path] = typer.Option(None, help=(
              "section.key=value override of the demo recipe, e.g. --set labels.mc.k=4 "
              "(repeat)."))) -> None:
     """The paper in miniature on the toy world (the shipped recipe prmkit/recipes/demo.yaml):
-    sample, label, train five PRMs, evaluate, and write report.md and report.html into the run
-    folder (resumable)."""
+    sample, label, train a PRM a label source (and keep the untrained one as the baseline),
+    evaluate, and write report.md and report.html into the run folder (resumable)."""
     _run_recipe(pipeline.shipped("demo"), set_ or [], quick, out)
 
 

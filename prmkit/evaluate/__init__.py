@@ -13,7 +13,8 @@ A benchmark is one module, registered here by name (``BENCHMARKS``, or the
 (``prmkit.evaluate.benchmark.Benchmark``): its command (``prmkit eval NAME``), its recipe
 section (``evaluate: {NAME: ...}``), its metric and its report tables. The command line, the
 pipeline and the report find it by name; adding a benchmark touches its module and one line
-below. The registry holds ``"module:attribute"`` strings, so listing it imports nothing.
+below. The registry holds ``"module:attribute"`` strings: a benchmark's module is imported
+when it is asked for by name (the ``eval`` commands ask for all of them; none imports torch).
 
     ranking.py      within-problem AUC: does a PRM order the solutions of one problem?
     diagnostics.py  the paper's bias diagnostic: labels and PRMs that blame the final step

@@ -1,19 +1,21 @@
-"""The label stages of a run, in the order its recipe lists them (``labels:``): each reads the
-solutions as the stage before left them and adds its own field.
+"""The label stages of a run (``labels:`` in a recipe), in the order of ``LABELERS`` whatever
+order the recipe lists them in (a tool that writes YAML may sort its keys): each reads the
+solutions as the stage before left them and adds its own field, and consensus comes after the
+sources it reads.
 
     mc         Monte Carlo estimation with the policy (prmkit annotate mc): mc.hard, mc.values
     judge      a judge's earliest error: the arithmetic rule or a model (prmkit annotate judge)
     consensus  where the label sources agree (prmkit annotate consensus)
 
-A new kind of label is one stage here: its recipe section, how it runs (a prmkit command's own
-resumable stage) and what it cost. Its field is then a label source like any other
+A new kind of label is one entry here, in its place in the order: its stage's config, how it
+runs (a prmkit command's own resumable stage) and what it cost. Its field is then a label source like any other
 (``prms.sources``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -31,21 +33,24 @@ class Labeler:
     filled: dict               # what the pipeline fills in (placeholders to check a recipe)
     run: Callable[[Any, dict, Path, Path, bool], dict]  # (run, settings, solutions, out, force)
     cost: Callable[[dict], dict]                         # what it spent, from its metrics
-    extra: dict = field(default_factory=dict)            # recipe settings beside the config's
+    own_backend: bool = False  # runs its own model (a judge), with a ``backend`` section
 
     @cached_property
     def section(self) -> type:
         """Its recipe settings: the stage's own, but those the pipeline fills in."""
+        backend = {"backend": (dict, setting({}, "Where its model runs (BackendConfig "
+                                                 "settings).", schema=BackendConfig))}
         return config.section_of(self.config, drop=tuple(self.filled),
-                                 name=f"{self.config.__name__}Section", **self.extra)
+                                 name=f"{self.config.__name__}Section",
+                                 **(backend if self.own_backend else {}))
 
     def check(self, settings: dict, path, where: str) -> None:
-        """The stage's config built from the recipe's settings, before any work."""
-        own = {k: v for k, v in settings.items() if k not in self.extra}
+        """The stage's config (and backend) built from the recipe's settings, before any
+        work."""
+        own = {k: v for k, v in settings.items() if k != "backend"}
         config.build(self.config, {**own, **self.filled}, path, where)
-        for key in self.extra:
-            config.build(self.extra[key][1].metadata["schema"], settings.get(key) or {}, path,
-                         f"{where}{key}.")
+        if self.own_backend:
+            config.build(BackendConfig, settings.get("backend") or {}, path, f"{where}backend.")
 
 
 def _mc(run, settings: dict, solutions: Path, out: Path, force: bool) -> dict:
@@ -70,9 +75,6 @@ def _consensus(run, settings: dict, solutions: Path, out: Path, force: bool) -> 
     return consensus.run(cfg, out, force=force)
 
 
-BACKEND = (dict, setting({}, "Where a model judge runs (BackendConfig settings).",
-                        schema=BackendConfig))
-
 LABELERS: dict[str, Labeler] = {
     "mc": Labeler("MC estimation", mc.MCConfig,
                   {"solutions": "-", "model": "-", "prompt": "plain"}, _mc,
@@ -80,18 +82,18 @@ LABELERS: dict[str, Labeler] = {
                              "MC rollouts generated (shared prefixes once)":
                                  m["rollouts_generated"]}),
     "judge": Labeler("judge", judge.JudgeConfig, {"solutions": "-"}, _judge,
-                     lambda m: {"judge calls": m["calls"]}, extra={"backend": BACKEND}),
+                     lambda m: {"judge calls": m["calls"]}, own_backend=True),
     "consensus": Labeler("consensus", consensus.ConsensusConfig, {"inputs": ("-",)},
                          _consensus, lambda m: {}),
 }
 
 
 def annotate(run, solutions: Path) -> tuple[Path, dict[str, dict]]:
-    """Every label stage of the recipe, in order; returns the last stage's annotated solutions
-    and every stage's metrics."""
+    """Every label stage of the recipe, in the registry's order; returns the last stage's
+    annotated solutions and every stage's metrics."""
     metrics, current = {}, solutions
-    for name, settings in run.recipe["labels"].items():
-        labeler, folder = LABELERS[name], run.out / name
+    for name in [n for n in LABELERS if n in run.recipe["labels"]]:
+        labeler, folder, settings = LABELERS[name], run.out / name, run.recipe["labels"][name]
         metrics[name] = run.stages(
             labeler.title, folder,
             lambda force, labeler=labeler, current=current, folder=folder, settings=settings:

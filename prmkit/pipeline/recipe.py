@@ -35,7 +35,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 @dataclass(frozen=True)
 class PolicySection:
     model: str = setting(REQUIRED, "The policy: a model folder, a hub id, a served model's "
-                         "name, or a registered policy (toy, toy@step-300, toy:steps=40).")
+                         "name, or a registered policy (toy, toy@step-280, toy:steps=40).")
     prompt: str = setting("qwen-math", "How a problem becomes its prompt: plain, qwen-math or "
                           "a .txt template (prmkit.prompting).")
     backend: dict = setting({}, "Where it runs (BackendConfig: backend, workers, base_url, "
@@ -76,7 +76,8 @@ class Recipe:
     sample: dict = setting({}, "prmkit sample settings of every sampling (n, temperature, "
                            "...).", schema=config.section_of(
                                SampleConfig, drop=("problems", "model", "prompt")))
-    labels: dict = setting({}, "The label stages, in order, each with its settings: "
+    labels: dict = setting({}, "The label stages, each with its settings (they run in this "
+                           "order, whatever the recipe's): "
                            f"{', '.join(LABELERS)}.")
     prms: PRMsSection = setting(None, "The PRMs: one a label source.")
     score: dict = setting({}, "prmkit score settings of every scoring (batch_size, shard_size, "

@@ -37,17 +37,19 @@ class Run:
         self.policy = stages("policy", None, lambda force: plugins.resolve_policy(
             model, progress=progress))
         self.groups: dict[str, dict[str, list[dict]]] = {}
+        self.sampled: dict[str, dict] = {}  # each sample stage's metrics, by its label
 
     def sample(self, label: str, data: dict, folder: Path, settings: dict) -> list[dict]:
         """The policy's graded solutions of a data section's first ``limit`` problems
         (``folder/problems.jsonl``), in a resumable sample stage (``folder/sample``). Problems
         of a source that knows the truth of every step (the toy world) carry it."""
         problems = first_problems(data, folder / "problems.jsonl")
+        # the problems file is the source's records: their truth hook goes with them
         truth = self.recipe["sample"].get("truth") or _truth_hook(data["path"])
         cfg = config.load(SampleConfig, given={
             **self.recipe["sample"], **settings, "problems": str(problems),
             "model": self.policy, "prompt": self.prompt, "truth": truth})
-        self.stages(label, folder / "sample", lambda force: sample.run(
+        self.sampled[label] = self.stages(label, folder / "sample", lambda force: sample.run(
             cfg, folder / "sample", backend=self.backend, progress=self.progress, force=force))
         return read_records(folder / "sample" / "solutions.jsonl", "solution")
 
@@ -83,7 +85,8 @@ def _run(recipe: dict, progress: bool, console: Console) -> dict:
     annotated, label_metrics = labels.annotate(run, out / "sample" / "solutions.jsonl")
     training = read_records(annotated, "solution")
     prms = train_prms(run, annotated, training)
-    label_results = labelled(recipe, annotated, training, label_metrics)
+    label_results = labelled(annotated, training, label_metrics,
+                             run.sampled["sample"]["n_solutions"])
     viewer = viewer_subset(training, list(label_results["sources"].values()),
                            recipe["report"]["viewer_solutions"])
     evaluation = evaluate_prms(run, prms, viewer)
@@ -108,17 +111,17 @@ def _run(recipe: dict, progress: bool, console: Console) -> dict:
     return results
 
 
-def labelled(recipe: dict, annotated: Path, training: list[dict], metrics: dict) -> dict:
+def labelled(annotated: Path, training: list[dict], metrics: dict, sampled: int) -> dict:
     """What the label stages did: the named label sources they wrote, their agreement
     (consensus), what each cost, and where the solutions carry their step truth, each
     source's quality against it and how often it puts the first error on the final step."""
-    costs = {"sampled solutions": len(training)}
+    costs = {"sampled solutions": sampled}
     for name, stage_metrics in metrics.items():
         costs.update(labels.LABELERS[name].cost(stage_metrics))
     sources = present_sources(training)
     out = {"sources": sources, "agreement": metrics.get("consensus"), "costs": costs,
            "quality": None, "final_step_errors": None}
-    if training and all(isinstance(r.get("truth"), dict) for r in training):
+    if sources and training and all(isinstance(r.get("truth"), dict) for r in training):
         out["quality"] = label_quality(annotated, sources)
         out["final_step_errors"] = final_step_errors(
             training, {"truth": out["quality"]["reference"], **sources})

@@ -301,7 +301,7 @@ def _format_of(path: Path, meta: dict) -> str:
     if any(a.endswith("ForTokenClassification") for a in architectures):
         return "trl"  # TRL's PRMTrainer trains AutoModelForTokenClassification
     raise InputError("not a PRM folder (no prm.json, no PRM architecture); for a "
-                     "Math-Shepherd-style causal LM pass --format math-shepherd",
+                     "Math-Shepherd-style causal LM pass --model-format math-shepherd",
                      path=path, field="format")
 
 
@@ -310,15 +310,21 @@ def _placement(device: str, device_map: str | None):
     return device_map or (None if device == "cpu" else device)
 
 
-def _load_trl(path: Path, torch_dtype, device: str, device_map: str | None):
-    """A PRM trained by TRL: the backbone's ``...ForTokenClassification`` with two labels."""
+def _token_classification_model(path: Path, torch_dtype, device: str,
+                                 device_map: str | None):
+    """The folder's ``...ForTokenClassification``, loaded by transformers with its head."""
     from transformers import AutoModelForTokenClassification
     try:
-        module = AutoModelForTokenClassification.from_pretrained(
+        return AutoModelForTokenClassification.from_pretrained(
             path, dtype=torch_dtype, device_map=_placement(device, device_map))
     except Exception as e:  # safetensors, torch and transformers each raise their own
         raise InputError(f"unreadable token-classification PRM ({type(e).__name__}: {e})",
                          path=path) from None
+
+
+def _load_trl(path: Path, torch_dtype, device: str, device_map: str | None):
+    """A PRM trained by TRL: the backbone's ``...ForTokenClassification`` with two labels."""
+    module = _token_classification_model(path, torch_dtype, device, device_map)
     if module.config.num_labels != 2:
         raise InputError(f"a TRL PRM has two labels; this one has {module.config.num_labels}",
                          path=path, field="format")
@@ -413,13 +419,7 @@ def _from_token_classification(path: Path, meta: dict, torch_dtype, device: str,
                                device_map: str | None = None):
     """A prmkit PRM saved as ``...ForTokenClassification``: loaded by transformers with its
     head, then the backbone and the head's one linear layer go into a ``StepRewardModel``."""
-    from transformers import AutoModelForTokenClassification
-    try:
-        saved = AutoModelForTokenClassification.from_pretrained(
-            path, dtype=torch_dtype, device_map=_placement(device, device_map))
-    except Exception as e:  # safetensors, torch and transformers each raise their own
-        raise InputError(f"unreadable token-classification PRM ({type(e).__name__}: {e})",
-                         path=path) from None
+    saved = _token_classification_model(path, torch_dtype, device, device_map)
     backbone = getattr(saved, saved.base_model_prefix)
     head_name = next(n for n, _ in saved.named_parameters()
                      if not n.startswith(saved.base_model_prefix + "."))

@@ -138,6 +138,9 @@ class Processes:
         if self.sharded:
             import torch.distributed as dist
             if dist.is_initialized():
+                # every process leaves together: a helper that tore its group down while the
+                # first still wrote the PRM has been seen to abort gloo (SIGABRT) on a busy CPU
+                dist.barrier()
                 dist.destroy_process_group()
 
 

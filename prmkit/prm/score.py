@@ -22,7 +22,7 @@ from prmkit import config
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
 from prmkit.formats import read_as
-from prmkit.prm.formats import after_text, prefix_text
+from prmkit.prm.formats import PRM_FORMATS, after_text, prefix_text
 from prmkit.prm.model import load_prm
 from prmkit.progress import Bar
 from prmkit.records import write_jsonl
@@ -199,8 +199,8 @@ class ScoreConfig:
                          "Qwen2.5-Math-PRM, a TRL token-classification PRM, or a causal LM "
                          "with --model-format math-shepherd.")
     format: str = setting("prmkit", "Format of the solutions file (see `prmkit formats`).")
-    model_format: str | None = setting(None, "step-token, plain, qwen2.5-math-prm, "
-                                       "math-shepherd or trl (default: from the folder).")
+    model_format: str | None = setting(None, f"The PRM's input format: "
+                                       f"{', '.join(PRM_FORMATS)} (default: from the folder).")
     batch_size: int = setting(16, "Solutions a forward batch.", ge=1)
     dtype: str = setting("auto", "auto (bfloat16 on a GPU, float32 on the CPU), float32, "
                          "bfloat16 or float16.", choices=("auto", "float32", "bfloat16",

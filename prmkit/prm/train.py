@@ -90,8 +90,11 @@ class TrainConfig:
     include_after_error: bool = setting(False, "Also train on the steps after the first error.")
     head: str = setting("ce", "ce (two outputs, softmax) or bce (one output, sigmoid).",
                         choices=("ce", "bce"))
-    format: str = setting("step-token", "Step layout: step-token (a new <|step|> token after "
-                          "each step), plain (the steps as written) or qwen2.5-math-prm.")
+    format: str = setting("step-token", "The PRM's input format (prmkit.prm.formats), one with "
+                          "a step head: " + ", ".join(
+                              k for k, f in PRM_FORMATS.items() if f.score_from == "head")
+                          + "; step-token adds a <|step|> token after each step, plain reads "
+                          "the steps as written.")
     readout: str = setting("separator", "separator (the hidden state at each step's end) or "
                            "likelihood (that and the backbone LM's likelihood of the step).",
                            choices=("separator", "likelihood"))

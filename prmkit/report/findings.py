@@ -52,26 +52,43 @@ def _min_final(prm: dict) -> float | None:
     return None if measured is None else measured["bon"]["min_on_final_step"]["share"]
 
 
-def _auc(prm: dict, kind: str) -> dict | None:
+def measured_auc(ranking: dict, kind: str) -> dict | None:
     """Within-problem AUC (``process`` or ``answer``) with its interval, or None."""
-    auc = (_headline(prm) or {}).get("ranking", {}).get(kind)
+    auc = ranking.get(kind)
     return auc if auc and auc.get("auc") is not None else None
 
 
-def _verify_kind(prm: dict) -> str:
-    """What "ranks correctly" means for this PRM: a sound process when the truth is known,
-    else a right answer."""
-    return "process" if _auc(prm, "process") else "answer"
+def verify_kind(ranking: dict) -> str:
+    """What "ranks correctly" means: a sound process when the step truth is known, else a
+    right answer."""
+    return "process" if measured_auc(ranking, "process") else "answer"
 
 
-def verifies(prm: dict) -> bool:
+def above_chance(ranking: dict) -> bool:
     """Whether a PRM ranks the solutions of one problem better than a random pick, by more
     than its noise: the 95% interval of its within-problem AUC lies above 0.5."""
-    auc = _auc(prm, _verify_kind(prm))
+    auc = measured_auc(ranking, verify_kind(ranking))
     return auc is not None and auc["low"] > 0.5
 
 
-def _auc_text(auc: dict | None) -> str:
+def _ranking(prm: dict) -> dict:
+    return (_headline(prm) or {}).get("ranking", {})
+
+
+def _auc(prm: dict, kind: str) -> dict | None:
+    return measured_auc(_ranking(prm), kind)
+
+
+def _verify_kind(prm: dict) -> str:
+    return verify_kind(_ranking(prm))
+
+
+def verifies(prm: dict) -> bool:
+    """``above_chance`` on the recipe's first Best-of-N set."""
+    return above_chance(_ranking(prm))
+
+
+def auc_text(auc: dict | None) -> str:
     return "–" if auc is None else f"{auc['auc']:.2f} [{auc['low']:.2f}, {auc['high']:.2f}]"
 
 
@@ -99,7 +116,7 @@ def too_weak(results: dict, names: list[str], lesson: str) -> str | None:
     weak = [k for k in names if not verifies(prms[k])]
     if not weak:
         return None
-    aucs = _join([f"{k} {_auc_text(_auc(prms[k], _verify_kind(prms[k])))}" for k in weak])
+    aucs = _join([f"{k} {auc_text(_auc(prms[k], _verify_kind(prms[k])))}" for k in weak])
     return (f"{lesson} is not tested: the PRMs it compares must rank the solutions of one "
             f"problem better than a random pick, and {'it does' if len(weak) == 1 else 'they do'}"
             f" not for {aucs} (within-problem AUC, chance 0.5). The PRMs are too weak to test "
@@ -120,7 +137,7 @@ def verification(results: dict) -> str:
     n = _n(first)
     what = ("sound process against flawed (exact truth)" if kind == "process"
             else "right answer against wrong")
-    aucs = _join([f"{k} {_auc_text(_auc(v, kind))}" for k, v in prms.items()])
+    aucs = _join([f"{k} {auc_text(_auc(v, kind))}" for k, v in prms.items()])
     bon = _join([f"{k} {_pct(_bon(v, BON_AGGREGATION, n))}" for k, v in prms.items()])
     text = (f"How well the PRMs verify: ranking the solutions of one problem by their "
             f"{BON_AGGREGATION} step score, {what}, the within-problem AUC (95% interval; "

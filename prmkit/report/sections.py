@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from prmkit.evaluate.benchmark import ReportTable
 from prmkit.evaluate.bon import at
+from prmkit.report.findings import above_chance, auc_text, measured_auc
 
 RANKING_LEGEND = (
     "Solutions are ranked by their minimum step score; the AUC is the chance that, of two "
@@ -21,19 +22,6 @@ def _share(x, digits: int = 1) -> str:
     return _pct(None if x is None else 100 * x, digits)
 
 
-def auc_text(auc: dict | None) -> str:
-    if not auc or auc.get("auc") is None:
-        return "–"
-    return f"{auc['auc']:.2f} [{auc['low']:.2f}, {auc['high']:.2f}]"
-
-
-def above_chance(ranking: dict) -> bool:
-    """The 95% interval of the within-problem AUC lies above 0.5 (sound process where the
-    truth is known, else right answer)."""
-    auc = ranking.get("process") or ranking.get("answer") or {}
-    return auc.get("low") is not None and auc["low"] > 0.5
-
-
 def ranking_tables(results: dict) -> list[ReportTable]:
     """A table a Best-of-N set: every PRM's within-problem AUC and whether it beats a random
     pick, beside its Best-of-N accuracy."""
@@ -48,8 +36,8 @@ def ranking_tables(results: dict) -> list[ReportTable]:
         head = ["PRM", *(["within-problem AUC: sound vs flawed process"] if truth else []),
                 "within-problem AUC: right vs wrong answer", f"BoN@{n} min",
                 "better than random pick"]
-        rows = [[name, *([auc_text(m["ranking"].get("process"))] if truth else []),
-                 auc_text(m["ranking"].get("answer")), _pct(at(m["bon"], "min", n)),
+        rows = [[name, *([auc_text(measured_auc(m["ranking"], "process"))] if truth else []),
+                 auc_text(measured_auc(m["ranking"], "answer")), _pct(at(m["bon"], "min", n)),
                  "yes" if above_chance(m["ranking"]) else "no"] for name, m in by_prm.items()]
         rows.append([f"random pick@{n}", *(["0.50"] if truth else []), "0.50",
                      _pct(at(first, "random", n)), ""])

@@ -7,4 +7,8 @@
     policy.py     training the tiny policy on the CPU (cached, resumable) and its evaluation
     stats.py      how often the paper's phenomena occur (``prmkit toy stats``)
     bench.py      a toy ProcessBench labelled by the exact truth (``prmkit toy bench``)
+    plugin.py     what prmkit finds by name: the problem source ``toy:...`` and the policy
+                  ``toy`` (entry points in pyproject.toml), so the pipeline never imports this
+                  package
+    cli.py        ``prmkit toy ...``, mounted through the ``prmkit.commands`` entry point
 """

@@ -4,7 +4,7 @@
     toy:PRESET:SPLIT:COUNT[:SEED]   COUNT problems of a preset's split (seed 0 by default):
                                     ``toy:mixed:test:100``; each carries its spec, so the
                                     source's truth hook labels every step of a solution exactly
-    toy, toy@step-300, toy:steps=40 the default toy policy (trained once, cached), a snapshot
+    toy, toy@step-280, toy:steps=40 the default toy policy (trained once, cached), a snapshot
                                     of it, or a shorter training run (quick runs)
 
 Nothing outside ``prmkit/toyworld/`` imports this module: the pipeline finds it by name, as it
@@ -51,7 +51,7 @@ def shorter(cfg: PolicyConfig, steps: int) -> PolicyConfig:
 
 
 def resolve_policy(spec: str, *, progress: bool = True) -> Path:
-    """``toy`` (the default policy), ``toy@step-300`` (its snapshot; ``toy@300`` too) or
+    """``toy`` (the default policy), ``toy@step-280`` (its snapshot; ``toy@300`` too) or
     ``toy:steps=40`` (a shorter run), trained on first use and cached."""
     name, _, snapshot = spec.partition("@")
     cfg = PolicyConfig()
@@ -63,7 +63,7 @@ def resolve_policy(spec: str, *, progress: bool = True) -> Path:
     final = ensure_policy(cfg, progress=progress, evaluate_after=False)
     if not snapshot:
         return final
-    if snapshot.removeprefix("step-").isdigit():  # toy@step-300 and toy@300: step-000300
+    if snapshot.removeprefix("step-").isdigit():  # toy@step-280 and toy@300: step-000280
         snapshot = f"step-{int(snapshot.removeprefix('step-')):06d}"
     folder = final.parent / snapshot
     if not folder.is_dir():
