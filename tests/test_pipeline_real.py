@@ -1,8 +1,8 @@
-"""The pipeline on real data (prmkit.pipeline, the recipe kind of
-prmkit/recipes/qwen2.5-math.yaml): a run on CPU with stand-ins (a local OpenAI-compatible
-server on a tiny Qwen2 with the real Qwen2.5 vocabulary as policy and judge, 20 GSM8K
-problems, that model as the PRM backbone) goes through every stage, writes its report, and a
-second run reuses every stage; a run killed in any stage resumes to the same files."""
+"""The pipeline on real data: the shipped recipe prmkit/recipes/qwen2.5-math.yaml, run on CPU
+with stand-ins for its models (a local OpenAI-compatible server on a tiny Qwen2 with the real
+Qwen2.5 vocabulary as policy and judge, that model as the PRM backbone) and small sizes (20
+GSM8K problems), goes through every stage, writes its report, and a second run reuses every
+stage; a run killed in any stage resumes to the same files."""
 from __future__ import annotations
 
 import json
@@ -13,6 +13,7 @@ import yaml
 from conftest import SHARED_DATA, shared
 from test_serve import policy  # noqa: F401  (the tiny policy fixture)
 
+from prmkit import config
 from prmkit.cli import main
 
 
@@ -35,30 +36,33 @@ def test_the_pipeline_runs_end_to_end_on_real_data_with_stand_ins(policy, tmp_pa
         httpd.server_close()
 
 
+SHIPPED = Path(__file__).resolve().parents[1] / "prmkit" / "recipes" / "qwen2.5-math.yaml"
+
+
 def stand_in_recipe(policy_folder: Path, url: str, out: Path) -> dict:
+    """The shipped real-data recipe as shipped, but for what a CPU cannot run: the models (a
+    tiny stand-in served over the OpenAI API for the policy and the judge, and as the PRMs'
+    backbone) and the sizes (a few problems, short generations, a few training steps)."""
     served = {"backend": "openai", "base_url": url, "api": "completions",
               "tokenizer": str(policy_folder), "concurrency": 2}
-    return {
+    shipped = yaml.safe_load(SHIPPED.read_text().replace("../shared/data", str(SHARED_DATA)))
+    stand_ins = {
         "out": str(out),
-        "policy": {"model": "policy", "prompt": "qwen-math", "backend": served},
-        "problems": {"path": str(SHARED_DATA / "gsm8k" / "train.jsonl"), "format": "gsm8k",
-                     "limit": 20},
+        "policy": {"model": "policy", "backend": served},
+        "problems": {"limit": 20},
         "sample": {"n": 2, "max_new_tokens": 8},
         "labels": {"mc": {"k": 2, "max_new_tokens": 6, "shard_size": 8},
-                   "judge": {"kind": "model", "model": "policy", "samples": 1,
-                             "max_new_tokens": 8, "backend": {**served, "api": "chat"}},
-                   "consensus": {"sources": ["mc.hard", "judge.first_error"]}},
+                   "judge": {"model": "policy", "max_new_tokens": 8,
+                             "backend": {**served, "api": "chat"}}},
         "prms": {"model": str(policy_folder),
-                 "sources": {"MC-hard": "mc.hard", "judge": "judge.first_error",
-                             "consensus": "consensus.first_error"},
-                 "train": {"format": "qwen2.5-math-prm", "max_steps": 2, "batch_size": 4,
-                           "eval_fraction": 0.0, "device": "cpu", "lr": 1e-3}},
-        "evaluate": {
-            "processbench": {"path": str(SHARED_DATA / "processbench"), "limit": 2},
-            "bon": {"n": 2, "sample": {"max_new_tokens": 8},
-                    "sets": {"gsm8k": {"path": str(SHARED_DATA / "gsm8k" / "test.jsonl"),
-                                       "format": "gsm8k", "limit": 4}}}},
+                 "train": {"max_steps": 2, "batch_size": 4, "grad_accum": 1,
+                           "eval_fraction": 0.0, "device": "cpu", "dtype": "float32",
+                           "gradient_checkpointing": False, "lr": 1e-3}},
+        "evaluate": {"processbench": {"limit": 2},
+                     "bon": {"n": 2, "sample": {"max_new_tokens": 8},
+                             "sets": {"gsm8k": {"limit": 4}, "math500": {"limit": 4}}}},
     }
+    return config.merge(shipped, stand_ins)
 
 
 def _check_run(run: Path, recipe: Path) -> None:
@@ -69,20 +73,23 @@ def _check_run(run: Path, recipe: Path) -> None:
     assert results["labels"]["quality"] is None  # real data: no step truth to measure against
     trained = set(results["training"])
     assert "MC-hard" in trained  # the random policy never succeeds: every step negative
-    assert trained | set(results["skipped_prms"]) == {"MC-hard", "judge", "consensus"}
+    assert trained | set(results["skipped_prms"]) == {"MC-hard", "MC-soft", "judge",
+                                                      "consensus"}
     for name in trained:
         measured = results["prms"][name]
         assert set(measured["processbench"]["subsets"]) == {
             "gsm8k", "math", "olympiadbench", "omnimath"}
-        bon = measured["bon"]["gsm8k"]
-        assert bon["bon"]["n_problems"] == 4 and "auc" in bon["ranking"]["answer"]
-        assert "process" not in bon["ranking"]
+        assert set(measured["bon"]) == {"gsm8k", "math500"}
+        for bon in measured["bon"].values():
+            assert bon["bon"]["n_problems"] == 4 and "auc" in bon["ranking"]["answer"]
+            assert "process" not in bon["ranking"]
         config = json.loads((run / "prm-mc-hard" / "final" / "config.json").read_text())
         assert config["architectures"] == ["Qwen2ForProcessRewardModel"]
     report = (run / "report.md").read_text()
     for heading in ("## Label sources (compared with each other)", "## What the labels cost",
                     "## PRM training", "## ProcessBench (8 items",
                     "## Best-of-N: gsm8k (4 problems x 2 candidates)",
+                    "## Best-of-N: math500 (4 problems x 2 candidates)",
                     "## How the PRMs rank the solutions of one problem: gsm8k"):
         assert heading in report, heading
     assert sorted(p.name for p in (run / "plots").iterdir()) == [
