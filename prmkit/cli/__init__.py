@@ -17,17 +17,17 @@ stays instant and never imports torch. Command groups that live outside the gene
 from __future__ import annotations
 
 import sys
-from importlib.metadata import entry_points, version
+from importlib.metadata import version
 from typing import Optional
 
 import typer
 from rich.console import Console
 
+from prmkit import plugins
 from prmkit.errors import InputError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="prmkit: build and evaluate process reward models for math reasoning.")
-PLUGIN_GROUP = "prmkit.commands"
 
 
 def _version(value: bool) -> None:
@@ -51,8 +51,8 @@ def _mount() -> None:
     from prmkit.cli import annotate, data, evaluate, recipes, stages  # noqa: F401 (register)
     app.add_typer(annotate.annotate_app, name="annotate")
     app.add_typer(evaluate.eval_app, name="eval")
-    for point in entry_points(group=PLUGIN_GROUP):
-        app.add_typer(point.load(), name=point.name)
+    for name, group in plugins.mounted(plugins.COMMANDS):
+        app.add_typer(group, name=name)
 
 
 _mount()

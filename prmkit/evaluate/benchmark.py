@@ -78,6 +78,11 @@ def into(out: str | Path | None, config: dict, inputs: dict, force: bool,
     return rundir.run_stage(out, config, work, inputs=inputs, force=force)
 
 
+def percent(value, digits: int = 1) -> str:
+    """A percentage for a report table ("–" when not measured)."""
+    return "–" if value is None else f"{value:.{digits}f}%"
+
+
 def png(fig) -> bytes:
     """A matplotlib figure as PNG bytes (closed after)."""
     import matplotlib.pyplot as plt

@@ -36,7 +36,14 @@ from prmkit import config, rundir
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
 from prmkit.evaluate import diagnostics
-from prmkit.evaluate.benchmark import Benchmark, PipelineRun, ReportTable, into, png
+from prmkit.evaluate.benchmark import (
+    Benchmark,
+    PipelineRun,
+    ReportTable,
+    into,
+    percent,
+    png,
+)
 from prmkit.evaluate.ranking import AGGREGATIONS, ranking
 from prmkit.formats import read_as
 from prmkit.formats.data import DataSection
@@ -433,10 +440,6 @@ def summary(section: BestOfNSection, groups: dict[str, list[dict]]) -> dict:
 REPORTED = ("last", "min", "prod")  # the paper's aggregations
 
 
-def _pct(value) -> str:
-    return "–" if value is None else f"{value:.1f}%"
-
-
 def at(measured: dict, method: str, n: int | None = None) -> float | None:
     """Accuracy of a method at N (default: the largest N), whatever JSON did to the keys."""
     accuracy = measured["accuracy"].get(method, {})
@@ -456,11 +459,11 @@ def tables(results: dict) -> list[ReportTable]:
         n = max(first["ns"])
         head = ["PRM", *[f"BoN@{n} {a}" for a in REPORTED], f"BoN@{n} PRM vote (min)",
                 "min on final step"]
-        rows = [[name, *[_pct(at(m, a, n)) for a in REPORTED], _pct(at(m, "vote_min", n)),
-                 _pct(m["min_on_final_step"]["share"])] for name, m in by_prm.items()]
+        rows = [[name, *[percent(at(m, a, n)) for a in REPORTED], percent(at(m, "vote_min", n)),
+                 percent(m["min_on_final_step"]["share"])] for name, m in by_prm.items()]
         for label, method in ((f"random pick@{n} (no PRM)", "random"),
                               (f"maj@{n} (no PRM)", "maj"), (f"pass@{n} (oracle)", "pass")):
-            rows.append([label, *[_pct(at(first, method, n))] * (len(REPORTED) + 1), ""])
+            rows.append([label, *[percent(at(first, method, n))] * (len(REPORTED) + 1), ""])
         out.append(ReportTable(
             f"Best-of-N: {set_name} ({size['n_problems']} problems x {n} candidates)", head, rows,
             "A PRM picks the candidate whose aggregated step score is highest (PRM vote: "

@@ -32,7 +32,14 @@ from rich.table import Table
 from prmkit import config
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
-from prmkit.evaluate.benchmark import Benchmark, PipelineRun, ReportTable, into, png
+from prmkit.evaluate.benchmark import (
+    Benchmark,
+    PipelineRun,
+    ReportTable,
+    into,
+    percent,
+    png,
+)
 from prmkit.formats.processbench import read as read_processbench
 from prmkit.labels import first_at_or_below, parse_critique, vote
 from prmkit.records import read_records_with_lines, write_jsonl
@@ -496,7 +503,7 @@ def tables(results: dict) -> list[ReportTable]:
         per_subset = [_fmt(m["subsets"][s]["f1"] or 0) for s in subsets] if several else []
         rows.append([name, *per_subset, _fmt(m["average_f1"] or 0),
                      f"{_fmt(headline_f1(m))} ({thresholds})", cross_text,
-                     _percent(_mean(best[s]["flawed_correct_answer"]["acc"]
+                     percent(_mean(best[s]["flawed_correct_answer"]["acc"]
                                     for s in subsets))])
     legend = ("F1 @0.5 reads every PRM at 0.5; best F1 at the threshold that maximises it on "
               "this benchmark (an upper bound, computed alike for every PRM); F1 with a "
@@ -508,10 +515,6 @@ def tables(results: dict) -> list[ReportTable]:
     n = results["benchmarks"]["processbench"]
     return [ReportTable(f"ProcessBench ({n['n_items']} items, {n['n_erroneous']} erroneous)",
                         head, rows, legend)]
-
-
-def _percent(value) -> str:
-    return "–" if value is None else f"{value:.1f}%"
 
 
 def plots(results: dict) -> dict[str, bytes]:

@@ -11,12 +11,12 @@ of the recipe's first Best-of-N set.
 
 from __future__ import annotations
 
+from prmkit.evaluate.benchmark import percent
 from prmkit.evaluate.bon import at
 from prmkit.evaluate.processbench import f1_gap as paired_f1_gap
 from prmkit.evaluate.processbench import headline_f1
 
 BON_AGGREGATION = "min"   # the aggregation the findings use (the report shows all three)
-AGGREGATIONS = ("last", "min", "prod")
 # A share gap smaller than this is never called a reproduction: PRMs trained with other seeds
 # move a share by a point or two. (F1 gaps are judged by a paired bootstrap instead.)
 MIN_SHARE_GAP = 2.0
@@ -138,12 +138,12 @@ def verification(results: dict) -> str:
     what = ("sound process against flawed (exact truth)" if kind == "process"
             else "right answer against wrong")
     aucs = _join([f"{k} {auc_text(_auc(v, kind))}" for k, v in prms.items()])
-    bon = _join([f"{k} {_pct(_bon(v, BON_AGGREGATION, n))}" for k, v in prms.items()])
+    bon = _join([f"{k} {percent(_bon(v, BON_AGGREGATION, n))}" for k, v in prms.items()])
     text = (f"How well the PRMs verify: ranking the solutions of one problem by their "
             f"{BON_AGGREGATION} step score, {what}, the within-problem AUC (95% interval; "
             f"chance 0.5) is {aucs}. Best-of-{n} ({BON_AGGREGATION}) picks a right answer for "
-            f"{bon}, against {_pct(_bon(first, 'random', n))} for a random pick and "
-            f"{_pct(_bon(first, 'maj', n))} for maj@{n}. ")
+            f"{bon}, against {percent(_bon(first, 'random', n))} for a random pick and "
+            f"{percent(_bon(first, 'maj', n))} for maj@{n}. ")
     text += _what_labels_add(results, kind)
     weak = [k for k, v in prms.items() if not verifies(v)]
     if not weak:
@@ -161,10 +161,6 @@ def verification(results: dict) -> str:
 def _trained(results: dict) -> list[str]:
     """The PRMs trained on labels: the lessons compare these (a baseline has no labels)."""
     return [k for k in results["prms"] if k not in results.get("baselines", [])]
-
-
-def _pct(x, digits: int = 1) -> str:
-    return "–" if x is None else f"{x:.{digits}f}%"
 
 
 def _join(names: list[str]) -> str:
@@ -261,8 +257,8 @@ def lesson_bon_vs_processbench(results: dict) -> str:
     spread = (f"Best-of-{n} accuracy ({BON_AGGREGATION} aggregation) spans "
               f"{min(bon[k] for k in names):.1f}–{max(bon[k] for k in names):.1f}% across the "
               f"PRMs that verify (maj@{n} "
-              f"{_pct(_bon(prms[names[0]], 'maj', n))}, pass@{n} "
-              f"{_pct(_bon(prms[names[0]], 'pass', n))}), while ProcessBench F1 spans "
+              f"{percent(_bon(prms[names[0]], 'maj', n))}, pass@{n} "
+              f"{percent(_bon(prms[names[0]], 'pass', n))}), while ProcessBench F1 spans "
               f"{min(f1[k] for k in names):.1f}–{max(f1[k] for k in names):.1f}. ")
     if not flips:
         return spread + ("**Lesson 2 did not reproduce:** no PRM that Best-of-N ranks higher is "
@@ -363,7 +359,7 @@ def ceiling_sentence(results: dict) -> str:
         text += (f"With a threshold chosen on other problems, the {ceiling} PRM reaches "
                  f"F1 {sum(fitted) / len(fitted):.1f}. ")
     if flawed[ceiling]["n"]:
-        found = [f"{k} {_pct(flawed[k]['acc'])}" for k in ranked]
+        found = [f"{k} {percent(flawed[k]['acc'])}" for k in ranked]
         text += (f"On the {flawed[ceiling]['n']} items with a right answer reached through a "
                  f"flawed process, the first error is found by {_join(found)}.")
     return text

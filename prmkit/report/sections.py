@@ -3,7 +3,7 @@ rank the solutions of one problem, the label sources, and the PRMs' training."""
 
 from __future__ import annotations
 
-from prmkit.evaluate.benchmark import ReportTable
+from prmkit.evaluate.benchmark import ReportTable, percent
 from prmkit.evaluate.bon import at
 from prmkit.report.findings import above_chance, auc_text, measured_auc
 
@@ -14,12 +14,8 @@ RANKING_LEGEND = (
     "tested only on PRMs whose interval lies above 0.5 (on the first Best-of-N set).")
 
 
-def _pct(x, digits: int = 1) -> str:
-    return "–" if x is None else f"{x:.{digits}f}%"
-
-
 def _share(x, digits: int = 1) -> str:
-    return _pct(None if x is None else 100 * x, digits)
+    return percent(None if x is None else 100 * x, digits)
 
 
 def ranking_tables(results: dict) -> list[ReportTable]:
@@ -37,10 +33,10 @@ def ranking_tables(results: dict) -> list[ReportTable]:
                 "within-problem AUC: right vs wrong answer", f"BoN@{n} min",
                 "better than random pick"]
         rows = [[name, *([auc_text(measured_auc(m["ranking"], "process"))] if truth else []),
-                 auc_text(measured_auc(m["ranking"], "answer")), _pct(at(m["bon"], "min", n)),
+                 auc_text(measured_auc(m["ranking"], "answer")), percent(at(m["bon"], "min", n)),
                  "yes" if above_chance(m["ranking"]) else "no"] for name, m in by_prm.items()]
         rows.append([f"random pick@{n}", *(["0.50"] if truth else []), "0.50",
-                     _pct(at(first, "random", n)), ""])
+                     percent(at(first, "random", n)), ""])
         tables.append(ReportTable(f"How the PRMs rank the solutions of one problem: {set_name}",
                                   head, rows, RANKING_LEGEND))
     return tables
