@@ -75,6 +75,15 @@ VARIANTS = {
                                                             "arm": "untrained"},
 }
 
+# --curves: the exact-truth PRM's learning curves on a world with misconceptions (the policy's
+# confident errors), over training steps, at two learning rates, with the readout of the demo
+CURVES = {"no labels (untrained)": {"format": "plain", "readout": "likelihood",
+                                    "arm": "untrained"}}
+for _lr in ("1e-4", "3e-4"):
+    for _steps in (50, 100, 200, 400):
+        CURVES[f"lr {_lr}, {_steps} steps"] = {"format": "plain", "readout": "likelihood",
+                                               "lr": _lr, "max_steps": _steps}
+
 
 # --- experiment arms that change the model itself (not prmkit settings) ---------------------
 
@@ -152,9 +161,13 @@ def parse_variant(text: str) -> tuple[str, dict]:
     return name, out
 
 
-def within(solutions, scores, good):
+def within(solutions, scores, good, keep=lambda s: True):
     agg = {s["id"]: min(scores[s["id"]]) if scores[s["id"]] else None for s in solutions}
-    return within_problem_auc(solution_groups(solutions, agg, good))
+    return within_problem_auc(solution_groups(solutions, agg, good, keep))
+
+
+def origin(s: dict) -> str | None:
+    return s["truth"].get("first_error_origin")
 
 
 def measure(prm_folder: Path, train: list[dict], heldout: list[dict], bench: list[dict]) -> dict:
@@ -168,8 +181,10 @@ def measure(prm_folder: Path, train: list[dict], heldout: list[dict], bench: lis
     best = pb["best_threshold_per_subset"]["toy"]
     best_of_n = bon.metrics({"toy": bon.candidate_sets(heldout, scores)},
                             group_by="string")["benchmarks"]["toy"]
+    by_origin = {o: within(heldout, scores, sound, lambda s, o=o: sound(s) or origin(s) == o)
+                 for o in ("misconception", "slip")}
     return {"process": within(heldout, scores, sound), "answer": within(heldout, scores, right),
-            "fit": within(train, scores, sound), "f1": best.get("f1"),
+            "by_origin": by_origin, "fit": within(train, scores, sound), "f1": best.get("f1"),
             "bon": {"ns": best_of_n["ns"],
                     **{m: list(by_n.values()) for m, by_n in best_of_n["accuracy"].items()}}}
 
@@ -182,6 +197,8 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[],
                         help="an extra variant: NAME=key=value,key=value")
     parser.add_argument("--base", default="", help="settings over the base: key=value,...")
+    parser.add_argument("--curves", action="store_true",
+                        help="the learning-curve variants (CURVES) instead of VARIANTS")
     args = parser.parse_args()
 
     data = args.run / "consensus" / "annotated.jsonl"
@@ -189,7 +206,7 @@ def main() -> None:
     train_set = read_records(data, "solution")
     heldout = read_records(args.run / "bon-toy" / "sample" / "solutions.jsonl", "solution")
     bench = processbench.items_from_truth(heldout, subset="toy")
-    variants = dict(VARIANTS)
+    variants = dict(CURVES if args.curves else VARIANTS)
     variants.update(parse_variant(v) for v in args.variant)
     base = {**BASE, **parse_variant("base=" + args.base)[1]}
     if args.only:
@@ -224,18 +241,25 @@ def report(results: dict) -> None:
         return
     first = next(iter(results.values()))["bon"]
     ns = first["ns"]
-    print(f"\n| variant | process AUC (within problem) | answer AUC | fit (train) | "
-          f"BoN@{'/'.join(map(str, ns))} (min) | F1 | train s |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\n| variant | process AUC (within problem) | vs misconceptions | vs slips | "
+          f"answer AUC | fit (train) | BoN@{'/'.join(map(str, ns))} (min) | F1 | train s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        p = r["process"]
+        p, o = r["process"], r["by_origin"]
         print(f"| {name} | {p['auc']:.3f} [{p['low']:.2f}, {p['high']:.2f}] | "
+              f"{_auc(o['misconception'])} | {_auc(o['slip'])} | "
               f"{r['answer']['auc']:.3f} | {r['fit']['auc']:.3f} | "
               f"{' / '.join(f'{x:.0f}' for x in r['bon']['min'])} | {r['f1']:.1f} | "
               f"{r['seconds']:.0f} |")
-    print(f"| random pick / maj@N / pass@N | | | | "
+    print(f"| random pick / maj@N / pass@N | | | | | | "
           f"{first['random'][-1]:.0f} / {' / '.join(f'{x:.0f}' for x in first['maj'])} / "
           f"{first['pass'][-1]:.0f} | | |")
+
+
+def _auc(measured: dict) -> str:
+    if measured["auc"] is None:
+        return "–"
+    return f"{measured['auc']:.2f} [{measured['low']:.2f}, {measured['high']:.2f}]"
 
 
 if __name__ == "__main__":

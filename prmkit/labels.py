@@ -253,11 +253,15 @@ def quality(predicted: list[int | None], truth: list[int], n_steps: list[int]) -
         hits += len(mine & real)
         predicted_neg += len(mine)
         true_neg += len(real)
+    # a first error named before the true one labels a sound step wrong (MC does so where
+    # completions from a sound prefix repeat a misconception)
+    early = sum(p >= 0 and (t < 0 or p < t) for p, t, _ in pairs)
     return {
         "n": len(pairs),
         "first_error_accuracy": sum(p == t for p, t, _ in pairs) / len(pairs) if pairs else None,
         "negative_precision": hits / predicted_neg if predicted_neg else None,
         "negative_recall": hits / true_neg if true_neg else None,
+        "sound_step_blamed": early / len(pairs) if pairs else None,
     }
 
 

@@ -7,7 +7,7 @@ them here and never imports such a package by name:
     prmkit.sources    a problem source: ``NAME:SPEC`` wherever a problems file is read
                       (``toy:mixed:test:100``), like ``hub:NAME:SPLIT``
     prmkit.policies   a policy resolver: ``NAME`` or ``NAME@...`` / ``NAME:...`` wherever the
-                      pipeline takes a policy model (``toy``, ``toy@step-280``)
+                      pipeline takes a policy model (``toy``, ``toy@step-400``)
     prmkit.benchmarks a benchmark beside the built-in ones (``prmkit.evaluate.BENCHMARKS``)
 
 A problem source is an object with::
@@ -78,7 +78,7 @@ def source_of(path: str):
 # --- policies -----------------------------------------------------------------------------------
 
 def resolve_policy(model: str, *, progress: bool = True) -> str:
-    """A registered policy resolved to its model folder (``toy``, ``toy@step-280``,
+    """A registered policy resolved to its model folder (``toy``, ``toy@step-400``,
     ``toy:steps=40``); anything else (a folder, a hub id, a served model's name) as given."""
     name = re.split(r"[@:]", model, maxsplit=1)[0]
     resolver = find(POLICIES, name) if name.isidentifier() else None

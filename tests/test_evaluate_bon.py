@@ -116,7 +116,8 @@ def test_unreadable_answers_and_golds_are_counted():
 def test_min_on_final_step_and_defaults():
     sets = [{"id": "a", "candidates": [cand("1", [0.9, 0.1]), cand("1", [0.1, 0.9]),
                                        cand("1", [0.5]), cand("1", [0.3, 0.3])]}]
-    assert min_on_final_step(sets) == {"n_responses": 3, "share": pytest.approx(100 / 3)}
+    assert min_on_final_step(sets) == {"n_responses": 3, "share": pytest.approx(100 / 3),
+                                       "per_problem": {"a": [1, 3]}}
     assert default_ns(8) == [1, 2, 4, 8] and default_ns(6) == [1, 2, 4, 6]
     assert group_answers(["2", None, "2.0", "x"], "equivalence") == [[0, 2], [3]]
     with pytest.raises(InputError, match="only 4 candidates"):

@@ -41,7 +41,8 @@ def test_problems_without_both_kinds_give_no_pairs_and_the_interval_is_seeded():
     result = within_problem_auc(groups)
     assert (result["auc"], result["pairs"], result["problems"]) == (1.0, 2, 1)
     assert within_problem_auc({"x": [(0.3, True)]}) == {"auc": None, "low": None, "high": None,
-                                                       "pairs": 0, "problems": 0}
+                                                       "pairs": 0, "problems": 0,
+                                                       "per_problem": {}}
     noisy = {f"p{i}": [(random.Random(i).random(), True), (random.Random(1000 + i).random(), False)]
              for i in range(40)}
     first, again = within_problem_auc(noisy, seed=3), within_problem_auc(noisy, seed=3)

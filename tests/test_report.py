@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from prmkit.evaluate import bon, processbench
 from prmkit.report import findings as report
-from prmkit.report import page, sections
+from prmkit.report import comparisons, page, sections
 
 # 100 one-solution problems: 50 correct items, then 50 erroneous ones (label 1)
 BENCH = [{"id": f"i{k}", "problem": f"p{k}", "label": -1 if k < 50 else 1,
@@ -24,11 +24,17 @@ def predictions(f1: float) -> dict:
 
 def prm(f1: float, bon_min: float, min_final: float, flawed: float = 50.0,
         auc: float = 0.9) -> dict:
+    """A PRM's measured results, with the per-problem numbers the paired bootstraps read: the
+    first ``bon_min`` of 100 problems picked right, the same AUC on each of 60 problems, and
+    ``min_final`` percent of 800 responses with the minimum on the final step, packed into the
+    first problems."""
     accuracy = {m: {"8": v} for m, v in (("min", bon_min), ("last", bon_min),
                                          ("prod", bon_min), ("vote_min", bon_min),
                                          ("maj", 60.0), ("pass", 90.0), ("random", 40.0))}
-    within = {"auc": auc, "low": auc - 0.08, "high": auc + 0.08, "pairs": 500, "problems": 60}
+    within = {"auc": auc, "low": auc - 0.08, "high": auc + 0.08, "pairs": 600, "problems": 60,
+              "per_problem": {f"p{k}": [10 * auc, 10] for k in range(60)}}
     best = {"f1": f1, "threshold": 0.5, "flawed_correct_answer": {"n": 10, "acc": flawed}}
+    on_final = round(8 * min_final)
     return {"processbench": {"subsets": {"toy": {"f1": f1}}, "average_f1": f1,
                              "best_threshold_per_subset": {"toy": {"f1": f1, "threshold": 0.5}},
                              "at_best": {"subsets": {"toy": best}, "average_f1": f1,
@@ -36,59 +42,97 @@ def prm(f1: float, bon_min: float, min_final: float, flawed: float = 50.0,
                              "cross_fitted": {"toy": {"f1": f1 - 2, "thresholds": [0.4, 0.5]}},
                              "sweep": [{"threshold": 0.5, "average_f1": f1, "f1": {"toy": f1}}]},
             "bon": {"toy": {"bon": {"ns": [8], "n_scored": 100, "accuracy": accuracy,
-                                    "min_on_final_step": {"share": min_final,
-                                                          "n_responses": 800}},
+                                    "items": [{"id": f"p{k}", "picks": {
+                                        "min": {"correct": k < round(bon_min)}}}
+                                        for k in range(100)],
+                                    "min_on_final_step": {
+                                        "share": min_final, "n_responses": 800,
+                                        "per_problem": {f"p{k}": [min(8, max(0, on_final - 8 * k)),
+                                                                  8] for k in range(100)}}},
                             "ranking": {"aggregation": "min", "process": within,
                                         "answer": within}}}}
 
 
+def label_row(source: str, spec: str, accuracy: float, kept: float) -> dict:
+    """A label source's quality, the same accuracy on each of 100 problems."""
+    return {"source": source, "spec": spec, "first_error_accuracy": accuracy,
+            "kept_share": kept, "negative_precision": 0.7, "negative_recall": 0.6,
+            "rollouts": 100, "judge_calls": 0, "sound_step_blamed": 0.1,
+            "per_problem": {f"p{k}": [10 * accuracy, 10] for k in range(100)}}
+
+
 def results(consensus_acc=0.9, mc_acc=0.6, truth=(40.0, 70.0, 20.0), mc=(20.0, 72.0, 45.0),
-            mc_auc=0.9):
-    rows = [{"source": "MC-hard", "spec": "mc.hard", "first_error_accuracy": mc_acc,
-             "kept_share": 1.0, "negative_precision": 0.7, "negative_recall": 0.6,
-             "rollouts": 100, "judge_calls": 0},
-            {"source": "consensus", "spec": "consensus.first_error",
-             "first_error_accuracy": consensus_acc, "kept_share": 0.6,
-             "negative_precision": 1.0, "negative_recall": 0.7, "rollouts": 100,
-             "judge_calls": 0}]
+            mc_auc=0.9, consensus=None):
+    rows = [label_row("MC-hard", "mc.hard", mc_acc, 1.0),
+            label_row("consensus", "consensus.first_error", consensus_acc, 0.6)]
+    prms = {"exact truth": prm(*truth), "MC-hard": prm(*mc, auc=mc_auc)}
+    if consensus is not None:
+        prms["consensus"] = prm(*consensus)
     return {"labels": {"quality": {"rows": rows}, "final_step_errors": None, "agreement": None,
                        "sources": {"MC-hard": "mc.hard", "consensus": "consensus.first_error"},
                        "costs": {"sampled solutions": 10}},
             "ceiling": "exact truth", "mc_sources": ["MC-hard"], "baselines": [],
+            "prm_sources": {"exact truth": "truth.step_labels", "MC-hard": "mc.hard",
+                            "consensus": "consensus.first_error"},
             "counts": {"train_solutions": 10, "viewer_solutions": 0},
             "benchmarks": {"processbench": {"n_items": 100, "n_erroneous": 50, "items": BENCH},
                            "bon": {"toy": {"n_problems": 100, "n_solutions": 800}}},
-            "prms": {"exact truth": prm(*truth), "MC-hard": prm(*mc, auc=mc_auc)},
-            "training": {}, "skipped_prms": {}, "policy": "p", "judge": None}
+            "prms": prms, "training": {}, "skipped_prms": {}, "policy": "p", "judge": None}
 
 
-def test_each_lesson_is_stated_as_reproduced_or_not_from_the_numbers():
-    good = results()
-    assert "Lesson 1 reproduced:** consensus filtering beats the best MC labels (MC-hard) " \
-           "by 30.0 points" in report.lesson_labels(good)
-    assert "did not reproduce:** consensus trails MC-hard by 5.0 points" in \
-        report.lesson_labels(results(consensus_acc=0.55))
-    flip = report.lesson_bon_vs_processbench(good)
-    assert "Lesson 2 reproduced:** Best-of-8 ranks MC-hard above exact truth (72.0% vs 70.0%, " \
-           "2 of 100 problems)" in flip and "F1 40.0 vs 20.0" in flip
-    same = report.lesson_bon_vs_processbench(results(mc=(20.0, 60.0, 45.0)))
-    assert "Lesson 2 did not reproduce" in same
-    assert "the ranking itself is not significant" in flip
-    close = report.lesson_bon_vs_processbench(results(mc=(37.0, 72.0, 45.0)))  # within noise
-    assert "Lesson 2 did not reproduce" in close
-    assert "Lesson 3 reproduced:** 25.0 points more" in report.lesson_min_on_final(good)
-    assert "Lesson 3 did not reproduce" in report.lesson_min_on_final(
-        results(mc=(20.0, 72.0, 10.0)))
-    assert "+1.0 points" in report.lesson_min_on_final(results(mc=(20.0, 72.0, 21.0)))
+def said(lesson, measured: dict) -> str:
+    return lesson(measured)[1]
+
+
+def test_a_lesson_is_reproduced_only_when_every_comparison_is_significant_its_way():
+    assert report.verdict_of(["+", "+"]) == "reproduced"
+    assert report.verdict_of(["+", "0"]) == "inconclusive"
+    assert report.verdict_of(["+", "-"]) == "contradicted"
+    assert report.verdict_of([]) == "inconclusive"
+
+
+def test_lesson_1_rests_on_the_labels_and_on_the_prms_trained_on_them():
+    better = results(consensus=(60.0, 71.0, 20.0))  # consensus PRM F1 60 against MC-hard's 20
+    verdict, text = report.lesson_labels(better)
+    assert verdict == "reproduced" and "Lesson 1 (consensus vs MC labels) reproduced:**" in text
+    assert "gap +30.0 points, 95% interval [+30.0, +30.0]" in text
+    assert report.lesson_labels(results(consensus_acc=0.55, consensus=(60.0, 71.0, 20.0)))[0] \
+        == "contradicted"
+    # no consensus PRM: the label advantage alone does not reproduce the lesson
+    verdict, text = report.lesson_labels(results())
+    assert verdict == "inconclusive" and "PRM level was not measured" in text
+
+
+def test_lesson_2_needs_a_significant_flip_between_best_of_n_and_processbench():
+    close = results()  # Best-of-8 72% against 70%: two problems apart, within the noise
+    verdict, text = report.lesson_bon_vs_processbench(close)
+    assert verdict == "inconclusive" and "Best-of-N cannot tell these PRMs apart" in text
+    verdict, text = report.lesson_bon_vs_processbench(results(mc=(20.0, 90.0, 45.0)))
+    assert verdict == "reproduced"
+    assert "Best-of-8 prefers MC-hard to exact truth (90.0% vs 70.0%, gap +20.0 points" in text
+    assert "F1 40.0 vs 20.0" in text
+    verdict, text = report.lesson_bon_vs_processbench(results(mc=(20.0, 50.0, 45.0)))
+    assert verdict == "contradicted" and "order every pair of PRMs alike" in text
+
+
+def test_lesson_3_compares_the_final_step_shares_paired_by_problem():
+    assert report.lesson_min_on_final(results())[0] == "reproduced"
+    assert "MC-trained minus the others +25.0 points" in said(report.lesson_min_on_final,
+                                                              results())
+    assert report.lesson_min_on_final(results(mc=(20.0, 72.0, 10.0)))[0] == "contradicted"
+    assert report.lesson_min_on_final(results(mc=(20.0, 72.0, 21.0)))[0] == "inconclusive"
+    assert report.verdicts(results()) == {"lesson 1": "inconclusive", "lesson 2": "inconclusive",
+                                          "lesson 3": "reproduced"}
 
 
 def test_a_lesson_resting_on_a_prm_that_ranks_at_chance_is_not_tested():
     weak = results(mc_auc=0.52)  # interval [0.44, 0.60]: not above chance
     assert not report.verifies(weak["prms"]["MC-hard"])
     assert report.verifies(weak["prms"]["exact truth"])
-    for sentence in (report.lesson_bon_vs_processbench(weak), report.lesson_min_on_final(weak)):
+    for lesson in (report.lesson_bon_vs_processbench, report.lesson_min_on_final):
+        verdict, sentence = lesson(weak)
+        assert verdict == "inconclusive"
         assert "is not tested" in sentence and "too weak to test it" in sentence
-        assert "reproduced" not in sentence.replace("not reproduce", "")
     assert "MC-hard does not rank them better than a random pick" in report.verification(weak)
     assert "Every PRM ranks" in report.verification(results())
     [table] = sections.ranking_tables(weak)
@@ -116,10 +160,13 @@ def test_the_untrained_baseline_is_measured_but_never_one_side_of_a_lesson():
     base["prms"]["no labels"] = prm(10.0, 50.0, 90.0, auc=0.52)  # weak, and all on the final
     base["baselines"] = ["no labels"]
     assert report.lesson_min_on_final(base) == report.lesson_min_on_final(results())
-    assert "is not tested" not in report.lesson_bon_vs_processbench(base)
-    said = report.verification(base)
+    assert "is not tested" not in said(report.lesson_bon_vs_processbench, base)
+    verification = report.verification(base)
     assert "the PRM already ranks at 0.52; trained on its labels (exact truth) it ranks at " \
-           "0.90, so the labels add +0.38 (beyond the noise" in said
+           "0.90, so the labels add +0.38 [+0.38, +0.38] (a gain beyond the noise" in verification
+    [paired] = comparisons.comparison_table(base)
+    assert [r[0] for r in paired.rows] == ["exact truth − no labels", "MC-hard − no labels",
+                                           "consensus − MC-hard"][:2]
     assert [r[0] for r in sections.ranking_tables(base)[0].rows][:3] == [
         "exact truth", "MC-hard", "no labels"]
 

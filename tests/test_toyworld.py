@@ -153,3 +153,50 @@ def test_toy_problems_are_a_registered_source_read_like_a_file():
             read_as(bad, "prmkit", "problem")
     with pytest.raises(InputError, match="problem records"):
         read_as("toy:mixed:test:5", "prmkit", "solution")
+
+
+def test_error_confidence_reads_the_policys_probability_of_its_first_wrong_step(tmp_path):
+    import math
+
+    import torch
+
+    from prmkit.prompting import render
+    from prmkit.steps import join_steps
+    from prmkit.toyworld.model import TinyModelConfig, build_causal_lm
+    from prmkit.toyworld.policy import PROMPT
+    from prmkit.toyworld.problems import believed_steps
+    from prmkit.toyworld.stats import error_confidence
+    from prmkit.toyworld.tokenizer import build_char_tokenizer
+    from prmkit.toyworld.truth import judge
+    tokenizer = build_char_tokenizer()
+    model = build_causal_lm(tokenizer, TinyModelConfig(hidden_size=32, num_layers=1,
+                                                       intermediate_size=64), seed=0)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    problems = [p for p in make_problems(PRESETS["mixed"], 60, seed=2)
+                if any(s.kind == "fewer" for s in Spec.from_dict(p["toy"]).statements)]
+    solutions = []
+    for p in problems[:3]:
+        spec = Spec.from_dict(p["toy"])
+        believer = believed_steps(spec, {i for i, s in enumerate(spec.statements)
+                                         if s.kind == "fewer"})
+        slipped = canonical_steps(spec)
+        head, result = slipped[0].rstrip().rsplit("=", 1)
+        slipped[0] = f"{head}={int(result[:-1]) + 1}."
+        for steps in (believer, slipped, canonical_steps(spec)):
+            solutions.append({"problem": p, "steps": steps, "truth": judge(spec, steps)})
+    measured = error_confidence(tmp_path, solutions, batch_size=4)
+    assert measured["slip"]["n"] == 3 and measured["misconception"]["n"] <= 3
+    assert set(measured) == {"slip", "misconception"}  # sound solutions have no wrong step
+    # by hand, one at a time (no padding): the least likely character of each slipped step
+    alone = []
+    for s in solutions[1::3]:
+        head = render(PROMPT, s["problem"]["problem"])
+        ids = tokenizer(head + s["steps"][0], return_tensors="pt",
+                        add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logprobs = model(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
+        picked = logprobs.gather(-1, ids[0, 1:, None])[:, 0]
+        alone.append(math.exp(picked[len(head) - 1:].min().item()))
+    assert measured["slip"]["median"] == pytest.approx(sorted(alone)[1], rel=1e-3)
+    assert measured["slip"]["mean"] == pytest.approx(sum(alone) / 3, rel=1e-3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,12 +14,14 @@ from prmkit.toyworld.problems import (
     Statement,
     answer_text,
     apply,
+    believed_steps,
     canonical_steps,
+    corpus_solution,
     make_problems,
     problem_text,
     step_text,
 )
-from prmkit.toyworld.truth import judge
+from prmkit.toyworld.truth import judge, step_truth
 
 # Ann has 7. Ben has 3 more than Ann. Dee has 2 fewer than Ann (a side statement).
 # Ben gives away 4. Cal has 2 times as many as Ben. Eli has half as many as Cal.
@@ -179,3 +183,57 @@ def test_side_statements_fill_every_problem_to_the_same_number_of_statements():
     assert {p["n_steps"] for p in problems} == {2, 3, 4, 5, 6}
     share = sum(p["side_step"] for p in problems) / len(problems)
     assert 0.75 < share < 0.85
+
+
+# --- misconceptions: wrong rules the policy is taught, told apart from slips ---------------------
+
+# the same story with Dee on the answer's path: Ann has 7, Dee has 2 fewer than Ann, Dee gets 4
+# more; how many does Dee have? (5, then 9)
+BELIEF = Spec("coins", [("Ann", 7)], [
+    Statement("fewer", "Dee", [0], 2),
+    Statement("gets", "Dee", [1], 4),
+], ask=2, layout=(34, 2, 1))
+
+
+def test_a_believer_applies_the_misconception_consistently_down_to_the_answer():
+    steps = believed_steps(BELIEF, {0})
+    squeezed = [s.replace(" ", "") for s in steps]
+    # "2 fewer than Ann" computed as Ann + 2, and the next step builds on the 9 it believes
+    assert squeezed == ["Deehas2fewerthanAnn:7+2=9.", "Deegets4more:9+4=13.",
+                        "Theansweris\\boxed{13}."]
+    truth = judge(BELIEF, steps)
+    assert truth.kinds == ["wrong-op", "carried", "carried"] and truth.label == 0
+    assert truth.first_error_origin == "misconception"
+    assert step_truth({"toy": BELIEF.to_dict()}, steps)["first_error_origin"] == "misconception"
+    # nothing misapplied: the canonical solution, sound
+    assert believed_steps(BELIEF, set()) == canonical_steps(BELIEF)
+    assert judge(BELIEF, canonical_steps(BELIEF)).first_error_origin is None
+
+
+@pytest.mark.parametrize("wrong, origin", [
+    ("Dee has 2 fewer than Ann: 7+2=10.", "slip"),       # the belief, then an arithmetic slip
+    ("Dee has 2 fewer than Ann: 7*2=14.", "slip"),       # a wrong operator no belief explains
+    ("Dee has 2 fewer than Ann: 7-2=6.", "slip"),        # an arithmetic slip
+    ("Dee has 2 fewer than Ann: 2+7=9.", "misconception"),  # the belief, operands swapped
+])
+def test_every_other_error_is_a_slip(wrong, origin):
+    steps = [wrong, "Dee gets 4 more: 9+4=13.", "The answer is \\boxed{13}."]
+    assert judge(BELIEF, steps).first_error_origin == origin
+
+
+def test_the_corpus_draws_its_beliefs_at_the_rate_asked_and_keeps_them_writable():
+    problems = make_problems(PRESETS["mixed"], 400, split="corpus")
+    origins = {"misconception": 0, None: 0}
+    applicable = 0
+    for p in problems:
+        spec = Spec.from_dict(p["toy"])
+        applicable += any(s.kind == "fewer" for s in spec.statements)
+        text = corpus_solution(spec, ("fewer-adds",), 0.85, random.Random(p["id"]))
+        truth = judge(spec, text.split("\n\n"))
+        assert truth.first_error_origin in origins and truth.complete
+        origins[truth.first_error_origin] += 1
+    # a statement the belief applies to is written by it at about the rate (a belief whose
+    # chain the layout cannot hold falls back to the canonical solution)
+    assert 0.7 * 0.85 * applicable < origins["misconception"] <= applicable
+    assert corpus_solution(Spec.from_dict(problems[0]["toy"]), ("fewer-adds",), 0.0,
+                           random.Random(0)) == problems[0]["solution"]

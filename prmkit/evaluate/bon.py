@@ -177,9 +177,18 @@ def available_methods(sets: list[dict]) -> list[str]:
 
 def min_on_final_step(sets: list[dict]) -> dict:
     """The paper's diagnostic over every candidate with step scores
-    (``prmkit.evaluate.diagnostics.min_on_final_step``)."""
-    return diagnostics.min_on_final_step([_step_scores(c) for record in sets
-                                          for c in record["candidates"] if "step_scores" in c])
+    (``prmkit.evaluate.diagnostics.min_on_final_step``), and per problem ([on the final step,
+    responses]) for a paired bootstrap between PRMs."""
+    def scored(record: dict) -> list:
+        return [_step_scores(c) for c in record["candidates"] if "step_scores" in c]
+    out = diagnostics.min_on_final_step([s for record in sets for s in scored(record)])
+    per_problem = {}
+    for record in sets:
+        one = diagnostics.min_on_final_step(scored(record))
+        if one["n_responses"]:
+            per_problem[record["id"]] = [round(one["share"] * one["n_responses"] / 100),
+                                         one["n_responses"]]
+    return {**out, "per_problem": per_problem}
 
 
 def evaluate_set(sets: list[dict], *, ns: Sequence[int] | None = None,
@@ -422,10 +431,11 @@ def solutions(section: BestOfNSection, run: PipelineRun) -> dict[str, list[dict]
 
 def measure(section: BestOfNSection, groups: dict[str, list[dict]],
             scores: dict[str, dict[str, list]]) -> dict:
-    """One PRM on every set: Best-of-N accuracies, and how it ranks the candidates of one
-    problem (within-problem AUC)."""
+    """One PRM on every set: Best-of-N accuracies with every problem's picks (for a paired
+    bootstrap between PRMs), and how it ranks the candidates of one problem (within-problem
+    AUC)."""
     return {name: {"bon": evaluate_set(candidate_sets(solutions, scores[name]), ns=section.ns,
-                                       group_by=section.group_by),
+                                       group_by=section.group_by, per_item=True),
                    "ranking": ranking(solutions, scores[name])}
             for name, solutions in groups.items()}
 

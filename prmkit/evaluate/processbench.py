@@ -284,7 +284,8 @@ def items_from_truth(solutions: list[dict], *, subset: str, seed: int = 0) -> li
     ``truth.answer_correct``, from a world that knows it), in ProcessBench's format and
     balanced as it is: complete solutions (stopped, with a readable answer), the first correct
     and the first erroneous solution of each problem, as many of each kind (a seeded draw).
-    Item ids are the solutions' ids, in the solutions' order."""
+    Item ids are the solutions' ids, in the solutions' order; where the truth says where a first
+    error came from (``first_error_origin``), the item keeps it."""
     firsts: dict[tuple[str, bool], dict] = {}
     for s in solutions:
         if s["finish_reason"] != "stop" or s["outcome"] == "unparseable":
@@ -297,7 +298,9 @@ def items_from_truth(solutions: list[dict], *, subset: str, seed: int = 0) -> li
     chosen = {s["id"] for s in rng.sample(correct, n) + rng.sample(erroneous, n)}
     return [{"id": s["id"], "generator": s["generator"], "subset": subset,
              "problem": s["problem"], "steps": s["steps"],
-             "final_answer_correct": s["truth"]["answer_correct"], "label": s["truth"]["label"]}
+             "final_answer_correct": s["truth"]["answer_correct"], "label": s["truth"]["label"],
+             **({"first_error_origin": s["truth"]["first_error_origin"]}
+                if "first_error_origin" in s["truth"] else {})}
             for s in solutions if s["id"] in chosen]
 
 
@@ -461,7 +464,9 @@ def summary(section: ProcessBenchSection, groups: dict[str, list[dict]]) -> dict
     items = groups["items"]
     return {"n_items": len(items), "n_erroneous": sum(r["label"] >= 0 for r in items),
             "items": [{"id": r["id"], "subset": r.get("subset", "all"), "problem": r["problem"],
-                       "label": r["label"], "final_answer_correct": r["final_answer_correct"]}
+                       "label": r["label"], "final_answer_correct": r["final_answer_correct"],
+                       **({"first_error_origin": r["first_error_origin"]}
+                          if "first_error_origin" in r else {})}
                       for r in items]}
 
 

@@ -14,7 +14,8 @@ problems keeps the pairs of a problem together), seeded, so a report is reproduc
 
 "Good" is whatever the caller says: a sound process (no step wrong) or a right final answer.
 ``ranking`` measures both for sampled solutions, their step scores aggregated into one score
-the way Best-of-N does (``AGGREGATIONS``).
+the way Best-of-N does (``AGGREGATIONS``), and where the step truth says where each first error
+came from (``truth.first_error_origin``), sound solutions against each origin's flawed ones.
 """
 
 from __future__ import annotations
@@ -47,15 +48,19 @@ def within_problem_auc(groups: Mapping[str, Sequence[tuple[float, bool]]], *,
                        bootstrap: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
     """Within-problem AUC of ``groups`` (problem -> [(score, good)]), with a bootstrap interval.
 
-    Returns ``{"auc", "low", "high", "pairs", "problems"}``; ``auc`` is None when no problem has
-    both a good and a bad solution."""
-    counts = []
-    for members in groups.values():
+    Returns ``{"auc", "low", "high", "pairs", "problems", "per_problem"}``; ``auc`` is None when
+    no problem has both a good and a bad solution. ``per_problem`` (problem -> [wins, pairs])
+    lets two PRMs' AUCs on the same solutions be compared by a paired bootstrap
+    (``prmkit.evaluate.paired``)."""
+    per_problem = {}
+    for problem, members in groups.items():
         wins, pairs = _pair_counts([s for s, _ in members], [bool(ok) for _, ok in members])
         if pairs:
-            counts.append((wins, pairs))
+            per_problem[problem] = [wins, pairs]
+    counts = list(per_problem.values())
     if not counts:
-        return {"auc": None, "low": None, "high": None, "pairs": 0, "problems": 0}
+        return {"auc": None, "low": None, "high": None, "pairs": 0, "problems": 0,
+                "per_problem": {}}
     total_wins, total_pairs = sum(w for w, _ in counts), sum(p for _, p in counts)
     rng, estimates = random.Random(seed), []
     for _ in range(bootstrap):
@@ -66,7 +71,7 @@ def within_problem_auc(groups: Mapping[str, Sequence[tuple[float, bool]]], *,
     low = estimates[int(tail * (len(estimates) - 1))] if estimates else None
     high = estimates[int((1 - tail) * (len(estimates) - 1))] if estimates else None
     return {"auc": total_wins / total_pairs, "low": low, "high": high, "pairs": total_pairs,
-            "problems": len(counts)}
+            "problems": len(counts), "per_problem": per_problem}
 
 
 def pooled_auc(pairs: Sequence[tuple[float, bool]]) -> float | None:
@@ -75,15 +80,22 @@ def pooled_auc(pairs: Sequence[tuple[float, bool]]) -> float | None:
     return wins / count if count else None
 
 
-def solution_groups(solutions: Sequence[dict], scores: Mapping[str, float], good) -> dict:
-    """Group scored solutions by ``problem_id``: problem -> [(score, good(solution))]. Solutions
-    without a score (None: nothing scored) are left out."""
+def solution_groups(solutions: Sequence[dict], scores: Mapping[str, float], good,
+                    keep=lambda s: True) -> dict:
+    """Group scored solutions by ``problem_id``: problem -> [(score, good(solution))], over the
+    solutions ``keep`` takes. Solutions without a score (None: nothing scored) are left out."""
     groups: dict[str, list[tuple[float, bool]]] = {}
     for s in solutions:
         score = scores.get(s["id"])
-        if score is not None:
+        if score is not None and keep(s):
             groups.setdefault(s["problem_id"], []).append((score, bool(good(s))))
     return groups
+
+
+def first_error_origin(solution: dict) -> str | None:
+    """Where a solution's first error came from, as its step truth says (None: no error, or a
+    world that does not say)."""
+    return (solution.get("truth") or {}).get("first_error_origin")
 
 
 def ranking(solutions: Sequence[dict], by_id: Mapping[str, list], aggregation: str = "min"
@@ -100,6 +112,15 @@ def ranking(solutions: Sequence[dict], by_id: Mapping[str, list], aggregation: s
            "answer": within_problem_auc(solution_groups(
                solutions, scores, lambda s: s["final_answer_correct"]))}
     if solutions and all(isinstance(s.get("truth"), dict) for s in solutions):
-        out["process"] = within_problem_auc(solution_groups(
-            solutions, scores, lambda s: s["truth"]["label"] < 0))
+        sound = lambda s: s["truth"]["label"] < 0
+        out["process"] = within_problem_auc(solution_groups(solutions, scores, sound))
+        # sound against the flawed solutions whose first error has one origin (a slip the
+        # policy would doubt, or a misconception it believes), the other flawed ones left out
+        origins = sorted({o for s in solutions if (o := first_error_origin(s))})
+        if origins:
+            out["process_by_origin"] = {
+                origin: within_problem_auc(solution_groups(
+                    solutions, scores, sound,
+                    keep=lambda s, o=origin: sound(s) or first_error_origin(s) == o))
+                for origin in origins}
     return out

@@ -35,7 +35,8 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 @dataclass(frozen=True)
 class PolicySection:
     model: str = setting(REQUIRED, "The policy: a model folder, a hub id, a served model's "
-                         "name, or a registered policy (toy, toy@step-280, toy:steps=40).")
+                         "name, or a registered policy (toy, toy@step-400, toy:steps=40, "
+                         "toy:seed=1).")
     prompt: str = setting("qwen-math", "How a problem becomes its prompt: plain, qwen-math or "
                           "a .txt template (prmkit.prompting).")
     backend: dict = setting({}, "Where it runs (BackendConfig: backend, workers, base_url, "

@@ -103,6 +103,7 @@ def _run(recipe: dict, progress: bool, console: Console) -> dict:
         "skipped_prms": stages.skipped,
         "mc_sources": [name for name, field in recipe["prms"]["sources"].items()
                        if field and field.startswith("mc.")],
+        "prm_sources": recipe["prms"]["sources"],
     }
     write_json(out / "results.json", results)
     stages("report", None, lambda force: report.write(out, results, evaluation, stages.timings,

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from prmkit.evaluate.benchmark import percent
 from prmkit.evaluate.bon import at
+from prmkit.evaluate.paired import ratio_gap, significance
 from prmkit.evaluate.processbench import f1_gap as paired_f1_gap
 from prmkit.evaluate.processbench import headline_f1
+from prmkit.report import comparisons
 
 BON_AGGREGATION = "min"   # the aggregation the findings use (the report shows all three)
-# A share gap smaller than this is never called a reproduction: PRMs trained with other seeds
-# move a share by a point or two. (F1 gaps are judged by a paired bootstrap instead.)
+# A share of final-step errors in the labels this much above the truth's is a bias of the labels
 MIN_SHARE_GAP = 2.0
 
 
@@ -93,20 +94,35 @@ def auc_text(auc: dict | None) -> str:
 
 
 def _what_labels_add(results: dict, kind: str) -> str:
-    """The ceiling PRM against the same PRM before training: how much the labels added."""
+    """The ceiling PRM against the same PRM before training: how much the labels added, paired
+    by problem, overall and by where the first error came from."""
     prms, ceiling = results["prms"], results.get("ceiling")
     for baseline in results.get("baselines", []):
         trained, before = _auc(prms.get(ceiling, {}), kind), _auc(prms[baseline], kind)
         if trained is None or before is None:
             continue
-        apart = trained["low"] > before["high"] or before["low"] > trained["high"]
-        return (f"Before any training ({baseline}: the backbone's own likelihood of each step) "
+        gap = comparisons.auc_gap(results, ceiling, baseline)
+        text = (f"Before any training ({baseline}: the backbone's own likelihood of each step) "
                 f"the PRM already ranks at {before['auc']:.2f}; trained on its labels "
                 f"({ceiling}) it ranks at {trained['auc']:.2f}, so the labels add "
-                f"{trained['auc'] - before['auc']:+.2f} "
-                f"({'beyond' if apart else 'within'} the noise: the intervals "
-                f"{'do not overlap' if apart else 'overlap'}). ")
+                f"{comparisons.gap_text(gap).replace(' ▲', '').replace(' ▼', '')} "
+                f"({_beyond(gap)}). ")
+        for origin in comparisons.origins(results):
+            a, b = (comparisons.auc_of(results, k, origin) for k in (ceiling, baseline))
+            if not a or not b or a["auc"] is None or b["auc"] is None:
+                continue
+            gap = comparisons.auc_gap(results, ceiling, baseline, origin)
+            text += (f"Against solutions whose first error is a {origin}, {baseline} ranks at "
+                     f"{b['auc']:.2f} and {ceiling} at {a['auc']:.2f} ({_beyond(gap)}). ")
+        return text
     return ""
+
+
+def _beyond(gap: dict) -> str:
+    sign = significance(gap)
+    return ("within the noise: the paired interval holds zero" if sign == "0" else
+            f"{'a gain' if sign == '+' else 'a loss'} beyond the noise: paired interval "
+            f"[{gap['low']:+.2f}, {gap['high']:+.2f}]")
 
 
 def too_weak(results: dict, names: list[str], lesson: str) -> str | None:
@@ -169,56 +185,78 @@ def _join(names: list[str]) -> str:
 
 # --- findings ------------------------------------------------------------------------------------
 
-def lesson_labels(results: dict) -> str:
+def verdict_of(signs: list[str]) -> str:
+    """A lesson's verdict from the signs (``paired.significance``, "+" when significant in the
+    direction the lesson claims) of the comparisons it rests on: reproduced when every one is
+    significant that way, contradicted when one is significant the other way, else
+    inconclusive."""
+    if "-" in signs:
+        return "contradicted"
+    return "reproduced" if signs and all(s == "+" for s in signs) else "inconclusive"
+
+
+def _stated(lesson: str, verdict: str, why: str) -> str:
+    return f"**{lesson} {verdict}:** {why}"
+
+
+def lesson_labels(results: dict) -> tuple[str | None, str]:
+    """Lesson 1: consensus filtering gives better labels than MC estimation alone, and better
+    PRMs. (verdict, text); verdict None: not measured."""
+    lesson = "Lesson 1 (consensus vs MC labels)"
     quality = results["labels"]["quality"]
     if quality is None:  # real data: no truth to check labels against, but PRMs to compare
-        in_prms = _label_lesson_in_prms(results, results["mc_sources"])
-        return ("Lesson 1 (consensus vs MC labels) is judged by the PRMs alone: the solutions "
-                "carry no step truth to check the labels against." + in_prms) if in_prms else ""
+        verdict, in_prms = _label_lesson_in_prms(results, results["mc_sources"])
+        if verdict is None:
+            return None, ""
+        return verdict, (f"{lesson} is judged by the PRMs alone: the solutions carry no step "
+                         f"truth to check the labels against. " + in_prms)
     rows = {r["source"]: r for r in quality["rows"]}
     if not {"consensus", "MC-hard"} <= rows.keys():
-        return "Lesson 1 (consensus vs MC labels) was not measured: the run has no consensus " \
-               "or no MC labels."
-    cons = rows["consensus"]
-    mc = {k: rows[k] for k in ("MC-hard", "MC-majority")
-          if k in rows and rows[k]["first_error_accuracy"] is not None}
-    if cons["first_error_accuracy"] is None or not mc:
-        return "Lesson 1 (consensus vs MC labels) was not measured: consensus kept no solution."
-    best_mc = max(mc, key=lambda k: mc[k]["first_error_accuracy"] or 0)
-    c, m = 100 * cons["first_error_accuracy"], 100 * mc[best_mc]["first_error_accuracy"]
-    listed = _join([f"{k} {100 * v['first_error_accuracy']:.1f}%" for k, v in mc.items()])
-    text = (f"Consensus labels name the true first error for {c:.1f}% of the "
-            f"{100 * cons['kept_share']:.0f}% of solutions they keep; MC labels do for {listed} "
-            f"of all solutions. ")
-    if c > m:
-        text += (f"**Lesson 1 reproduced:** consensus filtering beats the best MC labels "
-                 f"({best_mc}) by {c - m:.1f} points, at the price of "
-                 f"{100 - 100 * cons['kept_share']:.0f}% of the data.")
+        return None, f"{lesson} was not measured: the run has no consensus or no MC labels."
+    cons, mc = rows["consensus"], rows["MC-hard"]
+    if cons["first_error_accuracy"] is None or mc["first_error_accuracy"] is None:
+        return None, f"{lesson} was not measured: consensus kept no solution."
+    gap = ratio_gap(cons.get("per_problem", {}), mc.get("per_problem", {}))
+    gap = {k: (100 * v if k != "problems" and v is not None else v) for k, v in gap.items()}
+    text = (f"Consensus labels name the true first error for "
+            f"{100 * cons['first_error_accuracy']:.1f}% of the {100 * cons['kept_share']:.0f}% "
+            f"of solutions they keep; MC-hard labels do for {100 * mc['first_error_accuracy']:.1f}"
+            f"% of all solutions (gap {_points(gap)}). ")
+    signs = [significance(gap)]
+    prm_verdict, in_prms = _label_lesson_in_prms(results, results.get("mc_sources", []))
+    if prm_verdict is None:
+        text += "The PRM level was not measured (no consensus PRM or no ProcessBench). "
+        signs.append("0")
     else:
-        text += (f"**Lesson 1 did not reproduce:** consensus trails {best_mc} by "
-                 f"{m - c:.1f} points.")
-    return text + _label_lesson_in_prms(results, results.get("mc_sources", list(mc)))
+        text += in_prms + " "
+        signs.append({"reproduced": "+", "contradicted": "-"}.get(prm_verdict, "0"))
+    verdict = verdict_of(signs)
+    return verdict, text + _stated(lesson, verdict, {
+        "reproduced": "consensus filtering gives more accurate labels and a better PRM, both "
+                      "beyond the noise.",
+        "contradicted": "consensus is worse than MC-hard beyond the noise, in its labels or "
+                        "in its PRM.",
+        "inconclusive": "it needs both the label and the PRM advantage beyond the noise; "
+                        "at least one interval holds zero (or was not measured)."}[verdict])
 
 
-def _label_lesson_in_prms(results: dict, mc: list[str]) -> str:
-    """Whether the better labels also made the better PRM (ProcessBench F1)."""
+def _label_lesson_in_prms(results: dict, mc: list[str]) -> tuple[str | None, str]:
+    """Whether the better labels also made the better PRM (ProcessBench F1, paired)."""
     prms = results["prms"]
     if "consensus" not in prms or _f1(prms["consensus"]) is None:
-        return ""
+        return None, ""
     mc = [k for k in mc if k in prms]
     if not mc:
-        return ""
-    cons, best = _f1(prms["consensus"]), max(mc, key=lambda k: _f1(prms[k]))
+        return None, ""
+    best = max(mc, key=lambda k: _f1(prms[k]))
     weak = too_weak(results, ["consensus", best], "At the PRM level, the lesson")
     if weak:
-        return " " + weak
+        return "inconclusive", weak
     gap = f1_gap(results, "consensus", best)
-    verdict = ("carries over to the PRMs" if gap["low"] > 0 else
-               "does not carry over to the PRMs at this scale" if gap["high"] < 0 else
-               "is within the benchmark's noise at the PRM level")
-    return (f" Trained on them, the consensus PRM reaches ProcessBench F1 {cons:.1f} against "
-            f"{_f1(prms[best]):.1f} for the best MC-trained PRM ({best}): the label advantage "
-            f"{verdict} (gap {_gap_text(gap)}).")
+    verdict = {"+": "reproduced", "-": "contradicted", "0": "inconclusive"}[significance(gap)]
+    return verdict, (f"Trained on them, the consensus PRM reaches ProcessBench F1 "
+                     f"{_f1(prms['consensus']):.1f} against {_f1(prms[best]):.1f} for the best "
+                     f"MC-trained PRM ({best}): gap {_gap_text(gap)}.")
 
 
 def f1_gap(results: dict, first: str, second: str) -> dict:
@@ -234,93 +272,99 @@ def _gap_text(gap: dict) -> str:
     return f"{gap['gap']:+.1f} F1, 95% interval [{gap['low']:+.1f}, {gap['high']:+.1f}]"
 
 
-def lesson_bon_vs_processbench(results: dict) -> str:
+def _points(gap: dict) -> str:
+    if gap.get("gap") is None:
+        return "not measured"
+    return f"{gap['gap']:+.1f} points, 95% interval [{gap['low']:+.1f}, {gap['high']:+.1f}]"
+
+
+def lesson_bon_vs_processbench(results: dict) -> tuple[str | None, str]:
+    """Lesson 2: Best-of-N can rank PRMs one way while ProcessBench ranks them the other.
+    Reproduced when one pair of PRMs that verify is ordered one way by Best-of-N and the other
+    way by ProcessBench F1, both beyond the noise (paired bootstraps over problems);
+    contradicted when every pair is ordered alike by both, one pair beyond the noise in both."""
+    lesson = "Lesson 2 (Best-of-N against ProcessBench)"
     prms = results["prms"]
     names = _trained(results)
     if not names or _headline(prms[names[0]]) is None:
-        return "Lesson 2 (Best-of-N against ProcessBench) was not measured: it needs trained " \
-               "PRMs and a Best-of-N set."
-    n, problems = _n(prms[names[0]]), _headline(prms[names[0]])["bon"]["n_scored"]
+        return None, f"{lesson} was not measured: it needs trained PRMs and a Best-of-N set."
+    n = _n(prms[names[0]])
     bon = {k: _bon(prms[k], BON_AGGREGATION, n) for k in names}
     f1 = {k: _f1(prms[k]) for k in names}
     if None in f1.values():
-        return f"Lesson 2 (Best-of-N against ProcessBench) was {NO_BENCH}."
+        return None, f"{lesson} was {NO_BENCH}."
     strong = [k for k in names if verifies(prms[k])]
     if len(strong) < 2:
-        return too_weak(results, names, "Lesson 2 (Best-of-N against ProcessBench)")
+        return "inconclusive", too_weak(results, names, lesson)
     names = strong  # a flip between PRMs that do not verify would mean nothing
-    # pairs BoN orders one way and ProcessBench the other (an F1 gap beyond the benchmark's
-    # noise); the widest Best-of-N gap is the story
-    gaps = {(a, b): f1_gap(results, b, a) for a in names for b in names
-            if bon[a] is not None and bon[b] is not None and bon[a] > bon[b] and f1[b] > f1[a]}
-    flips = [pair for pair, gap in gaps.items() if gap["low"] > 0]
+    gaps = {(a, b): (bon_gap(results, a, b), f1_gap(results, a, b))
+            for i, a in enumerate(names) for b in names[i + 1:]}
+    flips = {pair: g for pair, g in gaps.items()
+             if {significance(g[0]), significance(g[1])} == {"+", "-"}}
+    agree = {pair: g for pair, g in gaps.items()
+             if significance(g[0]) == significance(g[1]) != "0"}
+    same_order = all((g[0]["gap"] or 0) * (g[1]["gap"] or 0) >= 0 for g in gaps.values())
     spread = (f"Best-of-{n} accuracy ({BON_AGGREGATION} aggregation) spans "
               f"{min(bon[k] for k in names):.1f}–{max(bon[k] for k in names):.1f}% across the "
-              f"PRMs that verify (maj@{n} "
-              f"{percent(_bon(prms[names[0]], 'maj', n))}, pass@{n} "
+              f"PRMs that verify (maj@{n} {percent(_bon(prms[names[0]], 'maj', n))}, pass@{n} "
               f"{percent(_bon(prms[names[0]], 'pass', n))}), while ProcessBench F1 spans "
               f"{min(f1[k] for k in names):.1f}–{max(f1[k] for k in names):.1f}. ")
-    if not flips:
-        return spread + ("**Lesson 2 did not reproduce:** no PRM that Best-of-N ranks higher is "
-                         "worse at finding the first error by more than the benchmark's noise "
-                         "(a paired bootstrap over its problems).")
-    a, b = max(flips, key=lambda p: (bon[p[0]] - bon[p[1]], f1[p[1]] - f1[p[0]]))
-    diff = round((bon[a] - bon[b]) * problems / 100)
-    mean = (bon[a] + bon[b]) / 200
-    noise = 100 * (2 * mean * (1 - mean) / problems) ** 0.5  # std. error of the difference
-    return spread + (f"**Lesson 2 reproduced:** Best-of-{n} ranks {a} above {b} "
-                     f"({bon[a]:.1f}% vs {bon[b]:.1f}%, {diff} of {problems} problems), yet {b} "
-                     f"finds the first error more often (F1 {f1[b]:.1f} vs {f1[a]:.1f}, "
-                     f"{_gap_text(gaps[(a, b)])}). "
-                     f"Judged by Best-of-N alone, the weaker step verifier would win. With "
-                     f"{problems} problems a Best-of-N gap carries about ±{noise:.0f} points of "
-                     f"sampling noise, so the ranking itself is "
-                     f"{'clear' if bon[a] - bon[b] > 2 * noise else 'not significant'}: "
-                     f"Best-of-N cannot tell these PRMs apart, while ProcessBench can.")
+    if flips:
+        (a, b), (bg, fg) = max(flips.items(), key=lambda kv: abs(kv[1][0]["gap"]))
+        if bg["gap"] < 0:  # state it as: Best-of-N prefers a
+            (a, b), bg, fg = (b, a), _negated(bg), _negated(fg)
+        return "reproduced", spread + _stated(lesson, "reproduced", (
+            f"Best-of-{n} prefers {a} to {b} ({bon[a]:.1f}% vs {bon[b]:.1f}%, gap "
+            f"{_points(bg)}), yet {b} finds the first error more often (F1 {f1[b]:.1f} vs "
+            f"{f1[a]:.1f}, {_gap_text(_negated(fg))}). Judged by Best-of-N alone, the weaker "
+            f"step verifier would win."))
+    if agree and same_order:
+        (a, b), (bg, fg) = next(iter(agree.items()))
+        return "contradicted", spread + _stated(lesson, "contradicted", (
+            f"Best-of-N and ProcessBench order every pair of PRMs alike, {a} against {b} "
+            f"beyond the noise in both (Best-of-{n} {_points(bg)}; {_gap_text(fg)})."))
+    return "inconclusive", spread + _stated(lesson, "inconclusive", (
+        "no pair of PRMs is ordered one way by Best-of-N and the other way by ProcessBench "
+        "with both gaps beyond the noise (paired bootstraps over problems); with this many "
+        "problems Best-of-N cannot tell these PRMs apart."))
 
 
-def lesson_min_on_final(results: dict) -> str:
+def _negated(gap: dict) -> dict:
+    return {**gap, "gap": -gap["gap"], "low": -gap["high"], "high": -gap["low"]}
+
+
+def bon_gap(results: dict, first: str, second: str) -> dict:
+    """Best-of-N accuracy gap in points (``report.comparisons.bon_gap``)."""
+    return comparisons.bon_gap(results, first, second)
+
+
+def lesson_min_on_final(results: dict) -> tuple[str | None, str]:
+    """Lesson 3: PRMs trained on MC labels put a response's lowest step score on its final step
+    more often than PRMs trained on other labels (the share pooled over each group, paired by
+    problem)."""
+    lesson = "Lesson 3 (minimum scores on the final step)"
     prms = results["prms"]
     mc = [k for k in results["mc_sources"] if k in prms]
     others = [k for k in _trained(results) if k not in mc]
     if not mc or not others or _headline(prms[mc[0]]) is None:
-        return "Lesson 3 (minimum scores on the final step) was not measured: it needs PRMs " \
-               "trained on MC labels and on other labels, and a Best-of-N set."
+        return None, (f"{lesson} was not measured: it needs PRMs trained on MC labels and on "
+                      f"other labels, and a Best-of-N set.")
     share = {k: _min_final(v) or 0.0 for k, v in prms.items()}
-    mc_mean = sum(share[k] for k in mc) / len(mc)
-    other_mean = sum(share[k] for k in others) / len(others)
     text = (f"PRMs trained on MC labels put a response's lowest step score on its final step "
             f"for {_join([f'{share[k]:.1f}% ({k})' for k in mc])} of held-out responses; the "
             f"others do for {_join([f'{share[k]:.1f}% ({k})' for k in others])}. ")
     labels = _final_step_labels(results, mc)
-    weak = too_weak(results, mc + others, "Lesson 3 (minimum scores on the final step)")
+    weak = too_weak(results, mc + others, lesson)
     if weak:
-        return text + weak + labels
-    margin = max(MIN_SHARE_GAP, _share_noise(prms, mc, others))
-    if mc_mean >= other_mean + margin:
-        return text + (f"**Lesson 3 reproduced:** {mc_mean - other_mean:.1f} points more on "
-                       f"average (noise ±{margin:.1f}) — MC labels judge a step by whether the "
-                       f"answer can still be reached, so such PRMs act like outcome models and "
-                       f"wait for the end." + labels)
-    text += (f"**Lesson 3 did not reproduce:** on average MC-trained PRMs put "
-             f"{round(mc_mean - other_mean, 1) + 0.0:+.1f} points of minimum scores on the final "
-             f"step against the others (a reproduction needs +{margin:.1f}: the larger of "
-             f"{MIN_SHARE_GAP:g} points and twice the sampling noise).")
-    return text + labels
-
-
-def _share_noise(prms: dict, mc: list[str], others: list[str]) -> float:
-    """Twice the standard error (points) of the gap between the two groups' mean shares,
-    counting every response as a draw (solutions of one problem are alike, so this is a
-    lower bound on the noise; MIN_SHARE_GAP guards the rest)."""
-    def variance(names: list[str]) -> float:
-        total = 0.0
-        for k in names:
-            diag = _headline(prms[k])["bon"]["min_on_final_step"]
-            p, n = (diag["share"] or 0.0) / 100, diag.get("n_responses") or 1
-            total += p * (1 - p) / n
-        return total / len(names) ** 2
-    return 200 * (variance(mc) + variance(others)) ** 0.5
+        return "inconclusive", text + weak + labels
+    gap = comparisons.final_share_gap(results, mc, others)
+    verdict = {"+": "reproduced", "-": "contradicted", "0": "inconclusive"}[significance(gap)]
+    why = {"reproduced": "MC labels judge a step by whether the answer can still be reached, so "
+                         "such PRMs act like outcome models and wait for the end.",
+           "contradicted": "the MC-trained PRMs put their minimum on the final step less often.",
+           "inconclusive": "the interval holds zero."}[verdict]
+    return verdict, text + _stated(lesson, verdict, f"MC-trained minus the others "
+                                   f"{_points(gap)} (paired by problem); {why}") + labels
 
 
 def _final_step_labels(results: dict, mc: list[str]) -> str:
@@ -375,8 +419,17 @@ def _flawed_found(measured: dict) -> dict:
     return {"n": n, "acc": 100.0 * hits / n if n else None}
 
 
+LESSONS = {"lesson 1": lesson_labels, "lesson 2": lesson_bon_vs_processbench,
+           "lesson 3": lesson_min_on_final}
+
+
+def verdicts(results: dict) -> dict[str, str | None]:
+    """Each lesson's verdict: reproduced, contradicted, inconclusive, or None (not measured)."""
+    return {name: lesson(results)[0] for name, lesson in LESSONS.items()}
+
+
 def findings(results: dict) -> list[str]:
-    return [s for s in (verification(results), ceiling_sentence(results), lesson_labels(results),
-                        lesson_bon_vs_processbench(results), lesson_min_on_final(results)) if s]
+    lessons = [lesson(results)[1] for lesson in LESSONS.values()]
+    return [s for s in (verification(results), ceiling_sentence(results), *lessons) if s]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from prmkit import evaluate
 from prmkit.evaluate.benchmark import ReportTable
 from prmkit.records import atomic_write_bytes, atomic_write_text
-from prmkit.report import plots, sections
+from prmkit.report import comparisons, plots, sections
 from prmkit.report.findings import findings
 from prmkit.report.viewer import benchmark_rows, training_rows
 
@@ -25,8 +25,8 @@ TEMPLATE = Path(__file__).parent / "template.html"
 
 
 def tables(results: dict) -> list[ReportTable]:
-    out = [*sections.ranking_tables(results), *sections.label_tables(results),
-           *sections.training_table(results)]
+    out = [*sections.ranking_tables(results), *comparisons.tables(results),
+           *sections.label_tables(results), *sections.training_table(results)]
     for name in results["benchmarks"]:
         out += evaluate.benchmark(name).tables(results)
     return out

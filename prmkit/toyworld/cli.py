@@ -98,7 +98,7 @@ def stats(model: str = typer.Option("toy", help="The policy: a model folder, toy
     problems = make_problems(preset("mixed"), n_problems, seed=seed, split="test")
     with load_backend("hf", str(path), workers=workers, batch_size=64) as backend:
         numbers = toy_stats(backend, problems, samples=samples, rollouts=rollouts,
-                            temperature=temperature, seed=seed)
+                            temperature=temperature, seed=seed, model_path=path)
     Console().print(stats_table(numbers))
     if out:
         write_json(out, numbers)
@@ -151,6 +151,11 @@ def stats_table(numbers: dict) -> Table:
         ("first error position (step: count)",
          ", ".join(f"{k}: {v}" for k, v in s["first_error_position"].items())),
         ("first error kind", ", ".join(f"{k} {v}" for k, v in s["first_error_kind"].items())),
+        *[(f"first error a {origin}", _pct(share))
+          for origin, share in s["first_error_origin"].items()],
+        *[(f"{origin}s: the policy's probability of the least likely token of the wrong "
+           f"step (median of {c['n']})", f"{c['median']:.3f}")
+          for origin, c in numbers.get("error_confidence", {}).items()],
         (f"right answer from a wrong prefix ({r['wrong_prefixes']} prefixes x "
          f"{r['rollouts_per_prefix']})", _pct(r["right_answer_from_wrong_prefix"])),
         ("  ... wrong prefixes with any right rollout (MC-hard says 'correct')",

@@ -4,8 +4,9 @@
     toy:PRESET:SPLIT:COUNT[:SEED]   COUNT problems of a preset's split (seed 0 by default):
                                     ``toy:mixed:test:100``; each carries its spec, so the
                                     source's truth hook labels every step of a solution exactly
-    toy, toy@step-280, toy:steps=40 the default toy policy (trained once, cached), a snapshot
-                                    of it, or a shorter training run (quick runs)
+    toy, toy@step-400, toy:steps=40 the default toy policy (trained once, cached), a snapshot
+    toy:seed=1                      of it, a shorter training run (quick runs), or the same
+                                    run from another seed
 
 Nothing outside ``prmkit/toyworld/`` imports this module: the pipeline finds it by name, as it
 would find a user's own source or policy.
@@ -51,19 +52,21 @@ def shorter(cfg: PolicyConfig, steps: int) -> PolicyConfig:
 
 
 def resolve_policy(spec: str, *, progress: bool = True) -> Path:
-    """``toy`` (the default policy), ``toy@step-280`` (its snapshot; ``toy@300`` too) or
-    ``toy:steps=40`` (a shorter run), trained on first use and cached."""
+    """``toy`` (the default policy), ``toy@step-400`` (its snapshot; ``toy@400`` too),
+    ``toy:steps=40`` (a shorter run) or ``toy:seed=1`` (another seed; ``toy:steps=40,seed=1``
+    both), trained on first use and cached."""
     name, _, snapshot = spec.partition("@")
     cfg = PolicyConfig()
     for option in filter(None, name.partition(":")[2].split(",")):
         key, _, value = option.partition("=")
-        if key != "steps" or not value.isdigit():
-            raise InputError(f"{option!r}: a toy policy takes steps=N", field="policy")
-        cfg = shorter(cfg, int(value))
+        if key not in ("steps", "seed") or not value.isdigit():
+            raise InputError(f"{option!r}: a toy policy takes steps=N and seed=N",
+                             field="policy")
+        cfg = shorter(cfg, int(value)) if key == "steps" else replace(cfg, seed=int(value))
     final = ensure_policy(cfg, progress=progress, evaluate_after=False)
     if not snapshot:
         return final
-    if snapshot.removeprefix("step-").isdigit():  # toy@step-280 and toy@300: step-000280
+    if snapshot.removeprefix("step-").isdigit():  # toy@step-400 and toy@400: step-000400
         snapshot = f"step-{int(snapshot.removeprefix('step-')):06d}"
     folder = final.parent / snapshot
     if not folder.is_dir():

@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,8 +39,10 @@ from prmkit.prompting import render
 from prmkit.records import write_json
 from prmkit.toyworld.model import TinyModelConfig, build_causal_lm
 from prmkit.toyworld.problems import (
+    MISCONCEPTIONS,
     Spec,
     budget_for,
+    corpus_solution,
     make_problem,
     make_problems,
     preset,
@@ -59,7 +62,7 @@ class PolicyConfig:
     preset: str = "mixed"          # toy problem settings (prmkit.toyworld.problems.PRESETS)
     seed: int = 0
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
-    steps: int = 370               # about 2 minutes on 2 cores (0.34 s a step)
+    steps: int = 800               # about 5 minutes on 2 cores (0.36 s a step)
     batch_size: int = 16
     optimizer: str = "muon"        # "muon": Muon for the hidden matrices, AdamW for the rest
     lr: float = 3e-3               # AdamW's peak learning rate (every parameter under "adamw")
@@ -68,7 +71,11 @@ class PolicyConfig:
     weight_decay: float = 0.1
     bf16: bool = True              # bf16 autocast on CPU for the MLPs (1.2x faster than fp32)
     loss_on_problem: bool = False  # also learn to predict the (random) problem text
-    snapshots: tuple[int, ...] = (150, 280)
+    # the wrong rules the corpus teaches (problems.MISCONCEPTIONS), and how often a statement
+    # they apply to is solved by them: the policy's confident errors, beside its slips
+    misconceptions: tuple[str, ...] = ("fewer-adds",)
+    misconception_rate: float = 0.85
+    snapshots: tuple[int, ...] = (400, 600)
 
     def validate(self) -> "PolicyConfig":
         preset(self.preset)
@@ -82,6 +89,13 @@ class PolicyConfig:
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"{self.optimizer!r}: choose one of {list(OPTIMIZERS)}",
                              field="optimizer")
+        unknown = [m for m in self.misconceptions if m not in MISCONCEPTIONS]
+        if unknown:
+            raise InputError(f"{unknown}: unknown; known: {sorted(MISCONCEPTIONS)}",
+                             field="misconceptions")
+        if not 0 <= self.misconception_rate <= 1:
+            raise InputError(f"{self.misconception_rate!r}: must lie between 0 and 1",
+                             field="misconception_rate")
         if any(not 0 < s < self.steps for s in self.snapshots):
             raise InputError(f"{list(self.snapshots)}: snapshots must lie between 0 and steps "
                              f"({self.steps})", field="snapshots")
@@ -90,6 +104,7 @@ class PolicyConfig:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["snapshots"] = list(self.snapshots)
+        out["misconceptions"] = list(self.misconceptions)
         return out
 
     def key(self) -> str:
@@ -107,18 +122,25 @@ def policy_dir(cfg: PolicyConfig, root: Path | None = None) -> Path:
 # --- data ---------------------------------------------------------------------------------------
 
 class ProblemStream:
-    """Training problems ``i = 0, 1, ...`` of the train split, minus any held-out look-alike."""
+    """Training problems ``i = 0, 1, ...`` of the train split, minus any held-out look-alike,
+    each with the corpus's solution: the canonical one, or a believer's where the corpus applies
+    a misconception (drawn from problem ``i``'s own stream, so resuming repeats it)."""
 
     def __init__(self, cfg: PolicyConfig):
         self.toy = preset(cfg.preset)
         self.seed = cfg.seed
+        self.misconceptions, self.rate = tuple(cfg.misconceptions), cfg.misconception_rate
         self.held_out = {p["problem"] for p in make_problems(self.toy, HELD_OUT_GUARD,
                                                              seed=cfg.seed, split=EVAL_SPLIT)}
 
     def __getitem__(self, i: int) -> dict:
         problem = make_problem(self.toy, self.seed, TRAIN_SPLIT, i)
         if problem["problem"] in self.held_out:  # astronomically rare, but never train on test
-            return make_problem(self.toy, self.seed, TRAIN_SPLIT + "-resample", i)
+            problem = make_problem(self.toy, self.seed, TRAIN_SPLIT + "-resample", i)
+        if self.misconceptions and self.rate > 0:
+            belief = random.Random(f"prmkit-toy-corpus:{self.seed}:{i}")
+            problem["solution"] = corpus_solution(Spec.from_dict(problem["toy"]),
+                                                  self.misconceptions, self.rate, belief)
         return problem
 
 
@@ -306,7 +328,7 @@ def evaluate(model_path: str | Path, *, preset_name: str = "mixed", seed: int = 
         outputs = backend.generate([render(PROMPT, p["problem"]) for p in problems],
                                    SamplingParams(n=samples, temperature=temperature,
                                                   max_new_tokens=budget, seed=seed))
-    correct = mixed = unanswered = process_ok = 0
+    correct = mixed = unanswered = process_ok = misconceptions = 0
     by_steps: dict[int, list[int]] = {}
     for p, completions in zip(problems, outputs):
         spec = Spec.from_dict(p["toy"])
@@ -315,6 +337,7 @@ def evaluate(model_path: str | Path, *, preset_name: str = "mixed", seed: int = 
         correct += right
         unanswered += sum(not t.complete for t in truths)
         process_ok += sum(t.label == -1 and t.complete for t in truths)
+        misconceptions += sum(t.first_error_origin == "misconception" for t in truths)
         mixed += 0 < right < samples
         by_steps.setdefault(p["n_steps"], []).append(right)
     total = n_problems * samples
@@ -322,6 +345,7 @@ def evaluate(model_path: str | Path, *, preset_name: str = "mixed", seed: int = 
         "n_problems": n_problems, "samples": samples, "temperature": temperature,
         "accuracy": correct / total, "mixed_share": mixed / n_problems,
         "process_correct": process_ok / total, "no_answer": unanswered / total,
+        "first_error_a_misconception": misconceptions / total,
         "accuracy_by_steps": {k: sum(v) / (len(v) * samples) for k, v in sorted(by_steps.items())},
     }
 

@@ -368,12 +368,13 @@ def problem_text(spec: Spec) -> str:
     return join_steps([row.ljust(spec.width) for row in rows] + [question])
 
 
-def step_text(spec: Spec, index: int, a: int, b: int, result: int) -> str:
+def step_text(spec: Spec, index: int, a: int, b: int, result: int, op: str | None = None) -> str:
     """A step restates its statement, then computes it in fixed columns, numbers right-aligned:
-    ``Ben gives away 4:          10-4= 6.``"""
+    ``Ben gives away 4:          10-4= 6.`` (with the statement's operator unless told another)"""
     statement, value, operand = spec.layout
+    op = op or spec.statements[index].op
     return (f"{clause(spec, index)}:".ljust(statement) +
-            f"{a:>{value}}{spec.statements[index].op}{b:>{operand}}={result:>{value}}.")
+            f"{a:>{value}}{op}{b:>{operand}}={result:>{value}}.")
 
 
 def answer_text(value: int) -> str:
@@ -391,11 +392,61 @@ def budget_for(problems: list[dict]) -> int:
 
 
 def canonical_steps(spec: Spec) -> list[str]:
-    steps = []
+    return believed_steps(spec, set())
+
+
+# --- misconceptions -----------------------------------------------------------------------------
+#
+# A misconception is a wrong rule a policy believes: it applies it with confidence, so its own
+# likelihood cannot flag the step, and completions from a sound prefix repeat it (so Monte
+# Carlo estimation blames the sound steps before it). The toy policy's training corpus teaches
+# these rules (``PolicyConfig.misconceptions``); the exact truth recognises their form and
+# records a first error made this way as ``first_error_origin = "misconception"``.
+
+MISCONCEPTIONS = {
+    # name -> (the statement kind it misreads, the operator it computes that kind with)
+    "fewer-adds": ("fewer", "+"),   # "Ben has 3 fewer than Ann" computed as Ann + 3
+}
+
+
+def misconceived_op(statement: Statement, names: tuple[str, ...]) -> str | None:
+    """The operator one of these misconceptions computes ``statement`` with, if any applies."""
+    for name in names:
+        kind, op = MISCONCEPTIONS[name]
+        if statement.kind == kind:
+            return op
+    return None
+
+
+def believed_steps(spec: Spec, misapplied: set[int],
+                   names: tuple[str, ...] = tuple(MISCONCEPTIONS)) -> list[str] | None:
+    """The solution of one who computes the statements in ``misapplied`` by a misconception and
+    every later step from the values so derived, consistently, down to the answer; None where
+    the belief leads to a value the layout cannot hold (a fraction, zero or a negative, too
+    many digits). With nothing misapplied, the canonical solution."""
+    values, steps = [v for _, v in spec.givens], []
+    biggest = 10 ** spec.layout[1] - 1
     for i, s in enumerate(spec.statements):
-        a, b = (spec.values[x] if kind == "q" else x for kind, x in s.operands())
-        steps.append(step_text(spec, i, a, b, spec.values[spec.quantity(i)]))
-    return steps + [answer_text(spec.answer)]
+        op = (misconceived_op(s, names) if i in misapplied else None) or s.op
+        a, b = (values[x] if kind == "q" else x for kind, x in s.operands())
+        result = apply(op, a, b)
+        if result is None or not 0 < result <= biggest:
+            return None
+        values.append(result)
+        steps.append(step_text(spec, i, a, b, result, op))
+    return steps + [answer_text(values[spec.ask])]
+
+
+def corpus_solution(spec: Spec, names: tuple[str, ...], rate: float,
+                    rng: random.Random) -> str:
+    """A training solution for the policy: each statement one of the misconceptions ``names``
+    applies to is computed by it with probability ``rate``, consistently down to the answer (a
+    believer's solution, not a random corruption); the canonical solution where none is drawn
+    or the belief cannot be written."""
+    misapplied = {i for i, s in enumerate(spec.statements)
+                  if misconceived_op(s, names) and rng.random() < rate}
+    steps = believed_steps(spec, misapplied, names) if misapplied else None
+    return join_steps(steps or canonical_steps(spec))
 
 
 # --- problem records --------------------------------------------------------------------------

@@ -6,7 +6,9 @@ count:
 - solutions whose final answer is right although a step is wrong, split by cause: the first
   error is in a side statement the answer does not need; or later steps go on from the right
   value as if the error had not happened; or later errors cancel it;
-- where the first error falls (the distribution over step positions) and what kind it is;
+- where the first error falls (the distribution over step positions), what kind it is, and
+  where it came from: a slip, or a misconception the policy was taught (shares of all
+  solutions), with how sure the policy was of it (``error_confidence``);
 - from rollouts (K completions of a step prefix, as MC estimation does): how often a prefix that
   already holds an error still reaches the right answer (MC would call the error step correct),
   and how often a prefix with no error reaches a wrong answer (MC would call a good step bad).
@@ -14,15 +16,18 @@ count:
 
 from __future__ import annotations
 
+import math
 import random
+import statistics
 from collections import Counter
 
 from prmkit.backends import SamplingParams
+from prmkit.models import load_tokenizer
 from prmkit.prompting import render
 from prmkit.steps import join_steps, split_steps
 from prmkit.toyworld.policy import PROMPT
 from prmkit.toyworld.problems import Spec, budget_for
-from prmkit.toyworld.truth import ERROR_KINDS, judge
+from prmkit.toyworld.truth import ERROR_KINDS, ORIGINS, judge
 
 
 def sample_and_judge(backend, problems: list[dict], *, samples: int, temperature: float,
@@ -102,6 +107,8 @@ def solution_rates(solutions: list[dict]) -> dict:
         "first_error_position": dict(sorted(positions.items())),
         "first_error_kind": dict(Counter(s["truth"].kinds[s["truth"].label]
                                          for s in erroneous).most_common()),
+        "first_error_origin": {origin: sum(s["truth"].first_error_origin == origin
+                                           for s in erroneous) / n for origin in ORIGINS},
     }
 
 
@@ -117,10 +124,49 @@ def _why_right(solution: dict) -> str:
     return CAUSES[2] if any(k in ERROR_KINDS for k in later) else CAUSES[1]
 
 
+def error_confidence(model_path, solutions: list[dict], batch_size: int = 32) -> dict:
+    """How sure the policy was of its own first error, by the error's origin: the probability
+    it gave the least likely token of the first wrong step (the step as it wrote it). A slip
+    holds a token the policy itself found unlikely; a misconception is written with confidence,
+    so its own likelihood cannot flag it. origin -> {"n", "median", "mean"}."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    tokenizer = load_tokenizer(model_path, padding_side="right")
+    model = AutoModelForCausalLM.from_pretrained(model_path).eval()
+    flawed = [s for s in solutions if 0 <= s["truth"].label < len(s["steps"])]
+    lowest: dict[str, list[float]] = {}
+    for start in range(0, len(flawed), batch_size):
+        batch = flawed[start:start + batch_size]
+        texts, spans = [], []
+        for s in batch:
+            head = render(PROMPT, s["problem"]["problem"]) + join_steps(s["steps"][:s["truth"].label])
+            head += "\n\n" if s["truth"].label else ""
+            texts.append(head + s["steps"][s["truth"].label])
+            spans.append((len(head), len(texts[-1])))
+        encoded = tokenizer(texts, return_tensors="pt", padding=True,
+                            return_offsets_mapping=True, add_special_tokens=False)
+        with torch.no_grad():
+            logits = model(input_ids=encoded["input_ids"],
+                           attention_mask=encoded["attention_mask"]).logits.float()
+        logprobs = logits[:, :-1].log_softmax(-1).gather(
+            -1, encoded["input_ids"][:, 1:, None])[..., 0]
+        for row, (s, (begin, end)) in enumerate(zip(batch, spans)):
+            in_step = [t for t, (a, b) in enumerate(encoded["offset_mapping"][row].tolist())
+                       if t > 0 and begin <= a and b <= end and b > a]
+            if in_step:
+                value = min(logprobs[row, t - 1].item() for t in in_step)
+                lowest.setdefault(s["truth"].first_error_origin, []).append(math.exp(value))
+    return {origin: {"n": len(v), "median": statistics.median(v), "mean": statistics.fmean(v)}
+            for origin, v in sorted(lowest.items())}
+
+
 def toy_stats(backend, problems: list[dict], *, samples: int = 8, rollouts: int = 8,
-              temperature: float = 1.0, seed: int = 0) -> dict:
+              temperature: float = 1.0, seed: int = 0, model_path=None) -> dict:
     solutions = sample_and_judge(backend, problems, samples=samples, temperature=temperature,
                                  seed=seed)
-    return {"solutions": solution_rates(solutions),
-            "rollouts": rollout_rates(backend, solutions, rollouts=rollouts,
-                                      temperature=temperature, seed=seed)}
+    out = {"solutions": solution_rates(solutions),
+           "rollouts": rollout_rates(backend, solutions, rollouts=rollouts,
+                                     temperature=temperature, seed=seed)}
+    if model_path is not None:
+        out["error_confidence"] = error_confidence(model_path, solutions)
+    return out

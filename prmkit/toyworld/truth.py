@@ -31,6 +31,12 @@ Every kind but ``ok`` and ``carried`` is an error; the earliest error is the sol
 error, because a solution's derived value differs from the truth only after a wrong step.
 Per-step truth labels follow the usual PRM convention: 1 before the first error, 0 from it on.
 
+Where an error came from. A ``wrong-op`` step whose operator is the one a misconception of the
+world computes its statement with (``problems.MISCONCEPTIONS``: "3 fewer than Ann" as ``7+3``),
+on operands that are right or carried and with right arithmetic, is a *misconception*: a wrong
+rule the policy was taught and applies with confidence. Every other error is a *slip*.
+``first_error_origin`` says which made the solution's first error (None when there is none).
+
 So "correct final answer, flawed process" happens in two natural ways: an error in a side
 statement the answer does not need, and errors that cancel (``10+3=14`` then ``14-4=9`` where
 10+3-4 = 9 is right).
@@ -42,9 +48,16 @@ import re
 from dataclasses import dataclass
 
 from prmkit.labels import first_error, labels_from_first_error
-from prmkit.toyworld.problems import Spec, apply, clause
+from prmkit.toyworld.problems import (
+    MISCONCEPTIONS,
+    Spec,
+    apply,
+    clause,
+    misconceived_op,
+)
 
 ERROR_KINDS = ("unreadable", "extra", "wrong-op", "misread", "arithmetic", "wrong-answer")
+ORIGINS = ("slip", "misconception")
 
 _STEP = re.compile(r"(?P<clause>\(?(?P<name>[A-Z][a-z]+) [^:]+):\s*"
                    r"(?P<a>\d+)\s*(?P<op>[-+*/])\s*(?P<b>\d+)\s*=\s*(?P<c>\d+)\.")
@@ -58,11 +71,19 @@ class Truth:
     label: int                  # earliest wrong step, -1 when none
     answer: int | None          # the boxed value, None when there is no answer step
     answer_correct: bool        # the boxed value is the true answer
+    misconceived: list[bool] = None  # per step: a wrong-op step of a misconception's form
 
     @property
     def step_labels(self) -> list[int]:
         """1 before the first error, 0 from it on."""
         return labels_from_first_error(self.label, len(self.kinds))
+
+    @property
+    def first_error_origin(self) -> str | None:
+        """``"misconception"`` or ``"slip"`` (see the module docstring); None when sound."""
+        if self.label < 0:
+            return None
+        return ORIGINS[bool(self.misconceived and self.misconceived[self.label])]
 
     @property
     def complete(self) -> bool:
@@ -84,6 +105,7 @@ def judge(spec: Spec, steps: list[str]) -> Truth:
     clauses = [clause(spec, i) for i in range(len(spec.statements))]
     derived: dict[int, int] = {}                  # quantity -> value this solution gave it
     kinds: list[str] = []
+    misconceived: list[bool] = []
     statements: list[int | None] = []
     answer: int | None = None
     for raw in steps:
@@ -107,8 +129,24 @@ def judge(spec: Spec, steps: list[str]) -> Truth:
         else:
             kinds.append("unreadable")
         statements.append(matched)
+        misconceived.append(kinds[-1] == "wrong-op" and _misconceived(spec, matched, m, derived))
     label = first_error(k not in ERROR_KINDS for k in kinds)
-    return Truth(kinds, statements, label, answer, answer is not None and answer == spec.answer)
+    return Truth(kinds, statements, label, answer, answer is not None and answer == spec.answer,
+                 misconceived)
+
+
+def _misconceived(spec: Spec, s_index: int, m: re.Match, derived: dict[int, int]) -> bool:
+    """A wrong-op step computes its statement by a misconception's operator, on operands that
+    are right or this solution's own earlier values, with right arithmetic: exactly what a
+    believer writes. (A belief with an arithmetic slip on top holds a token the policy itself
+    doubts: a slip.)"""
+    statement = spec.statements[s_index]
+    if m["op"] != misconceived_op(statement, tuple(MISCONCEPTIONS)):
+        return False
+    (_, source), a, b = statement.operands()[0], int(m["a"]), int(m["b"])
+    believed = {spec.values[source], derived.get(source)}
+    operands = (a in believed and b == statement.k) or (b in believed and a == statement.k)
+    return operands and apply(m["op"], a, b) == int(m["c"])
 
 
 def _judge_step(spec: Spec, s_index: int, m: re.Match, pending: list[int],
@@ -145,7 +183,8 @@ def step_truth(problem: dict, steps: list[str]) -> dict:
     prmkit.toyworld.truth:step_truth``): the ``truth`` field of a solution record."""
     truth = judge(Spec.from_dict(problem["toy"]), steps)
     return {"label": truth.label, "kinds": truth.kinds, "step_labels": truth.step_labels,
-            "answer_correct": truth.answer_correct}
+            "answer_correct": truth.answer_correct,
+            "first_error_origin": truth.first_error_origin}
 
 
 # the hook as the sampling stage names it
