@@ -17,6 +17,10 @@ the same solutions and is measured on the held-out ones:
     .venv/bin/python benchmarks/prm_study.py --only "plain layout" --variant \
         "mine=format=plain,readout=likelihood,lr=3e-4" --only mine
 
+With ``--curves`` it trains the exact-truth PRM of the demo's setting for 50 to 400 steps at two
+learning rates instead (``CURVES``), and every row also says how the PRM ranks sound solutions
+against those whose first error is a misconception, and against those with a slip.
+
 Arms that change the model itself rather than a setting (Math-Shepherd's LM-logit readout,
 layers added on top) patch ``prmkit.prm.train`` and ``prmkit.prm.modules`` for their run only. Each variant's PRM is kept
 in ``--out/<variant>`` and reused on a second run. The table is in docs/toy-prms.md.

@@ -58,7 +58,7 @@ def test_overrides_keep_their_types_and_null_drops_a_prm():
                                   "prms.sources.judge=null", "prms.train.lr=1e-3"])
     assert loaded["labels"]["mc"]["k"] == 4 and loaded["sample"]["temperature"] == 0.7
     assert loaded["prms"]["sources"]["judge"] is None
-    assert loaded["prms"]["train"]["lr"] == 1e-3 and loaded["prms"]["train"]["max_steps"] == 50
+    assert loaded["prms"]["train"]["lr"] == 1e-3 and loaded["prms"]["train"]["max_steps"] == 100
 
 
 @pytest.mark.parametrize("overrides,field,words", [

@@ -210,3 +210,32 @@ def test_the_report_is_written_for_a_run_with_or_without_benchmarks(tmp_path):
     page.write(tmp_path / "bare", bare, evaluation, {}, viewer_items=10)
     said = (tmp_path / "bare" / "report.md").read_text()
     assert "was not measured: the recipe has no Best-of-N set" in said
+
+
+def test_the_report_says_what_each_prm_can_and_cannot_catch_by_origin():
+    measured = results(consensus=(60.0, 71.0, 20.0))
+    for name, (believes, doubts) in {"exact truth": (0.85, 0.95),
+                                     "MC-hard": (0.10, 0.95)}.items():
+        ranking = measured["prms"][name]["bon"]["toy"]["ranking"]
+        ranking["process_by_origin"] = {
+            origin: {"auc": auc, "low": auc - 0.05, "high": auc + 0.05, "problems": 40,
+                     "per_problem": {f"p{k}": [10 * auc, 10] for k in range(40)}}
+            for origin, auc in (("misconception", believes), ("slip", doubts))}
+    said_here = report.catches(measured)
+    assert "Misconceptions (40 problems with both kinds of solution): caught by exact truth; " \
+           "not by MC-hard (0.10 [0.05, 0.15])" in said_here
+    assert "Slips (40 problems with both kinds of solution): caught by exact truth and " \
+           "MC-hard." in said_here
+    [paired] = comparisons.comparison_table(measured)  # consensus against MC-hard
+    assert paired.head[2:4] == ["AUC gap: misconceptions", "AUC gap: slips"]
+    assert paired.rows[0][0] == "consensus − MC-hard" and paired.rows[0][2] == "–"
+    [by_origin] = comparisons.origin_table(measured)
+    assert by_origin.rows[1][:3] == ["MC-hard", "0.10 [0.05, 0.15]", "0.95 [0.90, 1.00]"]
+
+
+def test_lesson_3_leaves_out_the_prms_that_rank_at_chance():
+    measured = results()
+    measured["prms"]["judge"] = prm(30.0, 60.0, 90.0, auc=0.5)  # at chance, all on the final
+    verdict, text = report.lesson_min_on_final(measured)
+    assert verdict == "reproduced" and "(judge does not)" in text
+    assert "MC-trained minus the others +25.0 points" in text

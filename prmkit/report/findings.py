@@ -118,6 +118,28 @@ def _what_labels_add(results: dict, kind: str) -> str:
     return ""
 
 
+def catches(results: dict) -> str:
+    """What the PRMs can and cannot catch, by where the first error came from: for each origin,
+    the PRMs that rank sound solutions above those flawed that way beyond the noise, and those
+    that do not (a PRM below 0.5 prefers the flawed ones: it believes the error too)."""
+    found = comparisons.origins(results)
+    if not found:
+        return ""
+    parts = []
+    for origin in found:
+        aucs = {k: comparisons.auc_of(results, k, origin) for k in results["prms"]}
+        aucs = {k: v for k, v in aucs.items() if v and v.get("auc") is not None}
+        able = [k for k, v in aucs.items() if v["low"] > 0.5]
+        unable = [f"{k} ({auc_text(v)})" for k, v in aucs.items() if v["low"] <= 0.5]
+        pairs = next(iter(aucs.values()))["problems"] if aucs else 0
+        parts.append(f"{origin.capitalize()}s ({pairs} problems with both kinds of solution): "
+                     f"{'caught by ' + _join(able) if able else 'caught by no PRM'}"
+                     f"{'; not by ' + _join(unable) if unable else ''}")
+    return ("What the PRMs catch, by where a solution's first error came from (a slip the policy "
+            "would doubt, a misconception it believes; within-problem AUC against sound "
+            "solutions, above 0.5 beyond the noise): " + ". ".join(parts) + ".")
+
+
 def _beyond(gap: dict) -> str:
     sign = significance(gap)
     return ("within the noise: the paired interval holds zero" if sign == "0" else
@@ -354,9 +376,18 @@ def lesson_min_on_final(results: dict) -> tuple[str | None, str]:
             f"for {_join([f'{share[k]:.1f}% ({k})' for k in mc])} of held-out responses; the "
             f"others do for {_join([f'{share[k]:.1f}% ({k})' for k in others])}. ")
     labels = _final_step_labels(results, mc)
-    weak = too_weak(results, mc + others, lesson)
-    if weak:
-        return "inconclusive", text + weak + labels
+    # as for lesson 2, only PRMs that verify count: a PRM that ranks at chance puts its
+    # minimum anywhere, and would make either group look like it waits for the end
+    strong_mc = [k for k in mc if verifies(prms[k])]
+    strong_others = [k for k in others if verifies(prms[k])]
+    if not strong_mc or not strong_others:
+        return "inconclusive", text + too_weak(results, mc + others, lesson) + labels
+    left_out = [k for k in mc + others if k not in strong_mc + strong_others]
+    if left_out:
+        text += (f"Compared among the PRMs that rank the solutions of one problem better than a "
+                 f"random pick ({_join(left_out)} {'does' if len(left_out) == 1 else 'do'} "
+                 f"not): ")
+    mc, others = strong_mc, strong_others
     gap = comparisons.final_share_gap(results, mc, others)
     verdict = {"+": "reproduced", "-": "contradicted", "0": "inconclusive"}[significance(gap)]
     why = {"reproduced": "MC labels judge a step by whether the answer can still be reached, so "
@@ -430,6 +461,7 @@ def verdicts(results: dict) -> dict[str, str | None]:
 
 def findings(results: dict) -> list[str]:
     lessons = [lesson(results)[1] for lesson in LESSONS.values()]
-    return [s for s in (verification(results), ceiling_sentence(results), *lessons) if s]
+    return [s for s in (verification(results), catches(results), ceiling_sentence(results),
+                        *lessons) if s]
 
 

@@ -48,7 +48,7 @@ def problems(out: Path = typer.Argument(..., help="Output JSONL of problem recor
 
 
 @toy_app.command("policy")
-def policy(steps: Optional[int] = typer.Option(None, help="Optimizer steps (default 370)."),
+def policy(steps: Optional[int] = typer.Option(None, help="Optimizer steps (default 800)."),
            preset: str = typer.Option("mixed", help=(
                "Problem settings to train on: easy, medium, hard, long or mixed.")),
            seed: int = typer.Option(0),
