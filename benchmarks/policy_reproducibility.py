@@ -24,8 +24,16 @@ misconceptions (370 steps, seed 0; held-out: 100 problems x 8 samples):
 So bf16 autocast is not the cause: in fp32 too, the kernels' rounding alone moves the trained
 weights by up to 0.6 and held-out accuracy by 15 points. That run stopped while accuracy was
 still climbing steeply (19% at step 280, 61% at step 370), where a small push moves the end
-point most; the result that must not depend on the CPU is a run trained to its plateau. The
-current default (800 steps, misconceptions taught) is measured in docs/toy-world.md.
+point most; the result that must not depend on the CPU is a run trained to its plateau.
+
+The current default (800 steps, the misconception taught; held-out: 300 problems x 8), same
+machine:
+
+    precision seed kernels                   seconds    loss accuracy misconception  max |w - w_native|
+    bf16         0 native (AVX512)             313.1  0.0021    66.4%         46.3%                   0
+    bf16         0 default (DEFAULT)           468.6  0.0024    67.8%         48.4%               0.854
+
+Other weights, a policy as good: 1.4 points apart.
 """
 
 from __future__ import annotations

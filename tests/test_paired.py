@@ -24,6 +24,11 @@ def test_a_paired_gap_is_tight_where_two_systems_move_together_across_problems()
     assert significance(ratio_gap(same, second)) == "0"
     # problems only one side has are left out; nothing shared is nothing measured
     assert ratio_gap({"x": [1, 1]}, {"y": [1, 1]})["gap"] is None
+    # a side may have nothing on some problems (consensus kept none of its solutions): each
+    # side's ratio is over its own sums, as the report states them
+    kept = {"a": [9, 10], "b": [0, 0], "c": [9, 10]}
+    every = {"a": [8, 10], "b": [2, 10], "c": [8, 10]}
+    assert ratio_gap(kept, every)["gap"] == pytest.approx(0.9 - 0.6)
     assert significance({"gap": None, "low": None, "high": None}) == "0"
 
 

@@ -161,7 +161,6 @@ def test_error_confidence_reads_the_policys_probability_of_its_first_wrong_step(
     import torch
 
     from prmkit.prompting import render
-    from prmkit.steps import join_steps
     from prmkit.toyworld.model import TinyModelConfig, build_causal_lm
     from prmkit.toyworld.policy import PROMPT
     from prmkit.toyworld.problems import believed_steps

@@ -6,9 +6,10 @@ consensus keeps only those its sources agree on), the precision and recall of it
 steps, the share of solutions where it blames a sound step (names a first error before the true
 one), and what it cost (MC rollouts, model judge calls). Where the records say where their
 first error came from (``truth.first_error_origin``: a slip or a misconception, in the toy
-world), each row is also split by it (``by_origin``; "sound" for solutions without an error). The default sources are the named
-sources of ``prmkit.labels`` that prmkit's stages write, where present: MC-hard, MC-majority,
-judge and consensus (MC-soft is left out: read as a first error it is MC-hard).
+world), each row is also split by it (``by_origin``; "sound" for solutions without an error).
+The default sources are the named sources of ``prmkit.labels`` that prmkit's stages write,
+where present: MC-hard, MC-majority, judge and consensus (MC-soft is left out: read as a first
+error it is MC-hard).
 """
 
 from __future__ import annotations

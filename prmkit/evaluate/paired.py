@@ -21,24 +21,29 @@ BOOTSTRAP = 1000
 
 def ratio_gap(first: Mapping[str, Sequence[float]], second: Mapping[str, Sequence[float]], *,
               bootstrap: int = BOOTSTRAP, seed: int = 0, confidence: float = 0.95) -> dict:
-    """``sum(num)/sum(den)`` of ``first`` minus that of ``second`` over the problems both have
-    (problem -> [numerator, denominator]), with a paired percentile bootstrap interval.
+    """``sum(num)/sum(den)`` of ``first`` minus that of ``second`` (problem -> [numerator,
+    denominator]), with a paired percentile bootstrap interval over the problems both name.
 
-    Returns ``{"gap", "low", "high", "problems"}``; all None but ``problems`` when they share
-    no problem."""
-    keys = sorted(k for k in first.keys() & second.keys() if first[k][1] and second[k][1])
-    if not keys:
-        return {"gap": None, "low": None, "high": None, "problems": 0}
+    A problem may count for one side only (a denominator of 0 on the other: consensus keeps no
+    solution of it, say); each side's ratio is over its own sums, so the gap is between the two
+    metrics as reported, and a draw resamples whole problems for both. Returns ``{"gap", "low",
+    "high", "problems"}``; all None but ``problems`` when no problem counts for both sides."""
+    keys = sorted(k for k in first.keys() & second.keys() if first[k][1] or second[k][1])
     rows = [(first[k][0], first[k][1], second[k][0], second[k][1]) for k in keys]
+    if not any(r[1] for r in rows) or not any(r[3] for r in rows):
+        return {"gap": None, "low": None, "high": None, "problems": 0}
 
-    def gap(drawn: list[tuple]) -> float:
-        return (sum(r[0] for r in drawn) / sum(r[1] for r in drawn)
-                - sum(r[2] for r in drawn) / sum(r[3] for r in drawn))
+    def gap(drawn: list[tuple]) -> float | None:
+        left, right = sum(r[1] for r in drawn), sum(r[3] for r in drawn)
+        if not left or not right:  # a draw with nothing on one side says nothing
+            return None
+        return sum(r[0] for r in drawn) / left - sum(r[2] for r in drawn) / right
     rng = random.Random(seed)
-    draws = sorted(gap([rows[rng.randrange(len(rows))] for _ in rows]) for _ in range(bootstrap))
+    draws = sorted(g for g in (gap([rows[rng.randrange(len(rows))] for _ in rows])
+                               for _ in range(bootstrap)) if g is not None)
     tail = (1 - confidence) / 2
-    return {"gap": gap(rows), "low": draws[int(tail * (bootstrap - 1))],
-            "high": draws[int((1 - tail) * (bootstrap - 1))], "problems": len(keys)}
+    return {"gap": gap(rows), "low": draws[int(tail * (len(draws) - 1))],
+            "high": draws[int((1 - tail) * (len(draws) - 1))], "problems": len(keys)}
 
 
 def significance(gap: Mapping) -> str:

@@ -139,8 +139,9 @@ def error_confidence(model_path, solutions: list[dict], batch_size: int = 32) ->
         batch = flawed[start:start + batch_size]
         texts, spans = [], []
         for s in batch:
-            head = render(PROMPT, s["problem"]["problem"]) + join_steps(s["steps"][:s["truth"].label])
-            head += "\n\n" if s["truth"].label else ""
+            label = s["truth"].label
+            head = render(PROMPT, s["problem"]["problem"]) + join_steps(s["steps"][:label])
+            head += "\n\n" if label else ""
             texts.append(head + s["steps"][s["truth"].label])
             spans.append((len(head), len(texts[-1])))
         encoded = tokenizer(texts, return_tensors="pt", padding=True,
