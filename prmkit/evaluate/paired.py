@@ -13,10 +13,29 @@ problems). ProcessBench F1 has its own (``processbench.f1_gap``): F1 is not a ra
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 BOOTSTRAP = 1000
+
+
+def resampled_sums(rows: Sequence[Sequence[float]], *, bootstrap: int = BOOTSTRAP,
+                   seed: int = 0) -> np.ndarray:
+    """Column sums of ``rows`` (one a problem) over ``bootstrap`` draws of as many problems,
+    with replacement: (bootstrap, columns). Seeded, so a report is reproducible; vectorised,
+    since a report draws tens of these."""
+    table = np.asarray(rows, dtype=float)
+    drawn = np.random.default_rng(seed).integers(0, len(table), size=(bootstrap, len(table)))
+    return table[drawn].sum(axis=1)
+
+
+def interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The percentile interval of bootstrap values."""
+    ordered = np.sort(values)
+    tail = (1 - confidence) / 2
+    return (float(ordered[int(tail * (len(ordered) - 1))]),
+            float(ordered[int((1 - tail) * (len(ordered) - 1))]))
 
 
 def ratio_gap(first: Mapping[str, Sequence[float]], second: Mapping[str, Sequence[float]], *,
@@ -32,18 +51,12 @@ def ratio_gap(first: Mapping[str, Sequence[float]], second: Mapping[str, Sequenc
     rows = [(first[k][0], first[k][1], second[k][0], second[k][1]) for k in keys]
     if not any(r[1] for r in rows) or not any(r[3] for r in rows):
         return {"gap": None, "low": None, "high": None, "problems": 0}
-
-    def gap(drawn: list[tuple]) -> float | None:
-        left, right = sum(r[1] for r in drawn), sum(r[3] for r in drawn)
-        if not left or not right:  # a draw with nothing on one side says nothing
-            return None
-        return sum(r[0] for r in drawn) / left - sum(r[2] for r in drawn) / right
-    rng = random.Random(seed)
-    draws = sorted(g for g in (gap([rows[rng.randrange(len(rows))] for _ in rows])
-                               for _ in range(bootstrap)) if g is not None)
-    tail = (1 - confidence) / 2
-    return {"gap": gap(rows), "low": draws[int(tail * (len(draws) - 1))],
-            "high": draws[int((1 - tail) * (len(draws) - 1))], "problems": len(keys)}
+    total = np.asarray(rows, dtype=float).sum(axis=0)
+    sums = resampled_sums(rows, bootstrap=bootstrap, seed=seed)
+    sums = sums[(sums[:, 1] > 0) & (sums[:, 3] > 0)]  # a draw with nothing on one side
+    low, high = interval(sums[:, 0] / sums[:, 1] - sums[:, 2] / sums[:, 3], confidence)
+    return {"gap": float(total[0] / total[1] - total[2] / total[3]), "low": low, "high": high,
+            "problems": len(keys)}
 
 
 def significance(gap: Mapping) -> str:

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from rich.table import Table
 
 from prmkit import config
@@ -40,6 +41,7 @@ from prmkit.evaluate.benchmark import (
     percent,
     png,
 )
+from prmkit.evaluate.paired import BOOTSTRAP, interval, resampled_sums
 from prmkit.formats.processbench import read as read_processbench
 from prmkit.labels import first_at_or_below, parse_critique, vote
 from prmkit.records import read_records_with_lines, write_jsonl
@@ -245,25 +247,29 @@ def cross_fitted(items: list[dict], step_scores: Mapping[str, list[float]], *,
 
 
 def f1_gap(items: list[dict], first: Mapping[str, int | None], second: Mapping[str, int | None],
-           *, group=lambda r: r["problem"], bootstrap: int = 1000, seed: int = 0,
+           *, group=lambda r: r["problem"], bootstrap: int = BOOTSTRAP, seed: int = 0,
            confidence: float = 0.95) -> dict:
     """F1(first) - F1(second) on the same items, with a paired bootstrap interval over groups
     (problems): whether one set of predictions finds first errors better than another by more
     than the benchmark's sampling noise."""
-    groups: dict = {}
-    for r in items:
-        groups.setdefault(group(r), []).append(r)
-    keys = sorted(groups)
+    counts: dict = {}  # group -> [errors found by first, by second, erroneous, correct found
+    for r in items:    #           by first, by second, correct]
+        row = counts.setdefault(group(r), [0] * 6)
+        base = 0 if r["label"] != -1 else 3
+        row[base] += first[r["id"]] == r["label"]
+        row[base + 1] += second[r["id"]] == r["label"]
+        row[base + 2] += 1
+    sums = resampled_sums([counts[k] for k in sorted(counts)], bootstrap=bootstrap, seed=seed)
 
-    def gap(chosen: list) -> float:
-        drawn = [r for k in chosen for r in groups[k]]
-        return ((subset_metrics(drawn, first)["f1"] or 0.0)
-                - (subset_metrics(drawn, second)["f1"] or 0.0))
-    rng = random.Random(seed)
-    draws = sorted(gap([keys[rng.randrange(len(keys))] for _ in keys]) for _ in range(bootstrap))
-    tail = (1 - confidence) / 2
-    return {"gap": gap(keys), "low": draws[int(tail * (bootstrap - 1))],
-            "high": draws[int((1 - tail) * (bootstrap - 1))]}
+    def f1(found_errors, found_correct) -> np.ndarray:  # F1 of a draw; 0 where undefined
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a, b = 100 * found_errors / sums[:, 2], 100 * found_correct / sums[:, 5]
+            out = 2 * a * b / (a + b)
+        return np.nan_to_num(out, nan=0.0)
+    low, high = interval(f1(sums[:, 0], sums[:, 3]) - f1(sums[:, 1], sums[:, 4]), confidence)
+    gap = ((subset_metrics(items, first)["f1"] or 0.0)
+           - (subset_metrics(items, second)["f1"] or 0.0))
+    return {"gap": gap, "low": low, "high": high}
 
 
 # --- the items ------------------------------------------------------------------------------------
