@@ -377,6 +377,17 @@ def _iter_json_array(content: str, path: Path) -> Iterator[tuple[int, Any]]:
                          line=line_of(pos))
 
 
+def note_id(seen: dict[str, int], record_id: str, *, path: str | Path, line: int,
+            field: str = "id") -> None:
+    """Note the line an id first appears on; a repeat is an error naming both lines (every
+    record a stage writes carries its id, so two records with one id would be merged or
+    overwritten downstream, silently). ``field``: the user's field the id came from."""
+    if record_id in seen:
+        raise InputError(f"duplicate id {record_id!r} (first on line {seen[record_id]})",
+                         path=path, line=line, field=field)
+    seen[record_id] = line
+
+
 def read_records_with_lines(path: str | Path, kind: str, *, unique_ids: bool = True,
                             require: Iterable[str] = ()) -> list[tuple[int, dict]]:
     """Read and validate every record of a JSONL (or JSON array) file, with its line."""
@@ -384,10 +395,7 @@ def read_records_with_lines(path: str | Path, kind: str, *, unique_ids: bool = T
     for line, value in iter_json_items(path):
         record = validate(value, kind, path=path, line=line, require=require)
         if unique_ids and "id" in record:
-            if record["id"] in seen:
-                raise InputError(f"duplicate id {record['id']!r} (first on line "
-                                 f"{seen[record['id']]})", path=path, line=line, field="id")
-            seen[record["id"]] = line
+            note_id(seen, record["id"], path=path, line=line)
         records.append((line, record))
     return records
 

@@ -134,3 +134,28 @@ def test_a_hub_split_is_read_like_a_file_and_cached(tmp_path, monkeypatch):
     assert calls == [("openai/gsm8k", "main", "test")]  # the second read came from the cache
     with pytest.raises(InputError, match="hub:NAME:SPLIT"):
         read_as("hub:openai/gsm8k", "gsm8k", "problem")
+
+
+@pytest.mark.parametrize("fmt, rows, line, field", [
+    # two rows with one idx; "3" and 3; a row without idx where an earlier one is idx 1
+    ("gsm8k", [{"idx": 1}, {"idx": 1}], 2, "idx"),
+    ("gsm8k", [{"idx": "3"}, {"idx": 3}], 2, "idx"),
+    ("gsm8k", [{"idx": 1}, {}], 2, "idx"),
+    ("math", [{"unique_id": "a/1.json"}, {"unique_id": "b/2.json"},
+              {"unique_id": "a/1.json"}], 3, "unique_id"),
+    ("math_shepherd", [{"id": "x"}, {"id": "x"}], 2, "id"),
+    ("trl_stepwise", [{"id": "x"}, {"id": "x"}], 2, "id"),
+])
+def test_a_repeated_id_in_a_problem_or_solution_file_is_a_located_error(tmp_path, fmt, rows,
+                                                                         line, field):
+    body = {"gsm8k": {"question": "q", "answer": "x\n#### 3"},
+            "math": {"problem": "q", "answer": "3"},
+            "math_shepherd": {"input": "q Step 1: a ки", "label": "q Step 1: a +"},
+            "trl_stepwise": {"prompt": "q", "completions": ["a"], "labels": [True]}}[fmt]
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps({**body, **row}) + "\n" for row in rows))
+    with pytest.raises(InputError, match="duplicate id") as e:
+        reader(fmt)[0](path)
+    assert (e.value.line, e.value.field, str(e.value.path)) == (line, field, str(path))
+    path.write_text("".join(json.dumps({**body, **row}) + "\n" for row in rows[:line - 1]))
+    assert len(reader(fmt)[0](path)) == line - 1  # without the repeat, it reads

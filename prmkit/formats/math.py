@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prmkit.errors import InputError
 from prmkit.grading import last_boxed
-from prmkit.records import iter_json_items
+from prmkit.records import iter_json_items, note_id
 
 
 def _gold(value: dict) -> str | None:
@@ -25,7 +25,7 @@ def _gold(value: dict) -> str | None:
 
 def read(path: str | Path) -> list[dict]:
     path = Path(path)
-    problems = []
+    problems, seen = [], {}
     for line, value in iter_json_items(path):
         if not isinstance(value, dict):
             raise InputError("expected a JSON object", path=path, line=line)
@@ -33,9 +33,11 @@ def read(path: str | Path) -> list[dict]:
         if not isinstance(problem, str):
             raise InputError("missing (neither 'problem' nor 'question' is a string)",
                              path=path, line=line, field="problem")
-        ident = value.get("unique_id", value.get("id", value.get("idx", line - 1)))
+        field = next((k for k in ("unique_id", "id", "idx") if k in value), "unique_id")
+        ident = value.get(field, line - 1)
         record = {"id": f"{path.stem}-{ident}" if not isinstance(ident, str) else ident,
                   "problem": problem, "answer": _gold(value), "source": path.stem}
+        note_id(seen, record["id"], path=path, line=line, field=field)
         if isinstance(value.get("solution"), str):
             record["solution"] = value["solution"]
         for key in ("level", "subject", "type"):

@@ -10,7 +10,7 @@ from pathlib import Path
 from prmkit.errors import InputError
 from prmkit.grading import extract_answer
 from prmkit.labels import first_error, hard_labels
-from prmkit.records import iter_json_items, write_jsonl
+from prmkit.records import iter_json_items, note_id, write_jsonl
 
 TAG = "ки"
 _STEP_PREFIX = re.compile(r"^\s*Step\s*\d+\s*:\s*")
@@ -53,7 +53,11 @@ def _convert(value: dict, path: Path, line: int) -> dict:
 
 def read(path: str | Path) -> list[dict]:
     path = Path(path)
-    return [_convert(value, path, line) for line, value in iter_json_items(path)]
+    records, seen = [], {}
+    for line, value in iter_json_items(path):
+        records.append(_convert(value, path, line))
+        note_id(seen, records[-1]["id"], path=path, line=line)
+    return records
 
 
 def write(records: list[dict], path: str | Path) -> Path:

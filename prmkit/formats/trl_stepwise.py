@@ -10,12 +10,12 @@ from pathlib import Path
 
 from prmkit.errors import InputError
 from prmkit.labels import first_error, hard_labels
-from prmkit.records import iter_json_items, validate, write_jsonl
+from prmkit.records import iter_json_items, note_id, validate, write_jsonl
 
 
 def read(path: str | Path) -> list[dict]:
     path = Path(path)
-    records = []
+    records, seen = [], {}
     for line, value in iter_json_items(path):
         if not isinstance(value, dict):
             raise InputError("expected a JSON object", path=path, line=line)
@@ -25,6 +25,7 @@ def read(path: str | Path) -> list[dict]:
         record = validate({"id": str(value.get("id", f"{path.stem}-{line}")),
                            "problem": value["prompt"], "steps": value["completions"],
                            "step_labels": value["labels"]}, "solution", path=path, line=line)
+        note_id(seen, record["id"], path=path, line=line)
         try:
             ok = hard_labels(record)
         except InputError as e:
