@@ -14,7 +14,6 @@ from __future__ import annotations
 from prmkit.evaluate.benchmark import percent
 from prmkit.evaluate.bon import at
 from prmkit.evaluate.paired import ratio_gap, significance
-from prmkit.evaluate.processbench import f1_gap as paired_f1_gap
 from prmkit.evaluate.processbench import headline_f1
 from prmkit.report import comparisons
 
@@ -274,20 +273,11 @@ def _label_lesson_in_prms(results: dict, mc: list[str]) -> tuple[str | None, str
     weak = too_weak(results, ["consensus", best], "At the PRM level, the lesson")
     if weak:
         return "inconclusive", weak
-    gap = f1_gap(results, "consensus", best)
+    gap = comparisons.f1_gap_of(results, "consensus", best)
     verdict = {"+": "reproduced", "-": "contradicted", "0": "inconclusive"}[significance(gap)]
     return verdict, (f"Trained on them, the consensus PRM reaches ProcessBench F1 "
                      f"{_f1(prms['consensus']):.1f} against {_f1(prms[best]):.1f} for the best "
                      f"MC-trained PRM ({best}): gap {_gap_text(gap)}.")
-
-
-def f1_gap(results: dict, first: str, second: str) -> dict:
-    """F1(first) - F1(second) at their best thresholds, with a paired bootstrap interval over
-    the benchmark's problems (``prmkit.evaluate.processbench.f1_gap``)."""
-    prms = results["prms"]
-    return paired_f1_gap(results["benchmarks"]["processbench"]["items"],
-                         prms[first]["processbench"]["at_best"]["predictions"],
-                         prms[second]["processbench"]["at_best"]["predictions"])
 
 
 def _gap_text(gap: dict) -> str:
@@ -319,7 +309,7 @@ def lesson_bon_vs_processbench(results: dict) -> tuple[str | None, str]:
     if len(strong) < 2:
         return "inconclusive", too_weak(results, names, lesson)
     names = strong  # a flip between PRMs that do not verify would mean nothing
-    gaps = {(a, b): (bon_gap(results, a, b), f1_gap(results, a, b))
+    gaps = {(a, b): (comparisons.bon_gap(results, a, b), comparisons.f1_gap_of(results, a, b))
             for i, a in enumerate(names) for b in names[i + 1:]}
     flips = {pair: g for pair, g in gaps.items()
              if {significance(g[0]), significance(g[1])} == {"+", "-"}}
@@ -353,11 +343,6 @@ def lesson_bon_vs_processbench(results: dict) -> tuple[str | None, str]:
 
 def _negated(gap: dict) -> dict:
     return {**gap, "gap": -gap["gap"], "low": -gap["high"], "high": -gap["low"]}
-
-
-def bon_gap(results: dict, first: str, second: str) -> dict:
-    """Best-of-N accuracy gap in points (``report.comparisons.bon_gap``)."""
-    return comparisons.bon_gap(results, first, second)
 
 
 def lesson_min_on_final(results: dict) -> tuple[str | None, str]:
