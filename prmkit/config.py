@@ -232,7 +232,23 @@ def build(cls, values: Mapping[str, Any], path=None, where: str = ""):
         elif f.name not in values and default_of(f) is REQUIRED:
             raise InputError("required setting missing", path=path, field=f"{where}{f.name}")
     made = check_values(cls(**values), path, where)
-    return made.validate() if hasattr(made, "validate") else made
+    try:
+        return made.validate() if hasattr(made, "validate") else made
+    except InputError as e:
+        if not where:
+            raise
+        raise located(e, path, where) from None
+
+
+def located(error: InputError, path, where: str) -> InputError:
+    """A config's own check (``validate``) names its field; inside a recipe the error names
+    the recipe file and the section (``labels.judge.judge_prompt``), keeping the file the check
+    was about (a prompt template, a model folder) in the message."""
+    about = f" ({error.path})" if error.path and error.path != str(path) else ""
+    field = error.field or ""
+    if not field.startswith(where):  # a check that already names its section keeps it
+        field = f"{where}{field}"
+    return InputError(f"{error.message}{about}", path=path, field=field.rstrip("."))
 
 
 def section_of(cls, *, drop: Iterable[str] = (), name: str | None = None, **extra) -> type:

@@ -75,11 +75,24 @@ def source_of(path: str):
     return (source, spec) if source is not None else None
 
 
+def truth_of(path: str) -> str | None:
+    """The step-truth hook (``module:function``) of a registered source that knows the truth
+    of every step (the toy world), else None."""
+    registered = source_of(path)
+    return getattr(registered[0], "truth", None) if registered else None
+
+
 # --- policies -----------------------------------------------------------------------------------
+
+def policy_resolver(model: str):
+    """The resolver a package registered for ``model``'s name (``toy`` of ``toy@step-400``),
+    or None: a folder, a hub id or a served model's name."""
+    name = re.split(r"[@:]", model, maxsplit=1)[0]
+    return find(POLICIES, name) if name.isidentifier() else None
+
 
 def resolve_policy(model: str, *, progress: bool = True) -> str:
     """A registered policy resolved to its model folder (``toy``, ``toy@step-400``,
     ``toy:steps=40``); anything else (a folder, a hub id, a served model's name) as given."""
-    name = re.split(r"[@:]", model, maxsplit=1)[0]
-    resolver = find(POLICIES, name) if name.isidentifier() else None
+    resolver = policy_resolver(model)
     return model if resolver is None else str(resolver(model, progress=progress))

@@ -39,3 +39,40 @@ def tiny_lm(tmp_path_factory) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+# the hub splits the shipped real-data recipe names, and the local copies that stand for them
+HUB_COPIES = {
+    "hub:openai/gsm8k:main:train": "gsm8k/train.jsonl",
+    "hub:openai/gsm8k:main:test": "gsm8k/test.jsonl",
+    "hub:HuggingFaceH4/MATH-500:test": "math500/test.jsonl",
+    **{f"hub:Qwen/ProcessBench:{s}": f"processbench/{s}.json"
+       for s in ("gsm8k", "math", "olympiadbench", "omnimath")},
+}
+
+
+@pytest.fixture(scope="session")
+def hub_cache(tmp_path_factory) -> Path:
+    """A hub cache holding the local copies of the hub splits the shipped recipe names, as a
+    user without network puts them (``PRMKIT_HUB_CACHE``): the recipe runs as shipped."""
+    import json
+    import os
+
+    from prmkit.formats import hub_cache_file
+    folder = tmp_path_factory.mktemp("hub")
+    before = os.environ.get("PRMKIT_HUB_CACHE")
+    os.environ["PRMKIT_HUB_CACHE"] = str(folder)
+    for source, relative in HUB_COPIES.items():
+        local = shared(relative)
+        target = hub_cache_file(source)
+        if local.suffix == ".json":  # the official ProcessBench files are JSON arrays
+            rows = json.loads(local.read_text(encoding="utf-8"))
+            target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                              encoding="utf-8")
+        else:
+            target.symlink_to(local)
+    yield folder
+    if before is None:
+        os.environ.pop("PRMKIT_HUB_CACHE", None)
+    else:
+        os.environ["PRMKIT_HUB_CACHE"] = before

@@ -1,8 +1,9 @@
-"""The pipeline on real data: the shipped recipe prmkit/recipes/qwen2.5-math.yaml, run on CPU
-with stand-ins for its models (a local OpenAI-compatible server on a tiny Qwen2 with the real
-Qwen2.5 vocabulary as policy and judge, that model as the PRM backbone) and small sizes (20
-GSM8K problems), goes through every stage, writes its report, and a second run reuses every
-stage; a run killed in any stage resumes to the same files."""
+"""The pipeline on real data: the shipped recipe prmkit/recipes/qwen2.5-math.yaml, run as
+shipped (its hub data sets, from their local copies in a hub cache, and its --quick sizes) on
+CPU with stand-ins for its models alone (a local OpenAI-compatible server on a tiny Qwen2 with
+the real Qwen2.5 vocabulary as policy and judge, that model as the PRM backbone), goes through
+every stage, writes its report, and a second run reuses every stage; a run killed in any stage
+resumes to the same files."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SHARED_DATA, shared
 from test_serve import policy  # noqa: F401  (the tiny policy fixture)
 
 from prmkit import config
@@ -18,19 +18,27 @@ from prmkit.cli import main
 
 
 @pytest.mark.slow
-def test_the_pipeline_runs_end_to_end_on_real_data_with_stand_ins(policy, tmp_path,  # noqa: F811
-                                                           monkeypatch, capsys):
+def test_the_shipped_recipe_runs_as_shipped_with_stand_in_models(policy, hub_cache,  # noqa: F811
+                                                                 tmp_path, monkeypatch):
+    """prmkit/recipes/qwen2.5-math.yaml, its data the hub data sets it names (their local
+    copies in the hub cache) and its own --quick sizes: only its models are stand-ins."""
     pytest.importorskip("openai", reason="needs the openai extra")
     from prmkit.serve import serve_in_background
-    shared("gsm8k")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     httpd, url = serve_in_background(str(policy[0]), name="policy", device="cpu",
                                      dtype="float32")
-    recipe = stand_in_recipe(policy[0], url, tmp_path / "run")
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     try:
-        assert main(["run", str(tmp_path / "recipe.yaml")]) == 0
-        _check_run(tmp_path / "run", tmp_path / "recipe.yaml")
+        assert main(["run", str(SHIPPED), "--quick", "--out", str(tmp_path / "run"),
+                     *stand_in_models(policy[0], url)]) == 0
+        _check_run(tmp_path / "run", solutions=16)
+        # a second run finds every stage complete and redoes nothing
+        timings = json.loads((tmp_path / "run" / "timings.json").read_text())
+        assert main(["run", str(SHIPPED), "--quick", "--out", str(tmp_path / "run"),
+                     *stand_in_models(policy[0], url)]) == 0
+        again = json.loads((tmp_path / "run" / "timings.json").read_text())
+        # every stage with a folder; the policy, evaluation and report have none to reuse
+        stages = [k for k in timings if k not in ("total", "report", "policy", "evaluation")]
+        assert stages and all(again[k]["reused"] for k in stages), again
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -39,21 +47,35 @@ def test_the_pipeline_runs_end_to_end_on_real_data_with_stand_ins(policy, tmp_pa
 SHIPPED = Path(__file__).resolve().parents[1] / "prmkit" / "recipes" / "qwen2.5-math.yaml"
 
 
+def served(policy_folder: Path, url: str, api: str) -> dict:
+    """The stand-in served over the OpenAI API, as vLLM or SGLang would serve the real one."""
+    return {"backend": "openai", "base_url": url, "api": api, "tokenizer": str(policy_folder),
+            "concurrency": 2}
+
+
+def stand_in_models(policy_folder: Path, url: str) -> list[str]:
+    """--set overrides of the shipped recipe's models alone: a tiny Qwen2 with the real Qwen2.5
+    vocabulary, served, as policy and judge, and the same model as the PRMs' backbone."""
+    return ["--set", "policy.model=policy",
+            "--set", f"policy.backend={json.dumps(served(policy_folder, url, 'completions'))}",
+            "--set", "labels.judge.model=policy",
+            "--set", f"labels.judge.backend={json.dumps(served(policy_folder, url, 'chat'))}",
+            "--set", f"prms.model={policy_folder}"]
+
+
 def stand_in_recipe(policy_folder: Path, url: str, out: Path) -> dict:
-    """The shipped real-data recipe as shipped, but for what a CPU cannot run: the models (a
-    tiny stand-in served over the OpenAI API for the policy and the judge, and as the PRMs'
-    backbone) and the sizes (a few problems, short generations, a few training steps)."""
-    served = {"backend": "openai", "base_url": url, "api": "completions",
-              "tokenizer": str(policy_folder), "concurrency": 2}
-    shipped = yaml.safe_load(SHIPPED.read_text().replace("../shared/data", str(SHARED_DATA)))
+    """The shipped real-data recipe with the stand-in models and small sizes set by hand (a few
+    problems, short generations, a few training steps): for the tests that kill a run."""
+    shipped = yaml.safe_load(SHIPPED.read_text())
+    del shipped["quick"]
     stand_ins = {
         "out": str(out),
-        "policy": {"model": "policy", "backend": served},
+        "policy": {"model": "policy", "backend": served(policy_folder, url, "completions")},
         "problems": {"limit": 20},
         "sample": {"n": 2, "max_new_tokens": 8},
         "labels": {"mc": {"k": 2, "max_new_tokens": 6, "shard_size": 8},
                    "judge": {"model": "policy", "max_new_tokens": 8,
-                             "backend": {**served, "api": "chat"}}},
+                             "backend": served(policy_folder, url, "chat")}},
         "prms": {"model": str(policy_folder),
                  "train": {"max_steps": 2, "batch_size": 4, "grad_accum": 1,
                            "eval_fraction": 0.0, "device": "cpu", "dtype": "float32",
@@ -65,11 +87,11 @@ def stand_in_recipe(policy_folder: Path, url: str, out: Path) -> dict:
     return config.merge(shipped, stand_ins)
 
 
-def _check_run(run: Path, recipe: Path) -> None:
+def _check_run(run: Path, solutions: int) -> None:
     results = json.loads((run / "results.json").read_text())
     assert len([json.loads(x) for x in (run / "sample" / "solutions.jsonl").read_text()
-                .splitlines()]) == 40
-    assert results["labels"]["agreement"]["n_solutions"] == 40
+                .splitlines()]) == solutions
+    assert results["labels"]["agreement"]["n_solutions"] == solutions
     assert results["labels"]["quality"] is None  # real data: no step truth to measure against
     trained = set(results["training"])
     assert "MC-hard" in trained  # the random policy never succeeds: every step negative
@@ -96,24 +118,16 @@ def _check_run(run: Path, recipe: Path) -> None:
         "bon.png", "label_agreement.png", "min_on_final_step.png",
         "processbench_threshold.png", "training.png"]
     rendered_in_chromium(run / "report.html")
-    timings = json.loads((run / "timings.json").read_text())
-    # a second run finds every stage complete and redoes nothing
-    assert main(["run", str(recipe)]) == 0
-    again = json.loads((run / "timings.json").read_text())
-    # every stage with a folder; the policy, evaluation and report have none to reuse
-    stages = [k for k in timings if k not in ("total", "report", "policy", "evaluation")]
-    assert stages and all(again[k]["reused"] for k in stages), again
 
 
 @pytest.fixture(scope="module")
-def served_policy(policy):  # noqa: F811
+def served_policy(policy, hub_cache):  # noqa: F811
     """The stand-in server, one for the module's kill tests, and a run never interrupted."""
     pytest.importorskip("openai", reason="needs the openai extra")
     import os
     import tempfile
 
     from prmkit.serve import serve_in_background
-    shared("gsm8k")
     os.environ.setdefault("OPENAI_API_KEY", "sk-test")
     httpd, url = serve_in_background(str(policy[0]), name="policy", device="cpu",
                                      dtype="float32")

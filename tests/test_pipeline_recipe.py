@@ -73,11 +73,29 @@ def test_overrides_keep_their_types_and_null_drops_a_prm():
     (["prms.soft=[judge2]"], "prms.soft", "not a PRM"),
     (["prms.sources.judge=judge.first_error:2"], "prms.sources.judge", "threshold"),
     (["labels.mc.k=0"], "labels.mc.k", "at least 1"),
-    (["labels.judge.kind=model"], "model", "needs --model"),
+    (["labels.judge.kind=model"], "labels.judge.model", "needs --model"),
     (["labels.judge.backend.workers=0"], "labels.judge.backend.workers", "at least 1"),
     (["labels.judge.backend.backend=tgi"], "labels.judge.backend.backend", "choose one of"),
     (["problems.path=nowhere.jsonl"], "problems.path", "not found"),
     (["evaluate.bon.sets.toy.path=nowhere/"], "evaluate.bon.sets.toy.path", "not found"),
+    # the settings of stages that run late are checked before the first one
+    (["prms.train.lr=0"], "prms.train.lr", "above 0"),
+    (["score.batch_size=0"], "score.batch_size", "at least 1"),
+    (["evaluate.bon.sample.temprature=1"], "evaluate.bon.sample.temprature", "unknown"),
+    (["evaluate.bon.sample.top_p=0"], "evaluate.bon.sample.top_p", "above 0"),
+    (["labels.judge.kind=model", "labels.judge.model=m", "labels.judge.judge_prompt=no.txt"],
+     "labels.judge.judge_prompt", "not found (no.txt)"),
+    (["labels.judge.kind=model", "labels.judge.model=m", "labels.judge.backend.backend=openai"],
+     "labels.judge.backend.base_url", "needs a base_url"),
+    # every label source is a field a stage before it writes
+    (["prms.sources.typo=mc.hardd"], "prms.sources.typo", "no stage before it writes mc.hardd"),
+    (["prms.sources.other=judge2.first_error"], "prms.sources.other", "written: truth."),
+    (["labels.consensus.sources=[mc.hard, judgee.first_error]"],
+     "labels.consensus.sources[1]", "no stage before it writes judgee.first_error"),
+    (["labels.judge.name=rule", "labels.consensus.sources=[mc.hard, rule.first_error]"],
+     "prms.sources.judge", "no stage before it writes judge.first_error"),
+    (["problems.path=hub:openai/gsm8k:main:train", "problems.format=gsm8k"],
+     "prms.sources.exact truth", "no stage before it writes truth.step_labels"),
 ])
 def test_a_recipe_is_checked_whole_before_any_work(overrides, field, words):
     with pytest.raises(InputError) as e:
@@ -92,5 +110,87 @@ def test_a_data_section_left_short_gets_its_defaults():
     from prmkit.evaluate.bon import BestOfNSection
     recipe = pipeline.load(REAL)
     sets = config.build(BestOfNSection, recipe["evaluate"]["bon"]).sets
-    assert sets["gsm8k"] == {"path": "../shared/data/qwen25math_eval/gsm8k.jsonl",
-                             "format": "gsm8k", "limit": None}
+    assert sets["gsm8k"] == {"path": "hub:openai/gsm8k:main:test", "format": "gsm8k",
+                             "limit": None}
+
+
+def test_quick_on_a_recipe_without_a_quick_section_is_an_error(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(DEMO.read_text().split("\nquick:")[0])
+    with pytest.raises(InputError) as e:
+        pipeline.load(path, quick=True)
+    assert e.value.field == "quick" and "no quick section" in str(e.value)
+    assert pipeline.load(REAL, quick=True)["problems"]["limit"] == 8
+
+
+@pytest.mark.parametrize("overrides,field,words", [
+    (["policy.model=/nowhere/model"], "policy.model", "model folder not found"),
+    (["policy.prompt=nowhere.txt"], "policy.prompt", "prompt template not found"),
+    (["prms.model=/nowhere/model"], "prms.model", "model folder not found"),
+    (["labels.judge.kind=model", "labels.judge.model=/nowhere/judge"], "labels.judge.model",
+     "model folder not found"),
+    (["labels.judge.kind=model", "labels.judge.model=judge", "labels.judge.backend.backend="
+      "openai", "labels.judge.backend.base_url=http://127.0.0.1:9/v1"],
+     "labels.judge.backend.base_url", "cannot list the server's models"),
+])
+def test_every_model_a_recipe_names_is_checked_before_the_first_stage(overrides, field, words,
+                                                                      tmp_path):
+    recipe = pipeline.load(DEMO, [f"out={tmp_path / 'run'}", *overrides])
+    with pytest.raises(InputError) as e:
+        pipeline.run(recipe, progress=False, source=DEMO)
+    assert e.value.field == field and words in str(e.value), str(e.value)
+    assert str(DEMO) in str(e.value)
+    assert not (tmp_path / "run").exists()  # no stage ran, no folder made
+
+
+def test_a_data_file_that_cannot_be_read_in_its_format_fails_before_the_first_stage(tmp_path):
+    bad = tmp_path / "problems.jsonl"
+    bad.write_text('{"question": "1+1?", "answer": "#### 2"}\n{"question": 3}\n')
+    recipe = pipeline.load(DEMO, [f"out={tmp_path / 'run'}", f"problems.path={bad}",
+                                  "problems.format=gsm8k", "prms.sources.exact truth=null",
+                                  "prms.ceiling=null"])
+    with pytest.raises(InputError) as e:
+        pipeline.run(recipe, progress=False, source=DEMO)
+    assert e.value.path == str(bad) and e.value.line == 2, str(e.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_made_with_other_settings_is_refused_without_force(tmp_path):
+    """A second recipe on a finished run folder would redo and replace its stages: it is
+    refused, naming what changed, and the folder is left as it is."""
+    from prmkit.pipeline.run import refuse_another_recipe
+    from prmkit.records import write_json
+    out = tmp_path / "run"
+    first = pipeline.load(DEMO, [f"out={out}"])
+    write_json(out / "recipe.json", first)
+    before = (out / "recipe.json").read_text()
+    refuse_another_recipe(out, first)  # the same recipe resumes
+    refuse_another_recipe(out, {**first, "report": {"viewer_solutions": 3, "viewer_items": 1}})
+    changed = pipeline.load(DEMO, [f"out={out}", "labels.mc.k=4", "sample.temperature=0.5"])
+    with pytest.raises(InputError) as e:
+        pipeline.run(changed, progress=False, source=DEMO)
+    assert e.value.field == "out" and "--force" in str(e.value)
+    assert "labels.mc.k" in str(e.value) and "sample.temperature" in str(e.value)
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "recipe.json"]
+    assert (out / "recipe.json").read_text() == before
+
+
+def test_a_stage_made_with_other_settings_is_redone_only_with_force(tmp_path):
+    from rich.console import Console
+
+    from prmkit import rundir
+    from prmkit.pipeline.stages import Stages
+    calls = []
+
+    def work(force):
+        calls.append(force)
+        if not force:
+            raise rundir.StaleFolder("holds a finished run with other settings", path=tmp_path)
+        return {"redone": True}
+
+    with pytest.raises(rundir.StaleFolder):
+        Stages(tmp_path, Console(quiet=True))("sample", tmp_path / "sample", work)
+    assert calls == [False]
+    assert Stages(tmp_path, Console(quiet=True), force=True)(
+        "sample", tmp_path / "sample", work) == {"redone": True}
+    assert calls == [False, False, True]

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
+import os
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +18,7 @@ from typing import Any
 from prmkit.backends.base import Backend, Completion, SamplingParams, check_outputs
 from prmkit.config import setting
 from prmkit.errors import InputError
-from prmkit.models import model_folder
+from prmkit.models import model_folder, tokenizer_folder
 from prmkit.prompting import FORMATS
 from prmkit.runner import EXECUTOR_FIELDS
 
@@ -86,11 +90,24 @@ class BackendConfig:
                 "workers": 1 if self.executor == "ray" else self.workers,
                 "threads": self.threads, "dtype": self.dtype, "device": self.device}
 
+    def validate(self) -> "BackendConfig":
+        if self.backend == "openai" and not self.base_url and not os.environ.get(
+                "OPENAI_BASE_URL"):
+            raise InputError("the openai backend needs a base_url (--base-url, or OPENAI_BASE_URL)",
+                             field="base_url")
+        return self
+
     def check_model(self, model: str) -> None:
         """A local model is a folder with a config.json or a hub id, checked (and fetched)
-        before any work; a served model is the server's to check."""
+        before any work; a served model is one the server lists (``GET /models``), and the
+        tokenizer that renders its prompts here a tokenizer folder or hub id."""
         if self.backend in ("hf", "vllm"):
             model_folder(model)
+            return
+        self.validate()
+        if self.tokenizer:
+            tokenizer_folder(self.tokenizer)
+        served_models_include(self.base_url or os.environ["OPENAI_BASE_URL"], model)
 
     def check_prompt(self, prompt: str) -> None:
         """A plain-text prompt format continues raw text: through a chat API the server would
@@ -105,6 +122,27 @@ class BackendConfig:
         """What of this config can change the output (for a stage's config hash)."""
         return {"backend": self.backend, **{k: v for k, v in sorted(self.options().items())
                                             if k not in SPEED_ONLY}}
+
+
+def served_models_include(base_url: str, model: str, timeout: float = 10.0) -> None:
+    """The server answers ``GET /models`` and lists ``model`` (vLLM, SGLang, prmkit serve and
+    OpenAI's API all do): a server that is down or serves another model is an error now, not
+    after the stages before the one that needs it."""
+    url = base_url.rstrip("/") + "/models"
+    request = urllib.request.Request(url)
+    if os.environ.get("OPENAI_API_KEY"):
+        request.add_header("Authorization", f"Bearer {os.environ['OPENAI_API_KEY']}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            listed = [m.get("id") for m in json.loads(reply.read(1 << 22)).get("data", [])
+                      if isinstance(m, dict)]
+    except (urllib.error.URLError, OSError, ValueError, AttributeError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise InputError(f"cannot list the server's models at {url} ({reason}): is it "
+                         "running?", field="base_url") from None
+    if model not in listed:
+        raise InputError(f"the server at {base_url} does not serve {model!r} (it serves: "
+                         f"{', '.join(map(str, listed[:10])) or 'nothing'})", field="model")
 
 
 def stage_backend(backend: BackendConfig | None, model: str | None,

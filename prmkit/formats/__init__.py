@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -72,30 +73,52 @@ def read_prmkit_solutions(path) -> list[dict]:
 HUB_PREFIX = "hub:"
 
 
-def hub_file(source: str) -> Path:
-    """A hub data set's split as a local JSONL file (``hub:NAME:SPLIT`` or
-    ``hub:NAME:CONFIG:SPLIT``, e.g. ``hub:openai/gsm8k:main:test``), written once under
-    ``~/.cache/prmkit/hub`` through the ``datasets`` library (the ``hub`` extra), so that every
-    reader reads it as it reads a file."""
+def hub_cache() -> Path:
+    """Where hub splits are kept as JSONL: ``$PRMKIT_HUB_CACHE``, else ``~/.cache/prmkit/hub``.
+    A machine without the hub (or without the ``datasets`` library) reads a split from here
+    when its file is put in place: ``hub_cache_file`` says the name."""
+    configured = os.environ.get("PRMKIT_HUB_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "prmkit" / "hub"
+
+
+def hub_parts(source: str) -> tuple[str, str | None, str]:
+    """(name, config, split) of ``hub:NAME:SPLIT`` or ``hub:NAME:CONFIG:SPLIT``."""
     parts = source[len(HUB_PREFIX):].split(":")
     if len(parts) not in (2, 3) or not all(parts):
         raise InputError("a hub source is hub:NAME:SPLIT or hub:NAME:CONFIG:SPLIT",
                          path=source)
-    name, config, split = parts[0], parts[1] if len(parts) == 3 else None, parts[-1]
-    cached = (Path.home() / ".cache" / "prmkit" / "hub"
-              / (re.sub(r"[^\w.-]+", "_", ":".join(parts)) + ".jsonl"))
+    return parts[0], parts[1] if len(parts) == 3 else None, parts[-1]
+
+
+def hub_cache_file(source: str) -> Path:
+    """The JSONL file a hub split is kept in (``hub:openai/gsm8k:main:test`` ->
+    ``openai_gsm8k_main_test.jsonl`` in ``hub_cache()``)."""
+    name, config, split = hub_parts(source)
+    parts = [name, *([config] if config else []), split]
+    return hub_cache() / (re.sub(r"[^\w.-]+", "_", ":".join(parts)) + ".jsonl")
+
+
+def hub_file(source: str) -> Path:
+    """A hub data set's split as a local JSONL file (``hub:NAME:SPLIT`` or
+    ``hub:NAME:CONFIG:SPLIT``, e.g. ``hub:openai/gsm8k:main:test``), written once into the hub
+    cache through the ``datasets`` library (the ``hub`` extra), so that every reader reads it
+    as it reads a file."""
+    name, config, split = hub_parts(source)
+    cached = hub_cache_file(source)
     if cached.exists():
         return cached
     try:
         import datasets
     except ImportError:
-        raise InputError("reading from the hub needs the hub extra: pip install "
-                         "'prmkit[hub]'", path=source) from None
+        raise InputError(f"reading from the hub needs the hub extra (pip install "
+                         f"'prmkit[hub]'), or the split's rows as JSONL in {cached}",
+                         path=source) from None
     try:
         rows = datasets.load_dataset(name, config, split=split)
     except Exception as e:  # offline, unknown name or split: one line
         raise InputError(f"could not load it ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:200]})", path=source) from None
+                         f"{str(e).splitlines()[0][:200]}); offline, put the split's rows as "
+                         f"JSONL in {cached}", path=source) from None
     atomic_write_text(cached, lambda f: f.writelines(
         json.dumps(dict(row), ensure_ascii=False) + "\n" for row in rows))
     return cached

@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 from prmkit.errors import InputError
-from prmkit.records import atomic_write_text, read_records, validate
+from prmkit.formats import HUB_PREFIX, hub_file
+from prmkit.records import atomic_write_text, read_records
 
 SUBSETS = ("gsm8k", "math", "olympiadbench", "omnimath")
-HUB_PREFIX = "hub:"
 REQUIRED = ("label", "final_answer_correct")
 
 
@@ -24,18 +24,11 @@ def read_file(path: str | Path, subset: str | None = None) -> list[dict]:
 
 
 def read_hub(name: str = "Qwen/ProcessBench", subsets=SUBSETS) -> list[dict]:
-    try:
-        import datasets
-    except ImportError:
-        raise InputError("reading from the hub needs the [hub] extra: pip install 'prmkit[hub]'",
-                         path=HUB_PREFIX + name) from None
-    records = []
-    for subset in subsets:
-        for i, item in enumerate(datasets.load_dataset(name, split=subset)):
-            record = validate(dict(item), "solution", path=f"{HUB_PREFIX}{name}/{subset}",
-                              line=i + 1, require=REQUIRED)
-            records.append({**record, "subset": subset})
-    return records
+    """The hub copy, one split a subset, each kept in the hub cache like any hub split
+    (``prmkit.formats.hub_file``: offline, put ``Qwen_ProcessBench_gsm8k.jsonl`` and the
+    others there)."""
+    return [r for subset in subsets
+            for r in read_file(hub_file(f"{HUB_PREFIX}{name}:{subset}"), subset)]
 
 
 RUN_FILES = {"config.json", "summary.json", "metrics.json"}

@@ -34,6 +34,14 @@ class Labeler:
     run: Callable[[Any, dict, Path, Path, bool], dict]  # (run, settings, solutions, out, force)
     cost: Callable[[dict], dict]                         # what it spent, from its metrics
     own_backend: bool = False  # runs its own model (a judge), with a ``backend`` section
+    # the label fields it writes (under its ``name`` setting), and those it reads
+    writes: tuple[str, ...] = ()
+    reads: Callable[[dict], list[str]] = lambda settings: []
+
+    def fields(self, settings: dict) -> list[str]:
+        """The label sources its output offers, as ``prms.sources`` names them."""
+        name = settings.get("name") or self.config.__dataclass_fields__["name"].default
+        return [f"{name}.{field}" for field in self.writes]
 
     @cached_property
     def section(self) -> type:
@@ -80,11 +88,16 @@ LABELERS: dict[str, Labeler] = {
                   {"solutions": "-", "model": "-", "prompt": "plain"}, _mc,
                   lambda m: {"MC rollouts": m["rollouts"],
                              "MC rollouts generated (shared prefixes once)":
-                                 m["rollouts_generated"]}),
+                                 m["rollouts_generated"]},
+                  writes=("hard", "values", "first_error")),
     "judge": Labeler("judge", judge.JudgeConfig, {"solutions": "-"}, _judge,
-                     lambda m: {"judge calls": m["calls"]}, own_backend=True),
+                     lambda m: {"judge calls": m["calls"]}, own_backend=True,
+                     writes=("first_error",)),
     "consensus": Labeler("consensus", consensus.ConsensusConfig, {"inputs": ("-",)},
-                         _consensus, lambda m: {}),
+                         _consensus, lambda m: {}, writes=("first_error", "step_labels"),
+                         reads=lambda settings: list(
+                             settings.get("sources")
+                             or consensus.ConsensusConfig.__dataclass_fields__["sources"].default)),
 }
 
 

@@ -14,15 +14,19 @@ map to one folder would overwrite each other).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from prmkit import config, evaluate, plugins, rundir
+from prmkit import config, evaluate, plugins, prompting, rundir
 from prmkit.backends import BackendConfig
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
+from prmkit.formats import read_as
 from prmkit.formats.data import DataSection
+from prmkit.formats.processbench import read as read_processbench
 from prmkit.labels import Source
+from prmkit.models import model_folder
 from prmkit.pipeline.labels import LABELERS
 from prmkit.prm.score import ScoreConfig
 from prmkit.prm.train import TrainConfig
@@ -103,7 +107,10 @@ def load(path: str | Path | None = None, overrides: list[str] = (), *, quick: bo
     file_layer = read_yaml_mapping(path, "sections") if path is not None else {}
     layers = [(file_layer, path)]
     if quick:
-        layers.append((file_layer.get("quick") or {}, f"{path} (quick)"))
+        if not file_layer.get("quick"):
+            raise InputError("--quick: this recipe has no quick section", path=path,
+                             field="quick")
+        layers.append((file_layer["quick"], f"{path} (quick)"))
     layers += [(config.parse_overrides([item]), "--set") for item in overrides]
     merged: dict = {}
     for values, where in layers:
@@ -114,6 +121,9 @@ def load(path: str | Path | None = None, overrides: list[str] = (), *, quick: bo
                                                   where, f"{key}.{name}.")
         merged = config.merge(merged, checked)
     recipe = config.to_dict(config.build(Recipe, merged, path))
+    for name, settings in recipe["evaluate"].items():  # each benchmark's defaults filled in
+        recipe["evaluate"][name] = config.to_dict(config.build(
+            evaluate.benchmark(name).section, settings, path, f"evaluate.{name}."))
     check(recipe, path)
     return recipe
 
@@ -167,6 +177,117 @@ def check(recipe: dict, path=None) -> None:
     if truth is not None and truth not in sets:
         raise InputError(f"{truth!r} is not a Best-of-N set (evaluate.bon.sets)", path=path,
                          field="evaluate.processbench.from_truth")
+    _check_stage_settings(recipe, path)
+    _check_label_fields(recipe, path)
+
+
+def check_available(recipe: dict, path=None) -> None:
+    """What the recipe names exists, checked when a run starts, before its first stage:
+    every model where it will run (a folder, a hub id, a server that serves it) and every data
+    source readable in its format. (``load`` checks the recipe itself, without I/O.)"""
+    _check_models(recipe, path)
+    _check_data(recipe, path)
+
+
+def _built(cls, values: dict, path, where: str):
+    """``cls`` built from a recipe section as its stage will build it: unknown keys, types,
+    bounds and the config's own checks, each error naming the recipe and ``section.key``."""
+    return config.build(cls, config.typed(cls, values, path, where), path, where)
+
+
+def _check_stage_settings(recipe: dict, path) -> None:
+    """The settings of every stage that runs late (training, scoring, the Best-of-N
+    candidates), built now with stand-ins for what the pipeline fills in."""
+    stand_in = {"problems": "-", "model": "-", "prompt": recipe["policy"]["prompt"]}
+    _built(SampleConfig, {**recipe["sample"], **stand_in}, path, "sample.")
+    bon = recipe["evaluate"].get("bon")
+    if bon:
+        _built(SampleConfig, {**recipe["sample"], **(bon.get("sample") or {}), **stand_in,
+                              "n": bon["n"]}, path, "evaluate.bon.sample.")
+    _built(TrainConfig, {**recipe["prms"]["train"], "data": "-", "model": "-",
+                         "labels": "mc.hard"}, path, "prms.train.")
+    _built(ScoreConfig, {**recipe["score"], "solutions": "-", "model": "-"}, path, "score.")
+
+
+def _check_label_fields(recipe: dict, path) -> None:
+    """Every label source (what consensus reads, what each PRM trains on) is a field a stage
+    of this recipe writes before it is read: a misspelled one would train nothing."""
+    offered = []
+    if recipe["sample"].get("truth") or plugins.truth_of(recipe["problems"]["path"]):
+        offered += ["truth.step_labels", "truth.label"]
+    for name in [n for n in LABELERS if n in recipe["labels"]]:
+        labeler, settings = LABELERS[name], recipe["labels"][name]
+        for i, spec in enumerate(labeler.reads(settings)):
+            _written(spec, offered, path, f"labels.{name}.sources[{i}]")
+        offered += labeler.fields(settings)
+    for prm, spec in recipe["prms"]["sources"].items():
+        if spec is not None:
+            _written(spec, offered, path, f"prms.sources.{prm}")
+
+
+def _written(spec: str, offered: list[str], path, field: str) -> None:
+    source = Source.parse(spec)
+    if source.path not in offered:
+        raise InputError(f"{spec!r}: no stage before it writes {source.path} (written: "
+                         f"{', '.join(offered) or 'nothing'})", path=path, field=field)
+
+
+def _check_models(recipe: dict, path) -> None:
+    """Every model the recipe names, where it will run: a local folder or hub id (its
+    config.json), a registered policy, or a served model the server lists."""
+    policy = recipe["policy"]
+    backend = _built(BackendConfig, policy["backend"], path, "policy.backend.")
+    registered = plugins.policy_resolver(policy["model"]) is not None
+    with _located(path, "policy", backend=True, field="prompt"):
+        prompting.render(policy["prompt"], "")
+    with _located(path, "policy", backend=True, field="model"):
+        if not registered:
+            backend.check_prompt(policy["prompt"])
+            backend.check_model(policy["model"])
+    judge = recipe["labels"].get("judge") or {}
+    if judge.get("kind") == "model":
+        served = _built(BackendConfig, judge.get("backend") or {}, path,
+                        "labels.judge.backend.")
+        with _located(path, "labels.judge", backend=True):
+            served.check_model(judge["model"])
+    backbone = recipe["prms"]["model"]
+    if backbone and plugins.policy_resolver(backbone) is None:
+        with _located(path, "prms"):
+            model_folder(backbone)
+
+
+def _check_data(recipe: dict, path) -> None:
+    """Every data source read in its format now, not hours later: a file of another format, an
+    empty one or a bad record is its own located error (the file, the line, the field)."""
+    with _located(path, "problems"):
+        if not read_as(recipe["problems"]["path"], recipe["problems"]["format"], "problem"):
+            raise InputError("no problems here", field="path")
+    for name, data in ((recipe["evaluate"].get("bon") or {}).get("sets") or {}).items():
+        with _located(path, f"evaluate.bon.sets.{name}"):
+            if not read_as(data["path"], data["format"], "problem"):
+                raise InputError("no problems here", field="path")
+    processbench = (recipe["evaluate"].get("processbench") or {}).get("path")
+    if processbench:
+        with _located(path, "evaluate.processbench"):
+            if not read_processbench(processbench):
+                raise InputError("no items here", field="path")
+
+
+@contextmanager
+def _located(path, section: str, backend: bool = False, field: str = ""):
+    """An error of a check made for a recipe's section names the recipe and the setting
+    (``labels.judge.backend.base_url``); one located in a data file (with its line) stays as
+    it is: that file is where to look."""
+    try:
+        yield
+    except InputError as e:
+        if e.line is not None:
+            raise
+        named = e.field or field
+        if backend and named not in ("", "model", "prompt"):
+            named = f"backend.{named}"  # a setting of the section's backend
+        raise config.located(InputError(e.message, path=e.path, field=named), path,
+                             f"{section}.") from None
 
 
 def _exists(source: str, path, field: str) -> None:

@@ -4,6 +4,7 @@ results and report. ``Run`` is what the stages share, and what a benchmark may a
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -12,11 +13,13 @@ from rich.console import Console
 from prmkit import config, plugins, rundir, sample
 from prmkit.annotate.quality import label_quality, present_sources
 from prmkit.backends import BackendConfig
+from prmkit.errors import InputError
 from prmkit.evaluate.diagnostics import final_step_errors
 from prmkit.formats.data import first_problems
 from prmkit.pipeline import labels
 from prmkit.pipeline.evaluation import evaluate_prms
 from prmkit.pipeline.prms import train_prms, training_record
+from prmkit.pipeline.recipe import check_available
 from prmkit.pipeline.stages import Stages
 from prmkit.records import read_records, write_json
 from prmkit.report import page as report
@@ -45,7 +48,7 @@ class Run:
         of a source that knows the truth of every step (the toy world) carry it."""
         problems = first_problems(data, folder / "problems.jsonl")
         # the problems file is the source's records: their truth hook goes with them
-        truth = self.recipe["sample"].get("truth") or _truth_hook(data["path"])
+        truth = self.recipe["sample"].get("truth") or plugins.truth_of(data["path"])
         cfg = config.load(SampleConfig, given={
             **self.recipe["sample"], **settings, "problems": str(problems),
             "model": self.policy, "prompt": self.prompt, "truth": truth})
@@ -63,23 +66,56 @@ class Run:
         return budget(read_records(self.out / "problems.jsonl", "problem")) if budget else None
 
 
-def _truth_hook(path: str) -> str | None:
-    registered = plugins.source_of(path)
-    return getattr(registered[0], "truth", None) if registered else None
+def run(recipe: dict, *, progress: bool = True, console: Console | None = None,
+        force: bool = False, source: str | Path | None = None) -> dict:
+    """Run (or resume) a recipe (loaded from ``source``); returns what ``results.json`` holds.
+    Every model and data source it names is checked first. The run folder is held by this
+    process (``rundir.owned``): a second run on it is refused. A folder that holds a run of
+    other settings is refused too, left as it is; ``force`` redoes the stages they touch."""
+    check_available(recipe, source)
+    with rundir.owned(rundir.check_out(recipe["out"])) as out:
+        if not force:
+            refuse_another_recipe(out, recipe)
+        return _run(recipe, progress, console or Console(), force)
 
 
-def run(recipe: dict, *, progress: bool = True, console: Console | None = None) -> dict:
-    """Run (or resume) a recipe; returns what ``results.json`` holds. The run folder is held by
-    this process (``rundir.owned``): a second run on it is refused."""
-    with rundir.owned(rundir.check_out(recipe["out"])):
-        return _run(recipe, progress, console or Console())
+# what may change on a folder without redoing any stage: where it is, how the report looks
+FREE = ("out", "report", "quick")
 
 
-def _run(recipe: dict, progress: bool, console: Console) -> dict:
+def refuse_another_recipe(out: Path, recipe: dict) -> None:
+    """The settings a folder's stages were made with (``recipe.json``) are the recipe's, or
+    nothing is done: a changed setting would otherwise redo and replace finished stages."""
+    saved = out / "recipe.json"
+    if not saved.exists():
+        return
+    try:
+        before = json.loads(saved.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError("damaged (not JSON): use --force to start this run over, or "
+                         "another --out", path=saved) from None
+    changed = [key for key in _differences(before, recipe) if key.split(".")[0] not in FREE]
+    if changed:
+        shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6
+                                          else "")
+        raise InputError(f"holds a run made with other settings (changed: {shown}); use "
+                         "--force to redo the stages they touch, or another --out",
+                         path=out, field="out")
+
+
+def _differences(before, after, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two nested mappings."""
+    if not (isinstance(before, dict) and isinstance(after, dict)):
+        return [] if before == after else [prefix.rstrip(".") or "(whole recipe)"]
+    return [key for name in sorted(set(before) | set(after), key=str)
+            for key in _differences(before.get(name), after.get(name), f"{prefix}{name}.")]
+
+
+def _run(recipe: dict, progress: bool, console: Console, force: bool) -> dict:
     began = time.monotonic()
     out = Path(recipe["out"])
     write_json(out / "recipe.json", recipe)
-    stages = Stages(out, console)
+    stages = Stages(out, console, force)
     run = Run(recipe, stages, progress)
     run.sample("sample", recipe["problems"], out, {})
     annotated, label_metrics = labels.annotate(run, out / "sample" / "solutions.jsonl")

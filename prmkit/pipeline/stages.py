@@ -13,23 +13,27 @@ from prmkit.records import write_json
 
 class Stages:
     """Runs stages in order, timing each (``timings.json``) and noting PRMs that could not be
-    trained (``skipped``)."""
+    trained (``skipped``). With ``force``, a stage that holds work of other settings is redone;
+    without, it is refused and left as it is."""
 
-    def __init__(self, out: Path, console):
-        self.out, self.console = out, console
+    def __init__(self, out: Path, console, force: bool = False):
+        self.out, self.console, self.force = out, console, force
         self.timings: dict[str, dict] = {}
         self.skipped: dict[str, str] = {}
 
     def __call__(self, name: str, folder: Path | None, work: Callable[[bool], Any]) -> Any:
-        """``work(force)`` runs the stage; ``force`` starts over a stage whose unfinished shards
-        were made with other settings (the recipe changed since)."""
+        """``work(force)`` runs the stage; ``force`` starts over a stage whose work was done
+        with other settings (the recipe, or an input, changed since): only when the run was
+        given --force."""
         before = rundir.marker_time(folder) if folder is not None else None
         began = time.monotonic()
         try:
             result = work(False)
         except rundir.StaleFolder:
+            if not self.force:
+                raise
             self.console.print(f"[yellow]{name}: the settings changed since the last run; "
-                               "starting this stage over[/yellow]")
+                               "starting this stage over (--force)[/yellow]")
             result = work(True)
         seconds = time.monotonic() - began
         # finished earlier and not redone: the marker is the one that was there before
