@@ -61,3 +61,55 @@ def test_consensus_joins_files_by_id_and_names_a_missing_field(tmp_path):
     assert (error.value.line, error.value.field) == (1, "judge.first_error")
     assert error.value.path.endswith("a.jsonl")
 
+
+
+def _solution(sid: str, steps: list[str], **fields) -> dict:
+    return {"id": sid, "problem": "P", "steps": steps, **fields}
+
+
+@pytest.mark.parametrize("first,second,where,field,words", [
+    # a repeated id in the first file: one of the two would silently lose its verdict
+    ([_solution("x", ["a"], mc={"hard": [1]}), _solution("x", ["b"], mc={"hard": [1]})],
+     None, ("a.jsonl", 2), "id", "duplicate id 'x'"),
+    # ... or in a file joined to it
+    ([_solution("x", ["a", "b"], mc={"hard": [1, 0]})],
+     [{"id": "x", "judge": {"first_error": 1}}, {"id": "x", "judge": {"first_error": -1}}],
+     ("b.jsonl", 2), "id", "duplicate id 'x'"),
+    # a file of another run: the same ids, other steps
+    ([_solution("x", ["a", "b"], mc={"hard": [1, 0]})],
+     [_solution("x", ["a", "c"], judge={"first_error": 1})], ("b.jsonl", 1), "steps",
+     "other steps than in"),
+    ([_solution("x", ["a", "b"], mc={"hard": [1, 0]})],
+     [{"id": "x", "problem": "Q", "judge": {"first_error": 1}}], ("b.jsonl", 1), "problem",
+     "another problem"),
+    # a field both give, with other values: which one would the labels come from?
+    ([_solution("x", ["a", "b"], mc={"hard": [1, 0]})],
+     [{"id": "x", "mc": {"hard": [1, 1]}, "judge": {"first_error": 1}}], ("b.jsonl", 1), "mc",
+     "another 'mc'"),
+])
+def test_consensus_inputs_must_describe_the_same_solutions_once(tmp_path, first, second, where,
+                                                                field, words):
+    write_jsonl(tmp_path / "a.jsonl", first)
+    inputs = [str(tmp_path / "a.jsonl")]
+    if second is not None:
+        write_jsonl(tmp_path / "b.jsonl", second)
+        inputs.append(str(tmp_path / "b.jsonl"))
+    with pytest.raises(InputError) as error:
+        consensus.run(consensus.ConsensusConfig(inputs=tuple(inputs)), tmp_path / "out")
+    assert error.value.path.endswith(where[0]) and error.value.line == where[1]
+    assert error.value.field == field and words in str(error.value), str(error.value)
+    assert not (tmp_path / "out" / "COMPLETE").exists()
+
+
+def test_training_data_with_a_repeated_id_is_refused(tmp_path, tiny_lm):
+    from prmkit.prm.train import TrainConfig, train
+    rows = [_solution("x", ["1+1=2"], mc={"hard": [1]}), _solution("y", ["2"], mc={"hard": [0]}),
+            _solution("x", ["1+1=3"], mc={"hard": [0]})]
+    write_jsonl(tmp_path / "data.jsonl", rows)
+    cfg = TrainConfig(data=str(tmp_path / "data.jsonl"), model=str(tiny_lm), labels="mc.hard",
+                      max_steps=1, device="cpu")
+    with pytest.raises(InputError) as error:
+        train(cfg, tmp_path / "prm", progress=False)
+    assert (error.value.line, error.value.field) == (3, "id")
+    assert "duplicate id 'x' (first on line 1)" in str(error.value)
+    assert not (tmp_path / "prm" / "COMPLETE").exists()

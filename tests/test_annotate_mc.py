@@ -9,7 +9,7 @@ from prmkit import config
 from prmkit.annotate import mc
 from prmkit.backends import Completion, SamplingParams
 from prmkit.errors import InputError
-from prmkit.records import read_records, write_jsonl
+from prmkit.records import iter_json_items, read_records, write_jsonl
 
 
 class ScriptedBackend:
@@ -153,3 +153,27 @@ def test_mc_settings_are_checked():
     with pytest.raises(InputError, match="give --model") as error:
         config.load(mc.MCConfig, given={"solutions": "-", "prompt": "plain"})
 
+
+
+@pytest.mark.parametrize("mode", ["linear", "binary"])
+def test_a_solution_too_long_for_the_policy_is_skipped_with_its_id(tmp_path, tiny_lm, mode):
+    """The tiny model's context is 1024 tokens (characters): a solution whose rollout prompt
+    does not fit is listed in skipped.jsonl with its id, line and reason; the others are
+    annotated, and a file of one-step solutions alone needs no rollouts."""
+    rows = [solution("ok", ["a", "The answer is \\boxed{7}."]),
+            solution("long", ["x" * 1100, "b"]),
+            solution("one", ["The answer is \\boxed{7}."])]
+    write_jsonl(tmp_path / "in.jsonl", rows)
+    cfg = mc.MCConfig(solutions=str(tmp_path / "in.jsonl"), model=str(tiny_lm), prompt="plain",
+                      k=2, max_new_tokens=4, mode=mode)
+    metrics = mc.run(cfg, tmp_path / "out", progress=False)
+    assert metrics["skipped"] == {"count": 1, "reasons": {"too-long": 1}}
+    assert [v for _, v in iter_json_items(tmp_path / "out" / "skipped.jsonl")] == [
+        {"id": "long", "line": 2, "reason": "too-long"}]
+    records = read_records(tmp_path / "out" / "annotated.jsonl", "solution")
+    assert [r["id"] for r in records] == ["ok", "one"]
+    assert all("_line" not in r and "_skipped" not in r for r in records)
+    write_jsonl(tmp_path / "one.jsonl", [rows[2], solution("two", ["wrong"])])
+    cfg = mc.MCConfig(solutions=str(tmp_path / "one.jsonl"), model=str(tiny_lm),
+                      prompt="plain", k=2, max_new_tokens=4, mode=mode)
+    assert mc.run(cfg, tmp_path / "one", progress=False)["rollouts"] == 0

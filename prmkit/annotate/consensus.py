@@ -32,7 +32,12 @@ from prmkit.labels import (
     labels_from_first_error,
     quality,
 )
-from prmkit.records import iter_json_items, validate, write_jsonl
+from prmkit.records import (
+    iter_json_items,
+    note_id,
+    read_records_with_lines,
+    write_jsonl,
+)
 
 BUCKETS = ("-1", "0", "1", "2", "3", "4+", "none")
 
@@ -55,22 +60,39 @@ class ConsensusConfig:
 
 
 def join(paths: list[str]) -> list[tuple[int, dict]]:
-    """Records of the first file (with their lines), with the fields of later files added."""
+    """Records of the first file (with their lines), with the fields of later files added.
+
+    Ids are unique in every file. A later file's record must describe the same solution as the
+    first file's record of its id: the same problem and steps where it gives them (a file of
+    another run, with the same ids and other steps, would put its labels on the wrong steps),
+    and no field it shares with it may hold another value."""
     first, *others = paths
-    records = [(line, validate(value, "solution", path=first, line=line))
-               for line, value in iter_json_items(first)]
+    records = read_records_with_lines(first, "solution")
     if not records:
         raise InputError("no solutions in this file", path=first, field="inputs")
-    by_id = {r["id"]: r for _, r in records}
+    by_id = {r["id"]: (line, r) for line, r in records}
     for path in others:
+        seen: dict[str, int] = {}
         for line, value in iter_json_items(path):
-            if not isinstance(value, dict) or "id" not in value:
-                raise InputError("expected an object with an id", path=path, line=line,
+            if not isinstance(value, dict) or not isinstance(value.get("id"), str):
+                raise InputError("expected an object with a string id", path=path, line=line,
                                  field="id")
+            note_id(seen, value["id"], path=path, line=line)
             if value["id"] in by_id:
-                target = by_id[value["id"]]
+                first_line, target = by_id[value["id"]]
+                _same_solution(value, target, path, line, f"{first}:{first_line}")
                 target.update({k: v for k, v in value.items() if k not in target})
     return records
+
+
+def _same_solution(value: dict, target: dict, path: str, line: int, where: str) -> None:
+    for key in ("problem", "steps", *sorted(k for k in value if k not in ("problem", "steps"))):
+        if key in value and key in target and value[key] != target[key]:
+            what = ("other steps" if key == "steps" else "another problem" if key == "problem"
+                    else f"another {key!r}")
+            raise InputError(f"id {value['id']!r} has {what} than in {where}: the files do not "
+                             "describe the same solutions (another run's file?)", path=path,
+                             line=line, field=key)
 
 
 def bucket(first_error: int | None) -> str:

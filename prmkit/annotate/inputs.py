@@ -46,6 +46,15 @@ def drop_unreadable_gold(solutions: list[dict], skipped: list[dict]) -> list[dic
     return kept
 
 
+SKIPPED = "_skipped"  # a worker's mark on a record it could not annotate, and why
+
+
+def skip_mark(solution: dict, reason: str) -> dict:
+    """What a worker returns for a solution it cannot annotate (its prompt does not fit the
+    model): the stage lists it in ``skipped.jsonl`` with its id, line and reason."""
+    return {"id": solution["id"], "_line": solution.get("_line"), SKIPPED: reason}
+
+
 def strip_private(record: dict) -> dict:
     return {k: v for k, v in record.items() if not k.startswith("_")}
 
@@ -73,6 +82,9 @@ class Annotation:
         return self.prepare(solutions, self.skipped) if self.prepare else solutions
 
     def finish(self, folder: Path, records: list[dict]) -> dict:
+        self.skipped += [{"id": r["id"], "line": r.get("_line"), "reason": r[SKIPPED]}
+                         for r in records if SKIPPED in r]
+        records = [r for r in records if SKIPPED not in r]
         write_jsonl(folder / "annotated.jsonl", records)
         write_jsonl(folder / "skipped.jsonl", self.skipped)
         return self.summarize(records, self.skipped)

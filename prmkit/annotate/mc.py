@@ -48,6 +48,7 @@ from prmkit.annotate.inputs import (
     Annotation,
     accuracy_vs_truth,
     drop_unreadable_gold,
+    skip_mark,
     skipped_summary,
     strip_private,
 )
@@ -114,13 +115,27 @@ class MCWorker:
                                      max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
 
     def __call__(self, solutions: list[dict], index: int) -> list[dict]:
-        states = [_State(s, self.cfg) for s in solutions]
+        too_long = self._too_long(solutions)
+        states = [_State(s, self.cfg) for s in solutions if s["id"] not in too_long]
         if self.cfg.mode == "linear":
             self._estimate([(st, i) for st in states for i in range(st.n - 1)])
         else:
             while todo := [(st, st.probe) for st in states if st.probe is not None]:
                 self._estimate(todo)
-        return [{**strip_private(st.solution), self.cfg.name: st.result()} for st in states]
+        done = {st.solution["id"]: {**strip_private(st.solution), self.cfg.name: st.result()}
+                for st in states}
+        return [done.get(s["id"]) or skip_mark(s, "too-long") for s in solutions]
+
+    def _too_long(self, solutions: list[dict]) -> set[str]:
+        """Ids of the solutions whose longest rollout prompt (every step but the last) leaves
+        the policy no room to generate, where the backend can tell (a local model)."""
+        fits = getattr(self.backend, "fits", None)
+        longest = [s for s in solutions if len(s["steps"]) > 1]
+        if fits is None or not longest:
+            return set()
+        prompts = [render(self.cfg.prompt, s["problem"], self.backend.tokenizer,
+                          partial=join_steps(s["steps"][:-1]) + STEP_SEPARATOR) for s in longest]
+        return {s["id"] for s, ok in zip(longest, fits(prompts)) if not ok}
 
     def _estimate(self, jobs: list[tuple["_State", int]]) -> None:
         """Roll out K completions from each (solution, step) prefix, in one backend call."""

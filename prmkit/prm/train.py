@@ -72,7 +72,13 @@ from prmkit.prm.model import build_prm, default_head_layers, load_prm, save_prm
 from prmkit.prm.processes import Processes, scalar
 from prmkit.prm.score import encode, padded_batch
 from prmkit.progress import Bar
-from prmkit.records import atomic_write_bytes, iter_json_items, validate, write_json
+from prmkit.records import (
+    atomic_write_bytes,
+    iter_json_items,
+    note_id,
+    validate,
+    write_json,
+)
 
 
 @dataclass(frozen=True)
@@ -175,9 +181,10 @@ def step_targets(record: dict, cfg: TrainConfig) -> list[float | None]:
 
 def load_examples(cfg: TrainConfig, prm) -> tuple[list[dict], list[dict]]:
     """(train, held-out) examples: token ids, label positions and targets; split by problem."""
-    examples = []
+    examples, seen = [], {}
     for line, value in iter_json_items(cfg.data):
         record = validate(value, "solution", path=cfg.data, line=line)
+        note_id(seen, record["id"], path=cfg.data, line=line)  # one solution, learned once
         try:
             targets = step_targets(record, cfg)
         except ValueError as e:
