@@ -455,6 +455,8 @@ def _atomic(path: str | Path, mode: str, write: Callable[[Any], Any]) -> Path:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except PermissionError:
         raise InputError("cannot write here: permission denied", path=path) from None
+    except OSError as e:  # a read-only or full disk
+        raise InputError(f"cannot write here: {e.strerror or e}", path=path) from None
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             write(f)

@@ -111,7 +111,11 @@ def replace_folder(path: str | Path, fill) -> Path:
     tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    fill(tmp)
+    try:
+        fill(tmp)
+    except BaseException:  # a full disk, a kill: no half-built folder is left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(old, ignore_errors=True)
     if path.exists():
         path.rename(old)

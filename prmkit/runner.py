@@ -197,6 +197,28 @@ def start_ray(ray) -> None:
                      stderr=subprocess.DEVNULL, start_new_session=True)
 
 
+def actors_that_fit(nodes: list[dict], actors: int, actor_cpus: float,
+                    actor_gpus: float) -> int:
+    """How many of ``actors`` the cluster's live nodes can host at once. Ray leaves an actor
+    it cannot place pending for ever, and the shard it was given with it: a request no node can
+    meet is an error now, naming what is missing, and actors beyond what fits are not made."""
+    live = [node.get("Resources") or {} for node in nodes if node.get("Alive", True)]
+    room = 0
+    for have in live:
+        # a small slack: 1.0 / 0.1 is 9.999... in floating point
+        per_node = [have.get(name, 0.0) / asked + 1e-9
+                    for name, asked in (("CPU", actor_cpus), ("GPU", actor_gpus)) if asked > 0]
+        room += min(int(n) for n in per_node) if per_node else actors
+    if room == 0:
+        no_gpus = actor_gpus > 0 and all(have.get("GPU", 0.0) < actor_gpus for have in live)
+        cpus, gpus = (sum(have.get(name, 0.0) for have in live) for name in ("CPU", "GPU"))
+        raise InputError(f"no node of the Ray cluster can host one actor ({actor_cpus:g} CPUs "
+                         f"and {actor_gpus:g} GPUs each; the cluster has {cpus:g} CPUs and "
+                         f"{gpus:g} GPUs on {len(live)} live node(s)): ask for less, or add "
+                         "nodes", field="actor_gpus" if no_gpus else "actor_cpus")
+    return min(actors, room)
+
+
 def run_ray(shards: Shards, factory: WorkFactory, *, actors: int = 2, actor_cpus: float = 1.0,
             actor_gpus: float = 0.0, progress: bool = True, label: str = "") -> None:
     """Run the pending shards on Ray actors, one shard in flight per actor.
@@ -222,6 +244,7 @@ def run_ray(shards: Shards, factory: WorkFactory, *, actors: int = 2, actor_cpus
             return index, self.work(items, index)
 
     options = {"num_cpus": actor_cpus, "num_gpus": actor_gpus}
+    actors = actors_that_fit(ray.nodes(), actors, actor_cpus, actor_gpus)
     workers = [ShardWorker.options(**options).remote(factory)
                for _ in range(min(actors, len(pending)))]
     queue, in_flight = list(pending), {}

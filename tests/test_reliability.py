@@ -458,3 +458,45 @@ def test_a_stage_killed_at_any_moment_resumes_to_the_same_output(stage, tmp_path
         assert outcome(killed, stage) == expected
     assert kills >= 1, kills
     print(f"{stage}: killed {kills} times, resumed to the straight run's output")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A mount of its own: ``mount(options)`` gives a tmpfs folder (``ro``: read-only,
+    ``size=16k``: full after a few files). Skipped where this process may not mount."""
+    import subprocess
+    mounted = []
+
+    def mount(options: str) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                              capture_output=True)
+        if done.returncode != 0:
+            pytest.skip("cannot mount a small disk here (needs root): "
+                        f"{done.stderr.decode().strip()[:100]}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.mark.parametrize("options,expect", [("ro,size=1m", "Read-only file system"),
+                                            ("size=16k", "No space left on device")])
+def test_a_disk_that_refuses_writes_is_one_line_and_leaves_no_temporary_files(
+        options, expect, small_disk, tmp_path, tiny_lm, capsys):
+    disk = small_disk(options)
+    data = tmp_path / "labelled.jsonl"
+    write_jsonl(data, [{"id": f"s{i}", "problem": "1+1?", "steps": ["1+1=2", "2"],
+                        "mc": {"hard": [1, i % 2], "values": [1.0, i % 2 / 2]}}
+                       for i in range(8)])
+    for argv in (["annotate", "consensus", data, "--sources", "mc.hard", "--sources",
+                  "mc.values", "--out", disk / "consensus"],
+                 ["train", "--data", data, "--model", tiny_lm, "--labels", "mc.hard",
+                  "--max-steps", "1", "--device", "cpu", "--out", disk / "prm"]):
+        status, err = run_cli(capsys, argv)
+        assert status == 2 and "Traceback" not in err, err
+        assert expect in err and len(err.strip().splitlines()) == 1, err
+        assert markers(disk) == [] and not [p for p in disk.rglob("*") if "tmp" in p.name]

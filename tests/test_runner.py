@@ -122,6 +122,22 @@ def test_local_and_ray_executors_give_identical_files(tmp_path, toy_solutions, t
     assert (tmp_path / "score-local" / "scores.jsonl").read_text() == \
         (tmp_path / "score-ray" / "scores.jsonl").read_text()
 
+    # what the cluster (2 CPUs, no GPU) cannot host fails at once, naming what is missing;
+    # more actors than fit are not made (each would hold a shard, pending for ever)
+    import time
+    for asked, field in (({"actor_gpus": 1.0}, "actor_gpus"), ({"actor_cpus": 64.0},
+                                                               "actor_cpus")):
+        began = time.monotonic()
+        with pytest.raises(InputError) as error:
+            mc.run(cfg, tmp_path / f"mc-{field}", progress=False,
+                   backend=BackendConfig(executor="ray", threads=1, **asked))
+        assert error.value.field == field and "no node of the Ray cluster" in str(error.value)
+        assert time.monotonic() - began < 10
+    mc.run(cfg, tmp_path / "mc-many", progress=False,
+           backend=BackendConfig(executor="ray", actors=6, actor_cpus=1.0, threads=1))
+    assert (tmp_path / "mc-many" / "annotated.jsonl").read_text() == \
+        (local / "annotated.jsonl").read_text()
+
 
 def test_unknown_executor_is_refused(tmp_path):
     shards = Shards(tmp_path, [1, 2], 1, {})
@@ -182,3 +198,20 @@ def test_a_killed_driver_leaves_no_ray_processes_behind(tmp_path):
     while any(running(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert [p for p in pids if running(p)] == []
+
+
+def test_ray_actors_are_made_only_where_a_node_can_host_them():
+    from prmkit.runner import actors_that_fit
+    nodes = [{"Alive": True, "Resources": {"CPU": 8.0, "GPU": 2.0}},
+             {"Alive": True, "Resources": {"CPU": 4.0}},
+             {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}]
+    assert actors_that_fit(nodes, 8, 1.0, 1.0) == 2     # the GPUs of the one GPU node
+    assert actors_that_fit(nodes, 8, 1.0, 0.0) == 8     # 12 CPUs
+    assert actors_that_fit(nodes, 20, 0.1, 0.0) == 20
+    assert actors_that_fit(nodes, 20, 3.0, 0.0) == 3    # 2 on the first node, 1 on the second
+    with pytest.raises(InputError) as error:
+        actors_that_fit(nodes, 2, 1.0, 4.0)
+    assert error.value.field == "actor_gpus" and "2 GPUs on 2 live node(s)" in str(error.value)
+    with pytest.raises(InputError) as error:
+        actors_that_fit(nodes, 2, 16.0, 0.0)
+    assert error.value.field == "actor_cpus"

@@ -16,6 +16,7 @@ stays instant and never imports torch. Command groups that live outside the gene
 
 from __future__ import annotations
 
+import errno
 import sys
 from importlib.metadata import version
 from typing import Optional
@@ -58,6 +59,20 @@ def _mount() -> None:
 _mount()
 
 
+# a disk that refuses writes (read-only, full, over quota, not ours): one line, not a traceback
+DISK_ERRORS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _out_of(argv: list[str]) -> str:
+    """The output folder a command was given (where a write without a file name failed)."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--out="):
+            return arg.split("=", 1)[1]
+        if arg == "--out" and i + 1 < len(argv):
+            return argv[i + 1]
+    return "the output folder"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``prmkit`` on ``argv`` (default: the command line); returns the exit status: 0 done,
     2 bad input (an ``InputError``, named file, line and field) or bad usage."""
@@ -65,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         result = app(args=argv, prog_name="prmkit", standalone_mode=False)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        # the stage's marker is written last: what stopped here stays unfinished, and resumes
+        where = e.filename or _out_of(argv if argv is not None else sys.argv[1:])
+        print(f"error: {where}: cannot write: {e.strerror or e}", file=sys.stderr)
         return 2
     except typer.Exit as e:
         return e.exit_code
