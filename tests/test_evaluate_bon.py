@@ -117,20 +117,25 @@ def test_min_on_final_step_and_defaults():
     sets = [{"id": "a", "candidates": [cand("1", [0.9, 0.1]), cand("1", [0.1, 0.9]),
                                        cand("1", [0.5]), cand("1", [0.3, 0.3])]}]
     assert min_on_final_step(sets) == {"n_responses": 3, "share": pytest.approx(100 / 3),
-                                       "per_problem": {"a": [1, 3]}}
+                                       "per_problem": {"a": [1, 3]},
+                                       "past_context": {"responses": 0, "steps": 0}}
     assert default_ns(8) == [1, 2, 4, 8] and default_ns(6) == [1, 2, 4, 6]
     assert group_answers(["2", None, "2.0", "x"], "equivalence") == [[0, 2], [3]]
     with pytest.raises(InputError, match="only 4 candidates"):
         bon.metrics({"b": sets}, ns=[8])
 
 
-def test_unscored_steps_are_left_out_of_the_aggregation():
+def test_a_candidate_cut_by_the_context_ranks_below_every_one_scored_whole():
+    """min over a prefix is not the solution's score: the candidate whose last step is past
+    the context (0.8 so far) does not beat the whole one (min 0.2); it is counted."""
     from prmkit.evaluate.bon import evaluate_set
     sets = [{"id": "p", "gold_answer": "1", "candidates": [
         {"answer": "2", "correct": False, "step_scores": [0.9, 0.2]},
         {"answer": "1", "correct": True, "step_scores": [0.8, None]}]}]  # past the context
     m = evaluate_set(sets, ns=[2], per_item=True)
-    assert m["accuracy"]["min"][2] == 100.0 and m["items"][0]["picks"]["min"]["index"] == 1
+    assert m["accuracy"]["min"][2] == 0.0 and m["items"][0]["picks"]["min"]["index"] == 0
+    assert m["past_context"] == {"candidates": 1, "steps": 1, "no_pick": {2: 0},
+                                 "nothing_fit": False}
 
 
 

@@ -173,14 +173,17 @@ def test_the_f1_gap_has_a_paired_bootstrap_interval():
     assert f1_gap(items, blind, good)["high"] < 0
 
 
-def test_steps_past_the_context_are_skipped_and_counted(processbench_items):
+def test_steps_past_the_context_are_unknown_and_counted(processbench_items):
     """A PRM writes null for the steps that did not fit its context: they cannot be the
-    predicted error (unknown steps are skipped, as prmkit.labels skips them) and are counted."""
+    predicted error, and a solution whose read steps all pass is not called correct either
+    (the PRM never saw the rest): no prediction, a miss, counted."""
     items = [r for r in processbench_items if r["subset"] == "gsm8k"][:20]
     scores = {r["id"]: [0.9] * len(r["steps"]) for r in items}
     first = items[0]["id"]
     scores[first] = [0.9] + [None] * (len(items[0]["steps"]) - 1)
     m = processbench.metrics(items, step_scores=scores, per_item=True)
-    assert m["unscored"] == {"steps": len(items[0]["steps"]) - 1, "items": 1}
-    assert {p["id"]: p["prediction"] for p in m["items"]}[first] == -1
+    assert m["past_context"] == {"items": 1, "steps": len(items[0]["steps"]) - 1,
+                                 "no_prediction": 1, "nothing_fit": False}
+    predicted = {p["id"]: p for p in m["items"]}[first]
+    assert predicted["prediction"] is None and not predicted["hit"]
 

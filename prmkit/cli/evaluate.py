@@ -1,5 +1,9 @@
 """``prmkit eval NAME``: one command a registered benchmark (``prmkit.evaluate.BENCHMARKS``),
-its flags made from the benchmark's config, its output from the benchmark's ``show``."""
+its flags made from the benchmark's config, its output from the benchmark's ``show``.
+
+Exit status: 0 when something was measured; 1 when the metrics say that nothing of the PRM
+fit its context (``past_context.nothing_fit``: every PRM number is null; metrics.json is still
+written, with the counts); 2 for bad input (``prmkit.errors.InputError``)."""
 
 from __future__ import annotations
 
@@ -32,7 +36,16 @@ def _handler(bench: Benchmark):
         elif out is not None:
             show.print(f"wrote {out / 'metrics.json'}")
         bench.show(metrics, show)
+        if nothing_fit(metrics):
+            show.print("nothing of the PRM was evaluated: no solution fits its context",
+                       style="bold red", markup=False, highlight=False)
+            raise typer.Exit(1)
     return evaluate_and_show
+
+
+def nothing_fit(metrics: dict) -> bool:
+    """Whether a benchmark's metrics say that no solution fit the PRM's context."""
+    return bool((metrics.get("past_context") or {}).get("nothing_fit"))
 
 
 for _name in evaluate.names():

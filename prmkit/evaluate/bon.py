@@ -20,8 +20,26 @@ Answers are grouped by equivalence (math-verify) by default, or by exact string
 (in equivalence grouping) and is never correct; such answers are counted. A problem whose gold
 answer cannot be read is reported and left out of the accuracies.
 
-Diagnostic (the paper's): the share of responses with 2+ scored steps whose lowest step score
-is on the final step (ties: the earliest lowest step).
+Diagnostic (the paper's): the share of responses of 2+ steps, scored whole, whose lowest step
+score is on the final step (ties: the earliest lowest step).
+
+Steps past a PRM's context (null step scores: ``prmkit score`` drops whole steps from the end
+of a solution that does not fit) are counted, never silently dropped or scored as present:
+  - a candidate with an unscored step has no aggregated score (``ranking.aggregate``): its
+    final step is unknown to ``last``, and ``min``, ``prod`` or ``mean`` of a prefix is not the
+    solution's score. The PRM methods pick among the candidates the PRM scored whole (a cut
+    candidate ranks below every whole one), and a cut candidate weighs nothing in the
+    PRM-weighted vote;
+  - a problem none of whose first N candidates was scored whole has no PRM pick: it counts as
+    a miss, so that the PRM methods are measured on the same problems as maj@N and pass@N.
+    When no problem has a PRM pick at some N, the PRM methods' accuracies there are null
+    (nothing was measured), not 0;
+  - the final-step diagnostic counts only responses scored whole;
+  - ``past_context`` in each benchmark's metrics: ``candidates`` with unscored steps, the
+    unscored ``steps``, ``no_pick`` (N -> problems without a PRM pick) and ``nothing_fit``
+    (no candidate scored whole: the PRM was not evaluated at all). ``prmkit eval bon`` prints
+    a warning for each, and exits 1 when nothing fit in any benchmark (metrics.json is still
+    written, the PRM methods null beside maj@N and pass@N).
 """
 
 from __future__ import annotations
@@ -44,11 +62,17 @@ from prmkit.evaluate.benchmark import (
     percent,
     png,
 )
-from prmkit.evaluate.ranking import AGGREGATIONS, ranking
+from prmkit.evaluate.ranking import (
+    AGGREGATIONS,
+    aggregate,
+    fully_scored,
+    past_context,
+    ranking,
+)
 from prmkit.formats import read_as
 from prmkit.formats.data import DataSection
 from prmkit.grading import Outcome, equivalent, extract_answer, grade_many
-from prmkit.prm.model import load_prm
+from prmkit.prm.model import check_prm, load_prm
 from prmkit.prm.score import score
 from prmkit.runner import stage_config
 from prmkit.steps import split_steps
@@ -96,20 +120,33 @@ def group_answers(answers: Sequence[str | None], by: str) -> list[list[int]]:
     return groups
 
 
-def vote(groups: list[list[int]], weights: Sequence[float] | None = None) -> int | None:
-    """The first member of the winning group (biggest, or heaviest with weights)."""
+def argmax_scored(values: Sequence[float | None]) -> int | None:
+    """The earliest index of the highest value, None values left out; None when all are."""
+    best = None
+    for i, v in enumerate(values):
+        if v is not None and (best is None or v > values[best]):
+            best = i
+    return best
+
+
+def vote(groups: list[list[int]], weights: Sequence[float | None] | None = None) -> int | None:
+    """The first member of the winning group (biggest, or heaviest with weights). A member
+    weighted None (a candidate the PRM did not score whole) weighs nothing, and a group with
+    no weighed member cannot win."""
+    if weights is not None:
+        groups = [g for g in groups if any(weights[i] is not None for i in g)]
     if not groups:
         return None
-    size = [len(g) if weights is None else sum(weights[i] for i in g) for g in groups]
+    size = [len(g) if weights is None else sum(weights[i] for i in g if weights[i] is not None)
+            for g in groups]
     return groups[argmax_first(size)][0]
 
 
-def _step_scores(c: dict) -> list[float] | None:
-    """The scores a response is ranked by; steps past the PRM's context (null) are left out,
-    as ``prmkit.labels`` leaves unknown steps out."""
+def _prm_scores(c: dict) -> list[float | None] | None:
+    """The scores a response is ranked by: its step scores (null past the PRM's context), else
+    its response-level ``score`` as one step; None when it has neither."""
     if c.get("step_scores"):
-        scored = [s for s in c["step_scores"] if s is not None]
-        return scored or None
+        return c["step_scores"]
     return [c["score"]] if "score" in c else None
 
 
@@ -147,7 +184,7 @@ def _picks(cands: list[dict], answers: list[str | None], n: int, group_by: str,
     cands, answers = cands[:n], answers[:n]
     picks: dict[str, int | None] = {}
     groups = group_answers(answers, group_by)
-    steps = [_step_scores(c) for c in cands]
+    steps = [_prm_scores(c) for c in cands]
     for method in methods:
         if method == "maj":
             picks[method] = vote(groups)
@@ -155,20 +192,25 @@ def _picks(cands: list[dict], answers: list[str | None], n: int, group_by: str,
                 picks[method] = 0
         elif method == "response":
             picks[method] = argmax_first([c["score"] for c in cands])
-        elif method in AGGREGATIONS:
-            picks[method] = argmax_first([AGGREGATIONS[method](s) for s in steps])
+        elif method in AGGREGATIONS:  # None (no pick) when no candidate was scored whole
+            picks[method] = argmax_scored([aggregate(method, s) for s in steps])
         elif method.startswith("vote_"):
-            weights = [AGGREGATIONS[method[5:]](s) for s in steps]
+            weights = [aggregate(method[5:], s) for s in steps]
             picks[method] = vote(groups, weights)
-            if picks[method] is None:
-                picks[method] = argmax_first(weights)
+            if picks[method] is None:  # no readable answer scored whole: the best one stands
+                picks[method] = argmax_scored(weights)
     return picks
+
+
+def prm_methods(methods: Iterable[str]) -> list[str]:
+    """The methods that rank by a PRM's step scores (and so depend on what fit its context)."""
+    return [m for m in methods if m in AGGREGATIONS or m.startswith("vote_")]
 
 
 def available_methods(sets: list[dict]) -> list[str]:
     cands = [c for record in sets for c in record["candidates"]]
     methods = ["maj"]
-    if all(_step_scores(c) for c in cands):
+    if all(_prm_scores(c) for c in cands):
         methods += list(AGGREGATIONS) + [f"vote_{a}" for a in AGGREGATIONS]
     if all("score" in c for c in cands):
         methods.append("response")
@@ -176,11 +218,11 @@ def available_methods(sets: list[dict]) -> list[str]:
 
 
 def min_on_final_step(sets: list[dict]) -> dict:
-    """The paper's diagnostic over every candidate with step scores
-    (``prmkit.evaluate.diagnostics.min_on_final_step``), and per problem ([on the final step,
-    responses]) for a paired bootstrap between PRMs."""
+    """The paper's diagnostic over every candidate with step scores, scored whole
+    (``prmkit.evaluate.diagnostics.min_on_final_step``, with ``past_context``), and per
+    problem ([on the final step, responses]) for a paired bootstrap between PRMs."""
     def scored(record: dict) -> list:
-        return [_step_scores(c) for c in record["candidates"] if "step_scores" in c]
+        return [_prm_scores(c) for c in record["candidates"] if "step_scores" in c]
     out = diagnostics.min_on_final_step([s for record in sets for s in scored(record)])
     per_problem = {}
     for record in sets:
@@ -205,8 +247,10 @@ def evaluate_set(sets: list[dict], *, ns: Sequence[int] | None = None,
         raise InputError(f"N={too_big[0]} but some problem has only {available} candidates",
                          field="n")
     methods = available_methods(sets)
+    ranked_by_prm = prm_methods(methods)
     outcomes = _correctness(sets, processes)
     hits = {m: {n: [] for n in ns} for m in methods + ["pass", "random"]}
+    no_pick = {n: 0 for n in ns}  # problems none of whose first n candidates was scored whole
     unparseable = gold_unreadable = 0
     items = []
     for record, outcome in zip(sets, outcomes):
@@ -217,25 +261,41 @@ def evaluate_set(sets: list[dict], *, ns: Sequence[int] | None = None,
         answers = [_answer(c) for c in record["candidates"]]
         for n in ns:
             picks = _picks(record["candidates"], answers, n, group_by, methods)
-            for method, pick in picks.items():
-                hits[method][n].append(outcome[pick] is Outcome.CORRECT)
+            for method, pick in picks.items():  # no pick: a miss
+                hits[method][n].append(pick is not None and outcome[pick] is Outcome.CORRECT)
+            if ranked_by_prm and not any(fully_scored(_prm_scores(c))
+                                         for c in record["candidates"][:n]):
+                no_pick[n] += 1
             if per_item and n == max(ns):
                 items.append({"id": record["id"], "n": n, "n_correct": sum(
                     o is Outcome.CORRECT for o in outcome[:n]), "picks": {
-                        m: {"index": p, "answer": answers[p],
-                            "correct": outcome[p] is Outcome.CORRECT}
-                        for m, p in picks.items()}})
+                        m: _pick_record(p, answers, outcome) for m, p in picks.items()}})
             hits["pass"][n].append(any(o is Outcome.CORRECT for o in outcome[:n]))
             hits["random"][n].append(sum(o is Outcome.CORRECT for o in outcome[:n]) / n)
     scored = len(sets) - gold_unreadable
-    accuracy = {m: {n: (100.0 * sum(h) / len(h) if h else None) for n, h in by_n.items()}
+    accuracy = {m: {n: (100.0 * sum(h) / len(h)
+                        if h and not (m in ranked_by_prm and no_pick[n] == len(h)) else None)
+                    for n, h in by_n.items()}
                 for m, by_n in hits.items()}
+    cut = past_context((c.get("step_scores") for r in sets for c in r["candidates"]),
+                       "candidates")
     return {
         "n_problems": len(sets), "n_scored": scored, "gold_unparseable": gold_unreadable,
         "unparseable_answers": unparseable, "ns": ns, "group_by": group_by,
         "accuracy": accuracy, "min_on_final_step": min_on_final_step(sets),
+        "past_context": {**cut, "no_pick": no_pick if ranked_by_prm else {},
+                         "nothing_fit": bool(ranked_by_prm) and scored > 0
+                         and no_pick[max(ns)] == scored},
         **({"items": items} if per_item else {}),
     }
+
+
+def _pick_record(pick: int | None, answers: list, outcome: list) -> dict:
+    """A method's pick for predictions.jsonl; no pick (nothing scored whole) is a miss."""
+    if pick is None:
+        return {"index": None, "answer": None, "correct": False,
+                "reason": "no candidate fits the PRM's context"}
+    return {"index": pick, "answer": answers[pick], "correct": outcome[pick] is Outcome.CORRECT}
 
 
 def evaluate(benchmarks: Mapping[str, list[dict]], *, ns: Sequence[int] | None = None,
@@ -254,7 +314,10 @@ def evaluate(benchmarks: Mapping[str, list[dict]], *, ns: Sequence[int] | None =
             values = [m["accuracy"][method][n] for m in per.values()]
             values = [v for v in values if v is not None]
             average[method][n] = sum(values) / len(values) if values else None
-    return {"benchmarks": per, "average": average}
+    return {"benchmarks": per, "average": average, "past_context": {
+        "candidates": sum(m["past_context"]["candidates"] for m in per.values()),
+        "steps": sum(m["past_context"]["steps"] for m in per.values()),
+        "nothing_fit": all(m["past_context"]["nothing_fit"] for m in per.values())}}
 
 
 # --- candidate sets ------------------------------------------------------------------------------
@@ -304,7 +367,8 @@ class BonConfig:
     model: str | None = setting(None, "A PRM folder: score every candidate's steps with it "
                                 "first (their `steps`, or their `text` split on blank lines).")
     model_format: str | None = setting(None, "With --model: the PRM's input format (default: "
-                                       "from the folder).")
+                                       "from the folder; a folder that records its format "
+                                       "refuses another).")
     batch_size: int = setting(16, "With --model: solutions a forward batch.", ge=1)
     device: str = setting("auto", "With --model: auto (a GPU when there is one), cpu, cuda.")
     device_map: str | None = setting(None, "With --model: spread a PRM too large for one GPU "
@@ -325,6 +389,8 @@ class BonConfig:
 def run(cfg: BonConfig, out: str | Path | None = None, *, force: bool = False) -> dict:
     """The metrics of a ``prmkit eval bon`` config (into ``out`` if given)."""
     cfg.validate()
+    if cfg.model:  # a broken PRM folder fails here, in one line, before any work
+        check_prm(cfg.model, cfg.model_format)
     files = {Path(p).stem: p for p in cfg.candidates}
     # how fast and where it runs changes no number
     settings = stage_config("eval.bon", cfg,
@@ -396,11 +462,34 @@ def show(measured: dict, console) -> None:
         console.print(f"{name}: {m['n_scored']}/{m['n_problems']} problems scored, "
                       f"{m['gold_unparseable']} with unreadable gold, {m['unparseable_answers']} "
                       f"unreadable answers; lowest step score on the final step: {share} "
-                      f"of {final['n_responses']} multi-step responses")
+                      f"of {final['n_responses']} multi-step responses scored whole")
+        for line in past_context_warnings(name, m):
+            console.print(f"warning: {line}", style="bold yellow", markup=False,
+                          highlight=False)
     if len(measured["benchmarks"]) > 1:
         average = measured["average"]
         ns = sorted({int(k) for by_n in average.values() for k in by_n})
         console.print(accuracy_table("average", average, ns))
+
+
+def past_context_warnings(name: str, measured: dict) -> list[str]:
+    """What the steps past the PRM's context did to one benchmark's metrics, in words (nothing
+    when every candidate fit)."""
+    cut = measured.get("past_context") or {}
+    if not cut.get("candidates"):
+        return []
+    if cut.get("nothing_fit"):
+        return [f"{name}: no candidate fits the PRM's context ({cut['candidates']} candidates, "
+                f"{cut['steps']} steps past it): the PRM methods are null"]
+    lines = [f"{name}: {cut['candidates']} candidates have {cut['steps']} steps past the PRM's "
+             "context; the PRM methods pick only among candidates scored whole, and the "
+             "final-step diagnostic leaves the others out"]
+    without = {int(n): k for n, k in (cut.get("no_pick") or {}).items() if k}
+    if without:
+        lines.append(f"{name}: problems with no candidate scored whole (no PRM pick, counted "
+                     "as misses): " + ", ".join(f"{k} at N={n}"
+                                                for n, k in sorted(without.items())))
+    return lines
 
 
 # --- in a recipe: evaluate: {bon: ...} -------------------------------------------------------------
@@ -478,8 +567,22 @@ def tables(results: dict) -> list[ReportTable]:
             f"Best-of-N: {set_name} ({size['n_problems']} problems x {n} candidates)", head, rows,
             "A PRM picks the candidate whose aggregated step score is highest (PRM vote: "
             "answers weighted by their candidates' min scores). Min on final step: the share "
-            "of multi-step candidates whose lowest step score is their last step."))
+            "of multi-step candidates whose lowest step score is their last step."
+            + past_context_legend(by_prm)))
     return out
+
+
+def past_context_legend(by_prm: Mapping[str, dict]) -> str:
+    """A sentence for the PRMs some of whose candidates did not fit their context ("" when
+    all fit): the PRM picks only among candidates it scored whole."""
+    cut = {name: (m.get("past_context") or {}) for name, m in by_prm.items()}
+    cut = {name: c for name, c in cut.items() if c.get("candidates")}
+    if not cut:
+        return ""
+    return (" Steps past a PRM's context: " + "; ".join(
+        f"{name} {c['candidates']} candidates ({c['steps']} steps)" for name, c in cut.items())
+        + ". A PRM picks only among the candidates it scored whole; a problem with none "
+        "counts as a miss, and the final-step share leaves them out.")
 
 
 def plots(results: dict) -> dict[str, bytes]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from prmkit.evaluate.ranking import fully_scored, past_context
 from prmkit.labels import Source
 
 
@@ -34,9 +35,14 @@ def final_step_errors(solutions: Sequence[dict], sources: Mapping[str, str]) -> 
     return out
 
 
-def min_on_final_step(step_scores: Sequence[Sequence[float] | None]) -> dict:
-    """Among responses with 2+ scored steps, the share (percent) whose lowest step score is on
-    the final step (ties: the earliest lowest step)."""
+def min_on_final_step(step_scores: Sequence[Sequence[float | None] | None]) -> dict:
+    """Among responses of 2+ steps that the PRM scored whole, the share (percent) whose lowest
+    step score is on the final step (ties: the earliest lowest step). A response with a step
+    past the PRM's context (null) is left out, whatever it holds: its final step, or the lowest
+    one, may be the unscored one. ``past_context`` counts those left out (``responses``) and
+    their unscored steps; ``share`` is None when no response is left to measure."""
     multi = [s for s in step_scores if s and len(s) >= 2]
-    on_final = sum(1 for s in multi if min(range(len(s)), key=s.__getitem__) == len(s) - 1)
-    return {"n_responses": len(multi), "share": 100.0 * on_final / len(multi) if multi else None}
+    whole = [s for s in multi if fully_scored(s)]
+    on_final = sum(1 for s in whole if min(range(len(s)), key=s.__getitem__) == len(s) - 1)
+    return {"n_responses": len(whole), "share": 100.0 * on_final / len(whole) if whole else None,
+            "past_context": past_context(multi, "responses")}

@@ -17,6 +17,16 @@ Predictions come from either
 
 We also report accuracy on erroneous samples whose final answer is nevertheless correct, the
 paper's "correct answer, flawed process" samples that outcome-based labels miss.
+
+Steps past a PRM's context (scored null: ``prmkit score`` drops whole steps from the end) are
+unknown, never scored as present (``predicted_error``): a step at or below the threshold
+before any unknown step is still the earliest error (every step before it was read), but a
+solution whose read steps all pass has no prediction, neither -1 nor an error: the PRM never
+saw the rest. Such items count as misses, as a critic's unparseable solutions do, and
+``past_context`` counts them (``no_prediction``, at the threshold used) beside the items with
+unscored steps and those steps. A subset where no item has a prediction measured nothing: its
+accuracies and F1 are null (a note says why), not 0; ``nothing_fit`` says no item of the
+benchmark has one, and ``prmkit eval processbench`` then warns and exits 1.
 """
 
 from __future__ import annotations
@@ -42,8 +52,9 @@ from prmkit.evaluate.benchmark import (
     png,
 )
 from prmkit.evaluate.paired import BOOTSTRAP, interval, resampled_sums
+from prmkit.evaluate.ranking import past_context
 from prmkit.formats.processbench import read as read_processbench
-from prmkit.labels import first_at_or_below, parse_critique, vote
+from prmkit.labels import parse_critique, positive, vote
 from prmkit.records import read_records_with_lines, write_jsonl
 from prmkit.runner import stage_config
 
@@ -94,10 +105,39 @@ def _average_f1(subsets: Mapping[str, dict]) -> float | None:
     return sum(f1s) / len(f1s) if f1s else None
 
 
+def predicted_error(step_scores: Iterable[float | None], threshold: float) -> int | None:
+    """The earliest step scored at or below the threshold, -1 when every step is above it, and
+    None (no prediction) when a step past the PRM's context (null) comes before any such step:
+    the error may be in the steps it did not read."""
+    for i, value in enumerate(step_scores):
+        if value is None:
+            return None
+        if not positive(value, threshold):
+            return i
+    return -1
+
+
+def predictions_at(items: list[dict], step_scores: Mapping[str, list], threshold: float
+                   ) -> dict[str, int | None]:
+    return {r["id"]: predicted_error(step_scores[r["id"]], threshold) for r in items}
+
+
+def step_metrics(items: list[dict], predictions: Mapping[str, int | None]) -> dict:
+    """``subset_metrics`` of a PRM's predictions; where no item has one (every item has a
+    step past the PRM's context before any error it found), nothing was measured: null
+    accuracies and F1, with a note, rather than a 0 the PRM never earned."""
+    out = subset_metrics(items, predictions)
+    if items and all(predictions[r["id"]] is None for r in items):
+        out.update(error_acc=None, correct_acc=None, f1=None,
+                   flawed_correct_answer={**out["flawed_correct_answer"], "acc": None},
+                   note="no item has a prediction: every one has steps past the PRM's "
+                        "context before any error it found")
+    return out
+
+
 def score_metrics(benchmark: list[dict], step_scores: Mapping[str, list[float]],
                   threshold: float) -> dict:
-    subsets = {name: subset_metrics(items, {r["id"]: first_at_or_below(step_scores[r["id"]], threshold)
-                                            for r in items})
+    subsets = {name: step_metrics(items, predictions_at(items, step_scores, threshold))
                for name, items in _by_subset(benchmark).items()}
     return {"subsets": subsets, "average_f1": _average_f1(subsets)}
 
@@ -135,8 +175,8 @@ def evaluate(benchmark: list[dict], *, step_scores: Mapping[str, list[float]] | 
     ``benchmark``: solution records with ``label``, ``final_answer_correct`` and ``subset``.
     ``tune_on``: a subset on which to pick the best-F1 threshold, then used for all subsets.
     ``per_item``: also ``items``, every item's prediction (at the threshold used) beside its
-    label, for error analysis. Steps scored null (past a PRM's context) are skipped and counted
-    (``unscored``)."""
+    label, for error analysis. Steps scored null (past a PRM's context) are unknown
+    (``predicted_error``) and counted (``past_context``)."""
     result = _evaluate(benchmark, step_scores=step_scores, critiques=critiques,
                        threshold=threshold, tune_on=tune_on, subsets=subsets, source=source,
                        lines=lines)
@@ -182,13 +222,13 @@ def _evaluate(benchmark: list[dict], *, step_scores, critiques, threshold, tune_
     for name in chosen["subsets"]:
         t_best = max(sweep, key=lambda t: (sweep[t]["subsets"][name]["f1"] or -1, -abs(t - 0.5)))
         best[name] = {"threshold": t_best, "f1": sweep[t_best]["subsets"][name]["f1"]}
-    unscored = {r["id"]: step_scores[r["id"]].count(None) for r in benchmark}
+    predictions = predictions_at(benchmark, step_scores, threshold)
+    without = sum(p is None for p in predictions.values())
     return {
         "_items": benchmark,
-        "_predictions": {r["id"]: first_at_or_below(step_scores[r["id"]], threshold)
-                         for r in benchmark},
-        "unscored": {"steps": sum(unscored.values()),
-                     "items": sum(1 for n in unscored.values() if n)},
+        "_predictions": predictions,
+        "past_context": {**past_context((step_scores[r["id"]] for r in benchmark), "items"),
+                         "no_prediction": without, "nothing_fit": without == len(benchmark)},
         "mode": "step_scores",
         "threshold": threshold,
         "threshold_source": threshold_source,
@@ -223,8 +263,8 @@ def _evaluate_critiques(benchmark: list[dict], critiques: Mapping[str, list[str]
 
 def best_threshold(items: list[dict], step_scores: Mapping[str, list[float]]) -> float:
     """The sweep threshold with the best F1 on ``items`` (ties: the one nearest 0.5)."""
-    f1 = {t: subset_metrics(items, {r["id"]: first_at_or_below(step_scores[r["id"]], t)
-                                    for r in items})["f1"] or -1.0 for t in SWEEP}
+    f1 = {t: step_metrics(items, predictions_at(items, step_scores, t))["f1"] or -1.0
+          for t in SWEEP}
     return max(f1, key=lambda t: (f1[t], -abs(t - 0.5)))
 
 
@@ -241,9 +281,9 @@ def cross_fitted(items: list[dict], step_scores: Mapping[str, list[float]], *,
     if not all(folds):
         return {"thresholds": [], **subset_metrics(items, {r["id"]: None for r in items})}
     thresholds = [best_threshold(folds[1 - k], step_scores) for k in (0, 1)]
-    predictions = {r["id"]: first_at_or_below(step_scores[r["id"]], thresholds[k])
+    predictions = {r["id"]: predicted_error(step_scores[r["id"]], thresholds[k])
                    for k in (0, 1) for r in folds[k]}
-    return {"thresholds": thresholds, **subset_metrics(items, predictions)}
+    return {"thresholds": thresholds, **step_metrics(items, predictions)}
 
 
 def f1_gap(items: list[dict], first: Mapping[str, int | None], second: Mapping[str, int | None],
@@ -395,6 +435,8 @@ def show(measured: dict, console) -> None:
     if measured["mode"] != "step_scores":
         console.print(f"critiques: {measured['critique_stats']}")
         return
+    for line in past_context_warnings(measured):
+        console.print(f"warning: {line}", style="bold yellow", markup=False, highlight=False)
     subsets = list(measured["subsets"])
     sweep = Table(title="F1 against threshold (best per subset is an upper bound)")
     for column in ["threshold", *subsets, "average"]:
@@ -406,6 +448,20 @@ def show(measured: dict, console) -> None:
     sweep.add_row("best", *(f"{_fmt(best[s]['f1'])} @{best[s]['threshold']:g}"
                             for s in subsets), "", style="bold")
     console.print(sweep)
+
+
+def past_context_warnings(measured: dict) -> list[str]:
+    """What the steps past the PRM's context did to the metrics, in words (nothing when every
+    item fit)."""
+    cut = measured.get("past_context") or {}
+    if not cut.get("items"):
+        return []
+    if cut.get("nothing_fit"):
+        return [f"no item has a prediction: all {cut['items']} have steps past the PRM's "
+                f"context ({cut['steps']} steps) before any error it found; the metrics are null"]
+    return [f"{cut['items']} items have {cut['steps']} steps past the PRM's context; "
+            f"{cut['no_prediction']} of them have no prediction at threshold "
+            f"{measured['threshold']:g} (no error among the steps it read) and count as misses"]
 
 
 # --- in a recipe: evaluate: {processbench: ...} ---------------------------------------------------
@@ -444,8 +500,8 @@ def at_best(items: list[dict], step_scores: Mapping[str, list], best: Mapping[st
     out: dict = {"subsets": {}, "predictions": {}}
     for subset, chosen in _by_subset(items).items():
         threshold = best[subset]["threshold"]
-        predicted = {r["id"]: first_at_or_below(step_scores[r["id"]], threshold) for r in chosen}
-        out["subsets"][subset] = {**subset_metrics(chosen, predicted), "threshold": threshold}
+        predicted = predictions_at(chosen, step_scores, threshold)
+        out["subsets"][subset] = {**step_metrics(chosen, predicted), "threshold": threshold}
         out["predictions"].update(predicted)
     out["average_f1"] = _average_f1(out["subsets"])
     return out
@@ -522,10 +578,23 @@ def tables(results: dict) -> list[ReportTable]:
               "threshold of the other half. Flawed-process found: right-answer items whose "
               "first error the PRM names, at its best threshold."
               + (" With several subsets, every column but the first ones is their mean."
-                 if several else ""))
+                 if several else "") + _past_context_legend(prms))
     n = results["benchmarks"]["processbench"]
     return [ReportTable(f"ProcessBench ({n['n_items']} items, {n['n_erroneous']} erroneous)",
                         head, rows, legend)]
+
+
+def _past_context_legend(prms: Mapping[str, dict | None]) -> str:
+    """A sentence for the PRMs some of whose items did not fit their context ("" when all
+    fit)."""
+    cut = {name: (m or {}).get("past_context") or {} for name, m in prms.items()}
+    cut = {name: c for name, c in cut.items() if c.get("items")}
+    if not cut:
+        return ""
+    return (" Steps past a PRM's context: " + "; ".join(
+        f"{name} {c['items']} items ({c['steps']} steps, {c['no_prediction']} without a "
+        "prediction at 0.5)" for name, c in cut.items())
+        + ". An item with no error among the steps read has no prediction: a miss.")
 
 
 def plots(results: dict) -> dict[str, bytes]:

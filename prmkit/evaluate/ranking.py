@@ -16,13 +16,21 @@ problems keeps the pairs of a problem together), seeded, so a report is reproduc
 ``ranking`` measures both for sampled solutions, their step scores aggregated into one score
 the way Best-of-N does (``AGGREGATIONS``), and where the step truth says where each first error
 came from (``truth.first_error_origin``), sound solutions against each origin's flawed ones.
+
+Steps past a PRM's context (scored null: ``prmkit.prm.score`` drops whole steps from the end)
+are never silently dropped. A solution with an unscored step has no aggregated score
+(``aggregate``): its final step is unknown to ``last``, and ``min``, ``prod`` or ``mean`` of a
+prefix is not the solution's score. The PRM did not read it whole, so it has no opinion of it:
+such solutions are left out of the pairs (as a solution with no score is), and counted in
+``past_context`` (``{"solutions", "steps"}``) beside the AUCs; every evaluation of prmkit
+reports the same count (``prmkit.evaluate.bon``, ``processbench``, ``diagnostics``).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 # how a solution's step scores become one score (Best-of-N's aggregations)
 AGGREGATIONS: dict[str, Callable[[Sequence[float]], float]] = {
@@ -31,6 +39,24 @@ AGGREGATIONS: dict[str, Callable[[Sequence[float]], float]] = {
     "prod": math.prod,
     "mean": lambda s: sum(s) / len(s),
 }
+
+
+def fully_scored(step_scores: Sequence[float | None] | None) -> bool:
+    """Whether a PRM scored every step (none past its context, null)."""
+    return bool(step_scores) and all(s is not None for s in step_scores)
+
+
+def aggregate(aggregation: str, step_scores: Sequence[float | None] | None) -> float | None:
+    """One score from a solution's step scores; None unless every step was scored (a step
+    past the context leaves the solution's score unknown, not the score of a prefix)."""
+    return AGGREGATIONS[aggregation](step_scores) if fully_scored(step_scores) else None
+
+
+def past_context(rows: Iterable[Sequence[float | None] | None], unit: str) -> dict:
+    """How many of ``rows`` (step-score lists) have steps past a PRM's context (null), and how
+    many such steps: ``{unit: k, "steps": m}``."""
+    cut = [sum(s is None for s in row) for row in rows if row]
+    return {unit: sum(1 for n in cut if n), "steps": sum(cut)}
 
 
 def _pair_counts(scores: Sequence[float], labels: Sequence[bool]) -> tuple[float, int]:
@@ -102,13 +128,13 @@ def ranking(solutions: Sequence[dict], by_id: Mapping[str, list], aggregation: s
             ) -> dict:
     """How a PRM ranks the solutions of one problem, their step scores aggregated: a right
     answer against a wrong one, and where the step truth is known (``truth.label``), a sound
-    process against a flawed one. Steps past a PRM's context (None) are left out."""
-    aggregate = AGGREGATIONS[aggregation]
-    scores = {}
-    for s in solutions:
-        row = [x for x in by_id.get(s["id"]) or [] if x is not None]
-        scores[s["id"]] = aggregate(row) if row else None
+    process against a flawed one. A solution with steps past the PRM's context has no score
+    and is left out of the pairs; ``past_context`` counts them."""
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {aggregation!r}; known: {list(AGGREGATIONS)}")
+    scores = {s["id"]: aggregate(aggregation, by_id.get(s["id"])) for s in solutions}
     out = {"aggregation": aggregation,
+           "past_context": past_context((by_id.get(s["id"]) for s in solutions), "solutions"),
            "answer": within_problem_auc(solution_groups(
                solutions, scores, lambda s: s["final_answer_correct"]))}
     if solutions and all(isinstance(s.get("truth"), dict) for s in solutions):

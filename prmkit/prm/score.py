@@ -7,7 +7,9 @@ fraction of the cost. Solutions are batched by length, longest first, so padding
 right padding never changes a causal model's outputs at real positions.
 
 Steps that do not fit the context are dropped whole from the end (``prmkit.steps``) and get
-``None``; the count is reported.
+``None``: never a made-up score. ``prmkit score`` counts them (solutions and steps, with a
+warning), and every evaluation counts them again and says what it did with them
+(``prmkit.evaluate.ranking``, ``bon``, ``processbench``).
 
 The stage (``ScoreConfig``, ``run``) writes ``scores.jsonl`` into a run folder.
 """
@@ -23,7 +25,7 @@ from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
 from prmkit.formats import read_as
 from prmkit.prm.formats import PRM_FORMATS, after_text, prefix_text
-from prmkit.prm.model import load_prm
+from prmkit.prm.model import check_prm, load_prm
 from prmkit.progress import Bar
 from prmkit.records import write_jsonl
 from prmkit.runner import EXECUTOR_FIELDS, ShardedStage, executor_options, stage_config
@@ -66,6 +68,16 @@ def _batches(lengths: list[int], batch_size: int, max_tokens: int) -> list[list[
     return batches
 
 
+def _step_batches(encoded: list[StepTokens], batch_size: int, max_tokens: int
+                  ) -> list[list[int]]:
+    """``_batches`` of the solutions with a step to read: one none of whose steps fit runs no
+    forward pass (its prompt alone may pass the model's context)."""
+    worth = [i for i, e in enumerate(encoded) if e.positions]
+    return [[worth[j] for j in batch]
+            for batch in _batches([len(encoded[i].input_ids) for i in worth], batch_size,
+                                  max_tokens)]
+
+
 def padded_batch(encoded: list[StepTokens], pad: int):
     """Right-padded token ids of a batch and the mask of every step's own tokens."""
     import torch
@@ -94,9 +106,12 @@ def score_encoded(prm, encoded: list[StepTokens], *, batch_size: int = 16,
     pad = prm.tokenizer.pad_token_id if prm.tokenizer.pad_token_id is not None else 0
     device = next(prm.module.parameters()).device
     out: list[list[float]] = [[] for _ in encoded]
-    batches = _batches([len(e.input_ids) for e in encoded], batch_size, max_tokens)
+    batches = _step_batches(encoded, batch_size, max_tokens)
     bar = Bar(progress, "scoring", len(encoded))
     try:
+        skipped = len(encoded) - sum(len(b) for b in batches)
+        if skipped:
+            bar.advance(n=skipped)
         for batch in batches:
             ids, step_mask = padded_batch([encoded[i] for i in batch], pad)
             # right padding needs no attention mask: a causal model's output at a real position
@@ -176,7 +191,7 @@ def score_many(problems: list[str], steps: list[list[str]], prms: dict, *,
     encoded = [encode(first, p, s) for p, s in zip(problems, steps, strict=True)]
     pad = first.tokenizer.pad_token_id if first.tokenizer.pad_token_id is not None else 0
     out = {name: [[] for _ in encoded] for name in loaded}
-    for batch in _batches([len(e.input_ids) for e in encoded], batch_size, max_tokens):
+    for batch in _step_batches(encoded, batch_size, max_tokens):
         ids, step_mask = padded_batch([encoded[i] for i in batch], pad)
         with torch.inference_mode():
             features = first.module.features(ids, None, step_mask)
@@ -200,7 +215,8 @@ class ScoreConfig:
                          "with --model-format math-shepherd.")
     format: str = setting("prmkit", "Format of the solutions file (see `prmkit formats`).")
     model_format: str | None = setting(None, f"The PRM's input format: "
-                                       f"{', '.join(PRM_FORMATS)} (default: from the folder).")
+                                       f"{', '.join(PRM_FORMATS)} (default: from the folder; "
+                                       "a folder that records its format refuses another).")
     batch_size: int = setting(16, "Solutions a forward batch.", ge=1)
     dtype: str = setting("auto", "auto (bfloat16 on a GPU, float32 on the CPU), float32, "
                          "bfloat16 or float16.", choices=("auto", "float32", "bfloat16",
@@ -229,14 +245,18 @@ SPEED_ONLY = ("device", "device_map", "batch_size", *EXECUTOR_FIELDS)
 def run(cfg: ScoreConfig, out: str | Path, *, force: bool = False,
         progress: bool = True) -> dict:
     """Score every solution into ``out/scores.jsonl`` (``{id, step_scores}``); returns the
-    metrics: solutions, steps, and the steps past the context (scored ``None``)."""
+    metrics: solutions, steps, and the steps past the context (scored ``None``) and the
+    solutions that have them. The PRM folder is checked first (``check_prm``)."""
     cfg.validate()
+    check_prm(cfg.model, cfg.model_format)  # a broken folder: one line, before any work
 
     def finish(folder: Path, scored: list[dict]) -> dict:
         write_jsonl(folder / "scores.jsonl", scored)
+        cut = [r["step_scores"].count(None) for r in scored]
         return {"n_solutions": len(scored),
                 "n_steps": sum(len(r["step_scores"]) for r in scored),
-                "steps_past_context": sum(r["step_scores"].count(None) for r in scored)}
+                "steps_past_context": sum(cut),
+                "solutions_past_context": sum(1 for n in cut if n)}
 
     return ShardedStage(
         config=stage_config("score", cfg, drop=SPEED_ONLY),
