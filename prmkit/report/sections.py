@@ -37,8 +37,11 @@ def ranking_tables(results: dict) -> list[ReportTable]:
                  "yes" if above_chance(m["ranking"]) else "no"] for name, m in by_prm.items()]
         rows.append([f"random pick@{n}", *(["0.50"] if truth else []), "0.50",
                      percent(at(first, "random", n)), ""])
+        cut = "".join(f" {name}: {m['ranking']['past_context']['solutions']} solutions past its "
+                      "context, left out of the pairs." for name, m in by_prm.items()
+                      if (m["ranking"].get("past_context") or {}).get("solutions"))
         tables.append(ReportTable(f"How the PRMs rank the solutions of one problem: {set_name}",
-                                  head, rows, RANKING_LEGEND))
+                                  head, rows, RANKING_LEGEND + cut))
     return tables
 
 
