@@ -24,7 +24,8 @@ from prmkit.errors import InputError
 from prmkit.evaluate import bon, processbench
 from prmkit.evaluate.diagnostics import min_on_final_step
 from prmkit.evaluate.ranking import ranking
-from prmkit.prm.model import build_prm, check_prm_folder, safetensors_shapes, save_prm
+from prmkit.prm.checks import check_prm_folder, safetensors_shapes
+from prmkit.prm.model import build_prm, save_prm
 from prmkit.prm.score import score
 from prmkit.records import write_jsonl
 

@@ -72,7 +72,8 @@ from prmkit.evaluate.ranking import (
 from prmkit.formats import read_as
 from prmkit.formats.data import DataSection
 from prmkit.grading import Outcome, equivalent, extract_answer, grade_many
-from prmkit.prm.model import check_prm, load_prm
+from prmkit.prm.checks import check_prm
+from prmkit.prm.model import load_prm
 from prmkit.prm.score import score
 from prmkit.runner import stage_config
 from prmkit.steps import split_steps

@@ -24,8 +24,9 @@ from prmkit import config
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
 from prmkit.formats import read_as
+from prmkit.prm.checks import check_prm
 from prmkit.prm.formats import PRM_FORMATS, after_text, prefix_text
-from prmkit.prm.model import check_prm, load_prm
+from prmkit.prm.model import load_prm
 from prmkit.progress import Bar
 from prmkit.records import write_jsonl
 from prmkit.runner import EXECUTOR_FIELDS, ShardedStage, executor_options, stage_config
