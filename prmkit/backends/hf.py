@@ -20,7 +20,7 @@ import multiprocessing
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,9 @@ from prmkit.models import (
     quiet_transformers,
     resolve_device,
 )
+
+# called after each decoding step with ((prompt index, sample index), token id) pairs
+TokenListener = Callable[[list[tuple[tuple[int, int], int]]], None]
 
 
 @dataclass(frozen=True)
@@ -63,15 +66,17 @@ class _Engine:
         self.pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.context = getattr(self.model.config, "max_position_embeddings", None) or 10**9
 
-    def run(self, batch: _Batch, params: SamplingParams) -> list[tuple[list[int], str]]:
+    def run(self, batch: _Batch, params: SamplingParams,
+            on_tokens: TokenListener | None = None) -> list[tuple[list[int], str]]:
         with self.torch.inference_mode(), warnings.catch_warnings():
             # transformers 5 renames the cache argument; the old name serves every version
             # prmkit supports, and the rename's notice would print once a worker and batch
             warnings.filterwarnings("ignore", message="`past_key_values` is deprecated",
                                     category=FutureWarning)
-            return self._run(batch, params)
+            return self._run(batch, params, on_tokens)
 
-    def _run(self, batch: _Batch, params: SamplingParams) -> list[tuple[list[int], str]]:
+    def _run(self, batch: _Batch, params: SamplingParams,
+             on_tokens: TokenListener | None) -> list[tuple[list[int], str]]:
         torch, device = self.torch, self.device
         width = max(len(p) for p in batch.prompts)
         ids = torch.full((len(batch.prompts), width), self.pad, dtype=torch.long)
@@ -111,6 +116,9 @@ class _Engine:
                     finish[r] = "stop"
                     continue
                 keep.append(slot)
+            if on_tokens is not None:  # a server streams these, or raises to stop early
+                on_tokens([(batch.keys[r], tok) for r, tok in zip(active, chosen)
+                           if tok not in self.eos])
             if not keep or step == budget - 1:
                 break
             if len(keep) < len(active):  # finished rows leave the batch
@@ -189,17 +197,27 @@ class HFBackend:
 
     # -- public ------------------------------------------------------------------------------
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+    def generate(self, prompts: Sequence[str], params: SamplingParams, *,
+                 on_tokens: TokenListener | None = None) -> list[list[Completion]]:
+        """``on_tokens`` (one worker only) is called after every decoding step with the
+        ((prompt index, sample index), token id) of each token just generated; an exception it
+        raises stops the generation and leaves this call (how a server cancels a request)."""
         if not prompts:  # the tokenizer refuses an empty batch
             return []
         encoded = self.encode(prompts)
         results: dict[tuple[int, int], tuple[list[int], str]] = {}
         batches = self._batches(prompts, encoded, params)
-        for batch, outs in zip(batches, self._run(batches, params)):
+        for batch, outs in zip(batches, self._run(batches, params, on_tokens)):
             results.update(zip(batch.keys, outs))
         outputs = [[self._completion(*results[(i, j)], params.stop) for j in range(params.n)]
                    for i in range(len(prompts))]
         return check_outputs(prompts, params, outputs)
+
+    def fits(self, prompts: Sequence[str]) -> list[bool]:
+        """Whether each prompt leaves the model room to generate (a stage skips, with its id,
+        a record whose prompt does not, instead of failing on it)."""
+        encoded = self.tokenizer(prompt_texts(prompts), add_special_tokens=True)["input_ids"]
+        return [len(ids) < self.context for ids in encoded]
 
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
         """Token ids of each prompt; a prompt that leaves no room to generate is an error."""
@@ -258,11 +276,14 @@ class HFBackend:
         flush()
         return batches
 
-    def _run(self, batches: list[_Batch], params: SamplingParams):
+    def _run(self, batches: list[_Batch], params: SamplingParams,
+             on_tokens: TokenListener | None = None):
         if self.workers == 1:
             if self._engine is None:
                 self._engine = _Engine(self.path, self.dtype, self.device, self.threads)
-            return (self._engine.run(b, params) for b in batches)
+            return (self._engine.run(b, params, on_tokens) for b in batches)
+        if on_tokens is not None:
+            raise ValueError("on_tokens needs workers=1: worker processes cannot call back")
         if self._pool is None:
             ctx = multiprocessing.get_context("spawn")
             self._pool = ctx.Pool(self.workers, initializer=_init_worker,

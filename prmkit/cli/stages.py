@@ -22,7 +22,6 @@ from prmkit.prm import score
 from prmkit.prm.score import ScoreConfig
 from prmkit.prm.train import TrainConfig, memory_estimate, train
 from prmkit.sample import SampleConfig
-from prmkit.serve import ModelServer, make_server
 
 
 def _sample(given: dict, *, out: Path, force: bool, config_file, set_) -> None:
@@ -79,9 +78,14 @@ command(app, "train", [TrainConfig], _train,
 def _score(given: dict, *, out: Path, force: bool, config_file, set_) -> None:
     cfg, = load_configs(given, ScoreConfig, config_file, set_)
     metrics = score.run(cfg, out, force=force)
+    show = console()
+    show.print(f"{metrics['n_solutions']} solutions scored -> {out / 'scores.jsonl'}")
     dropped = metrics["steps_past_context"]
-    console().print(f"{metrics['n_solutions']} solutions scored -> {out / 'scores.jsonl'}"
-                    + (f"; {dropped} trailing steps did not fit the context" if dropped else ""))
+    if dropped:  # scored null, never made up: say so where it cannot be missed
+        cut = metrics.get("solutions_past_context", "some")
+        show.print(f"warning: {cut} solutions have {dropped} trailing steps past the PRM's "
+                   "context: scored null (every evaluation counts them and says how it "
+                   "treats them)", style="bold yellow", markup=False, highlight=False)
 
 
 command(app, "score", [ScoreConfig], _score,
@@ -93,22 +97,26 @@ command(app, "score", [ScoreConfig], _score,
 @app.command("serve")
 def serve(model: str = typer.Option(..., "--model", help="The model: a folder or hub id."),
           host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-          port: int = typer.Option(8000, "--port", help="Port to listen on."),
+          port: int = typer.Option(8000, "--port", help="Port to listen on (0: a free one)."),
           name: Optional[str] = typer.Option(None, "--name", help=(
               "The model's name in requests (default: the folder's name).")),
           record: Optional[Path] = typer.Option(None, "--record", help=(
               "Append every text the model is given to this JSON-lines file.")),
           device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-          dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16.")
+          dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
+          max_n: int = typer.Option(16, "--max-n", help=(
+              "The most completions one request may ask for (n).")),
+          max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help=(
+              "The most tokens one completion may have (max_tokens; default: the model's "
+              "context). A request without max_tokens gets 512, or this if less.")),
+          max_queue: int = typer.Option(64, "--max-queue", help=(
+              "Requests that may wait for the model; beyond, a request is answered 503."))
           ) -> None:
     """Serve a local model over an OpenAI-compatible API (completions and chat, with
-    continue_final_message), for CPU runs of what vLLM serves on a GPU."""
-    server = make_server(ModelServer(model, name=name, record=record, device=device,
-                                     dtype=dtype), host, port)
-    console().print(f"serving {model} at http://{host}:{server.server_port}/v1 (Ctrl-C stops)")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    continue_final_message, streaming), for CPU runs of what vLLM serves on a GPU."""
+    # the server's libraries (Starlette, uvicorn) load for this command alone, not for --help
+    from prmkit.serve import serve as run_server
+    run_server(model, host=host, port=port, name=name, record=record, device=device,
+               dtype=dtype, max_n=max_n, max_tokens=max_tokens, max_queue=max_queue,
+               announce=lambda line: console().print(line, markup=False, highlight=False,
+                                                soft_wrap=True))
