@@ -194,3 +194,17 @@ def test_a_stage_made_with_other_settings_is_redone_only_with_force(tmp_path):
     assert Stages(tmp_path, Console(quiet=True), force=True)(
         "sample", tmp_path / "sample", work) == {"redone": True}
     assert calls == [False, False, True]
+
+
+def test_a_bad_value_is_blamed_on_the_layer_that_set_it(tmp_path):
+    with pytest.raises(InputError) as e:
+        pipeline.load(DEMO, ["labels.mc.k=0"])
+    assert e.value.path == "--set" and e.value.field == "labels.mc.k"
+    path = tmp_path / "r.yaml"
+    path.write_text(DEMO.read_text().replace("k: 8", "k: 0", 1))
+    with pytest.raises(InputError) as e:
+        pipeline.load(path)
+    assert e.value.path == str(path) and e.value.field == "labels.mc.k"
+    with pytest.raises(InputError) as e:
+        pipeline.load(DEMO, ["evaluate.bestofn.n=2"])
+    assert str(e.value).count("field") == 1 and "did you mean 'bon'" in str(e.value)

@@ -113,6 +113,7 @@ def load(path: str | Path | None = None, overrides: list[str] = (), *, quick: bo
         layers.append((file_layer["quick"], f"{path} (quick)"))
     layers += [(config.parse_overrides([item]), "--set") for item in overrides]
     merged: dict = {}
+    origins: dict[str, str] = {}  # a dotted key -> the layer that set it last
     for values, where in layers:
         checked = config.typed(Recipe, values, where)
         for key, registry in (("labels", _labeler_section), ("evaluate", _benchmark_section)):
@@ -120,12 +121,35 @@ def load(path: str | Path | None = None, overrides: list[str] = (), *, quick: bo
                 checked[key][name] = config.typed(registry(name, where), settings or {},
                                                   where, f"{key}.{name}.")
         merged = config.merge(merged, checked)
-    recipe = config.to_dict(config.build(Recipe, merged, path))
-    for name, settings in recipe["evaluate"].items():  # each benchmark's defaults filled in
-        recipe["evaluate"][name] = config.to_dict(config.build(
-            evaluate.benchmark(name).section, settings, path, f"evaluate.{name}."))
-    check(recipe, path)
+        origins.update(dict.fromkeys(_dotted_keys(checked), str(where)))
+    try:
+        recipe = config.to_dict(config.build(Recipe, merged, path))
+        for name, settings in recipe["evaluate"].items():  # each benchmark's defaults
+            recipe["evaluate"][name] = config.to_dict(config.build(
+                evaluate.benchmark(name).section, settings, path, f"evaluate.{name}."))
+        check(recipe, path)
+    except InputError as e:
+        raise _blamed(e, origins, path) from None
     return recipe
+
+
+def _dotted_keys(values: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in values.items():
+        keys.append(f"{prefix}{key}")
+        if isinstance(value, dict):
+            keys += _dotted_keys(value, f"{prefix}{key}.")
+    return keys
+
+
+def _blamed(error: InputError, origins: dict[str, str], path) -> InputError:
+    """A value found wrong once the layers are merged is blamed on the layer that set it
+    (``--set labels.mc.k=0`` names --set, not the recipe file)."""
+    field = error.field or ""
+    setter = origins.get(field) or origins.get(field.split("[")[0])
+    if error.path != str(path) or setter is None or setter == str(path):
+        return error
+    return InputError(error.message, path=setter, line=error.line, field=error.field)
 
 
 def _labeler_section(name: str, where) -> type:
@@ -139,7 +163,7 @@ def _benchmark_section(name: str, where) -> type:
     try:
         return evaluate.benchmark(name).section
     except InputError as e:
-        raise InputError(str(e), path=where, field=f"evaluate.{name}") from None
+        raise InputError(e.message, path=where, field=f"evaluate.{name}") from None
 
 
 def check(recipe: dict, path=None) -> None:
