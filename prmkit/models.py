@@ -86,6 +86,11 @@ def load_tokenizer(path: str | Path, *, padding_side: str = "left"):
             tok = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise InputError(f"unreadable tokenizer ({e})", path=path) from None
+    # transformers 5 builds a tokenizer of special tokens alone where a fast-only tokenizer
+    # lost its tokenizer.json: every text would encode to nothing, silently
+    if not tok("1 + 1 = 2", add_special_tokens=False)["input_ids"]:
+        raise InputError("the tokenizer encodes text to nothing: no vocabulary (is its "
+                         "tokenizer.json missing?)", path=path)
     tok.padding_side = padding_side
     if tok.pad_token is None:  # many causal LMs ship without one; padding is masked anyway
         tok.pad_token = tok.eos_token

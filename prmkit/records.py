@@ -39,6 +39,7 @@ Every error names the file, the line and the field (see ``prmkit.errors.InputErr
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -407,10 +408,21 @@ def read_records(path: str | Path, kind: str, *, unique_ids: bool = True,
                                                   require=require)]
 
 
+class _NoAliases(yaml.SafeLoader):
+    """YAML without anchors' aliases: a settings file needs none, and nested aliases expand to
+    billions of nodes when the settings are copied (the "billion laughs")."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed here", self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
 def read_yaml_mapping(path: str | Path, what: str = "settings") -> dict:
     """A YAML file that must hold a mapping (a config, a recipe); errors name the file."""
     try:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        loaded = yaml.load(Path(path).read_text(), Loader=_NoAliases) or {}
     except FileNotFoundError:
         raise InputError("file not found", path=path) from None
     except OSError as e:
@@ -458,13 +470,28 @@ def _atomic(path: str | Path, mode: str, write: Callable[[Any], Any]) -> Path:
     except OSError as e:  # a read-only or full disk
         raise InputError(f"cannot write here: {e.strerror or e}", path=path) from None
     try:
+        # mkstemp makes the file private (0600): give it the mode open() would have
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             write(f)
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.filename is None:  # a full disk: say which file could not be written
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process's umask, read once (reading it means setting it for a moment)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:

@@ -135,6 +135,8 @@ def input_digests(inputs: Mapping[str, str | Path | None]) -> dict[str, str | No
             continue
         if not Path(source).exists():
             raise InputError("not found", path=source, field=name)
+        if not (Path(source).is_file() or Path(source).is_dir()):  # a pipe would block
+            raise InputError("not a regular file or folder", path=source, field=name)
         out[name] = file_digest(source)
     return out
 
@@ -192,6 +194,23 @@ def check_out(out: str | Path) -> Path:
     return out
 
 
+def refuse_foreign(out: Path) -> None:
+    """A stage writes its ``config.json`` into ``out``: a folder whose config.json is not a
+    stage's record (a model's, say: ``--out`` pointed at the model itself) is refused, even
+    with ``--force``, before anything of it is overwritten."""
+    saved = out / "config.json"
+    if not saved.exists():
+        return
+    try:
+        record = json.loads(saved.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        record = None
+    if not (isinstance(record, dict) and "config" in record and "versions" in record):
+        raise InputError("holds a config.json that is not a prmkit stage's (a model folder?): "
+                         "its files would be overwritten; choose another --out", path=out,
+                         field="out")
+
+
 def refuse_other_settings(out: Path, config: dict[str, Any]) -> None:
     """A folder complete with other settings is left exactly as it is: redoing it needs
     ``--force`` (or another --out)."""
@@ -226,6 +245,7 @@ def run_stage(out: str | Path, config: dict[str, Any], work: Callable[[Path, dic
             work(out, config)
         return {}
     with owned(out):
+        refuse_foreign(out)
         if not force and is_complete(out, config):
             return json.loads((out / result).read_text())
         if not force:

@@ -23,6 +23,7 @@ written. A new sharded stage is its settings, a worker factory and what it makes
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -133,7 +134,7 @@ def run(shards: Shards, factory: WorkFactory, *, executor: str = "local", actors
                 progress=progress, label=label)
 
 
-def _ray():
+def ray_module():
     try:
         import ray
     except ImportError:
@@ -183,6 +184,9 @@ def start_ray(ray) -> None:
     """Connect to the cluster named by ``RAY_ADDRESS``, or start a local Ray that does not
     outlive this process: its helper processes (GCS, raylet, ...) are ended by a small reaper
     when the driver dies, even by ``kill -9``; the actors die with their raylet."""
+    # Ray's notice that token authentication is on (it stays on) is no line of ours
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR)
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     if os.environ.get("RAY_ADDRESS"):
         return  # a cluster this process does not own
@@ -226,7 +230,7 @@ def run_ray(shards: Shards, factory: WorkFactory, *, actors: int = 2, actor_cpus
     Connects to the cluster named by ``RAY_ADDRESS`` when set, else starts a local Ray. Each
     actor calls ``factory()`` once; the driver writes each shard as its records come back, so a
     killed driver or a lost actor costs only the shards in flight."""
-    ray = _ray()
+    ray = ray_module()
     pending = shards.pending()
     if not pending:
         return

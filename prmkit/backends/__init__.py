@@ -107,7 +107,8 @@ class BackendConfig:
         self.validate()
         if self.tokenizer:
             tokenizer_folder(self.tokenizer)
-        served_models_include(self.base_url or os.environ["OPENAI_BASE_URL"], model)
+        served_models_include(self.base_url or os.environ["OPENAI_BASE_URL"], model,
+                              timeout=self.timeout)
 
     def check_prompt(self, prompt: str) -> None:
         """A plain-text prompt format continues raw text: through a chat API the server would
@@ -136,6 +137,11 @@ def served_models_include(base_url: str, model: str, timeout: float = 10.0) -> N
         with urllib.request.urlopen(request, timeout=timeout) as reply:
             listed = [m.get("id") for m in json.loads(reply.read(1 << 22)).get("data", [])
                       if isinstance(m, dict)]
+    except urllib.error.HTTPError as e:
+        if e.code in (404, 405, 501):  # a server without the route cannot be asked: the
+            return                     # stage will find out
+        raise InputError(f"the server answered HTTP {e.code} to GET {url}: is it the "
+                         "OpenAI-compatible server of this model?", field="base_url") from None
     except (urllib.error.URLError, OSError, ValueError, AttributeError) as e:
         reason = getattr(e, "reason", None) or e
         raise InputError(f"cannot list the server's models at {url} ({reason}): is it "

@@ -94,9 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         print("aborted", file=sys.stderr)
         return 130
     except Exception as e:
-        # a usage error of the command line (click's, as typer carries it): show it, exit 2
-        if hasattr(e, "show") and hasattr(e, "exit_code"):
-            e.show()
+        # a usage error of the command line (click's, as typer carries it): one line, exit 2
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+            ctx = getattr(e, "ctx", None)
+            command = ctx.command_path if ctx is not None else "prmkit"
+            message = " ".join(e.format_message().split())
+            print(f"error: {command}: {message} (see {command} --help)", file=sys.stderr)
             return e.exit_code
         raise
     return result if isinstance(result, int) else 0

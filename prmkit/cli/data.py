@@ -29,6 +29,9 @@ def convert(source: str = typer.Argument(..., help="Input file, folder, or hub:N
                 "Keep the steps after the first error (labelled by the source) instead of "
                 "cutting each solution at its first error."))) -> None:
     """Convert between prmkit records and other formats."""
+    if output.exists() and Path(source).exists() and output.resolve() == Path(source).resolve():
+        raise InputError("the output is the input file: it would be replaced; write elsewhere",
+                         path=output, field="output")
     read, kind = reader(fmt)
     records = read(source)
     dropped = 0

@@ -400,8 +400,11 @@ def run(cfg: BonConfig, out: str | Path | None = None, *, force: bool = False) -
 
     def compute(per_item: bool) -> dict:
         sets = {name: load_candidates(path, cfg.format) for name, path in files.items()}
+        for name, records in sets.items():
+            if not records:
+                raise InputError("no candidate sets in this file", path=files[name])
         if cfg.model:
-            score_candidates(sets, cfg)
+            score_candidates(sets, cfg, files)
         return evaluate(sets, ns=cfg.n, group_by=cfg.group_by, processes=cfg.processes,
                         per_item=per_item)
     return into(out, settings, inputs, force, compute,
@@ -410,20 +413,23 @@ def run(cfg: BonConfig, out: str | Path | None = None, *, force: bool = False) -
                                   for item in m.pop("items")])
 
 
-def score_candidates(sets: Mapping[str, list[dict]], cfg: BonConfig) -> None:
+def score_candidates(sets: Mapping[str, list[dict]], cfg: BonConfig,
+                     paths: Mapping[str, str | Path] | None = None) -> None:
     """Every candidate's ``step_scores`` from the PRM of ``cfg.model``, in place: one forward
-    pass a candidate, its ``steps`` or its ``text`` split on blank lines."""
+    pass a candidate, its ``steps`` or its ``text`` split on blank lines. ``paths``: the file
+    each set came from, for the errors."""
     problems, steps, where = [], [], []
     for name, records in sets.items():
         for record in records:
             if not record.get("problem"):
                 raise InputError(f"set {record['id']!r} has no problem text to score with",
-                                 path=name, field="problem")
+                                 path=(paths or {}).get(name, name), field="problem")
             for c in record["candidates"]:
                 pieces = c.get("steps") or split_steps(c.get("text") or "")
                 if not pieces:
                     raise InputError(f"set {record['id']!r}: a candidate has neither steps nor "
-                                     "text to score", path=name, field="candidates")
+                                     "text to score", path=(paths or {}).get(name, name),
+                                     field="candidates")
                 problems.append(record["problem"])
                 steps.append(pieces)
                 where.append(c)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from prmkit import config, evaluate, plugins, prompting, rundir
+from prmkit import config, evaluate, plugins, prompting, rundir, runner
 from prmkit.backends import BackendConfig
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
@@ -211,6 +211,7 @@ def check_available(recipe: dict, path=None) -> None:
     source readable in its format. (``load`` checks the recipe itself, without I/O.)"""
     _check_models(recipe, path)
     _check_data(recipe, path)
+    _check_ray(recipe, path)
 
 
 def _built(cls, values: dict, path, where: str):
@@ -295,6 +296,29 @@ def _check_data(recipe: dict, path) -> None:
         with _located(path, "evaluate.processbench"):
             if not read_processbench(processbench):
                 raise InputError("no items here", field="path")
+
+
+def _check_ray(recipe: dict, path) -> None:
+    """Every section that runs on Ray asks for actors some node of the cluster can host: Ray
+    would leave them pending for ever, after the stages before (Ray starts here, once, for the
+    whole run)."""
+    judge = (recipe["labels"].get("judge") or {}).get("backend") or {}
+    asked = [(section, config.build(kind, settings))
+             for section, kind, settings in (
+                 ("policy.backend", BackendConfig, recipe["policy"]["backend"]),
+                 ("labels.judge.backend", BackendConfig, judge),
+                 ("score", ScoreConfig, {**recipe["score"], "solutions": "-", "model": "-"}))
+             if settings.get("executor") == "ray"]
+    if not asked:
+        return
+    ray = runner.ray_module()
+    if not ray.is_initialized():
+        runner.start_ray(ray)
+    nodes = ray.nodes()
+    for section, settings in asked:
+        with _located(path, section):
+            runner.actors_that_fit(nodes, settings.actors, settings.actor_cpus,
+                                   settings.actor_gpus)
 
 
 @contextmanager

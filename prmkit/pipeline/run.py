@@ -88,6 +88,12 @@ def refuse_another_recipe(out: Path, recipe: dict) -> None:
     nothing is done: a changed setting would otherwise redo and replace finished stages."""
     saved = out / "recipe.json"
     if not saved.exists():
+        others = sorted(p.name for p in out.iterdir() if p.name != rundir.LOCK)
+        if others:  # not a run folder: the user's own files would be overwritten
+            raise InputError(f"holds files of its own ({', '.join(others[:3])}"
+                             f"{', ...' if len(others) > 3 else ''}) and no recipe.json: not a "
+                             "run folder; choose another --out (or --force)", path=out,
+                             field="out")
         return
     try:
         before = json.loads(saved.read_text(encoding="utf-8"))

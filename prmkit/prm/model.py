@@ -23,9 +23,12 @@ before any work. What a folder records (its prm.json, its format, its head's kin
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +37,7 @@ from prmkit.models import (
     load_causal_lm,
     load_tokenizer,
     model_folder,
+    quiet_transformers,
     resolve_device,
     resolve_dtype,
 )
@@ -107,7 +111,13 @@ def build_prm(backbone_path_or_config, tokenizer, *, head: str = "ce", seed: int
     sep = separator_id(prm_format, tokenizer)
     auto = AutoModelForCausalLM if readout == "likelihood" else AutoModel
     if isinstance(backbone_path_or_config, (str, Path)):
-        model = auto.from_pretrained(backbone_path_or_config, dtype=dtype)
+        quiet_transformers()
+        try:
+            model = auto.from_pretrained(backbone_path_or_config, dtype=dtype)
+        except Exception as e:  # safetensors, torch and transformers each raise their own
+            raise InputError(f"unreadable checkpoint ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200] if str(e) else ''})",
+                             path=backbone_path_or_config) from None
     else:
         model = auto.from_config(backbone_path_or_config, dtype=dtype)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
@@ -219,7 +229,8 @@ def save_prm(prm: LoadedPRM, path: str | Path, extra=None, state: dict | None = 
         tensors, config, kind = _saved_tensors(prm, state)
         config.save_pretrained(folder)
         # tied weights are one tensor under two names: the library keeps one copy
-        save_torch_state_dict(tensors, folder, max_shard_size="5GB")
+        with _disk_errors(folder):
+            save_torch_state_dict(tensors, folder, max_shard_size="5GB")
         prm.tokenizer.save_pretrained(folder)
         (folder / "prm.json").write_text(json.dumps({
             "format": prm.format.name, "head": prm.module.head, "readout": prm.module.readout,
@@ -228,6 +239,20 @@ def save_prm(prm: LoadedPRM, path: str | Path, extra=None, state: dict | None = 
             extra(folder)
 
     return replace_folder(Path(path), fill)
+
+
+@contextlib.contextmanager
+def _disk_errors(folder: Path):
+    """safetensors' writer reports a full or read-only disk as its own error type ("... (os
+    error 28)"): made the OSError it is, so the command says it in one line."""
+    try:
+        yield
+    except Exception as e:
+        found = re.search(r"os error (\d+)", str(e))
+        if isinstance(e, OSError) or found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(folder)) from None
 
 
 def _weight_files(path: Path) -> list[str]:
@@ -262,6 +287,7 @@ def load_prm(path: str | Path, *, fmt: str | None = None, dtype: str = "auto",
     local = Path(path).is_dir()
     path = model_folder(path)
     check_prm_folder(path, fmt, files=local)
+    quiet_transformers()  # no "Loading weights" bar: a command's output is its own
     meta = prm_json(path)
     if fmt is None:
         fmt = _format_of(path, meta)

@@ -262,7 +262,7 @@ def run(cfg: ScoreConfig, out: str | Path, *, force: bool = False,
     return ShardedStage(
         config=stage_config("score", cfg, drop=SPEED_ONLY),
         inputs={"solutions": cfg.solutions, "model": cfg.model},
-        read=lambda: read_as(cfg.solutions, cfg.format, "solution"),
+        read=lambda: _solutions(cfg),
         factory=partial(ScoreWorker, cfg), finish=finish, shard_size=cfg.shard_size,
         executor=executor_options(cfg), label="scoring",
     ).run(out, force=force, progress=progress)
@@ -280,3 +280,10 @@ class ScoreWorker:
         scores = score([r["problem"] for r in records], [r["steps"] for r in records],
                        self.prm, batch_size=self.cfg.batch_size)
         return [{"id": r["id"], "step_scores": s} for r, s in zip(records, scores)]
+
+
+def _solutions(cfg: ScoreConfig) -> list[dict]:
+    solutions = read_as(cfg.solutions, cfg.format, "solution")
+    if not solutions:  # an empty file scored "successfully" would hide a broken stage
+        raise InputError("no solutions in this file", path=cfg.solutions, field="solutions")
+    return solutions
