@@ -205,7 +205,7 @@ def refuse_foreign(out: Path) -> None:
         record = json.loads(saved.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         record = None
-    if not (isinstance(record, dict) and "config" in record and "versions" in record):
+    if not (isinstance(record, dict) and isinstance(record.get("config"), dict)):
         raise InputError("holds a config.json that is not a prmkit stage's (a model folder?): "
                          "its files would be overwritten; choose another --out", path=out,
                          field="out")

@@ -107,8 +107,9 @@ class BackendConfig:
         self.validate()
         if self.tokenizer:
             tokenizer_folder(self.tokenizer)
+        # listing models is quick where a server works: a silent one is found in seconds
         served_models_include(self.base_url or os.environ["OPENAI_BASE_URL"], model,
-                              timeout=self.timeout)
+                              timeout=min(self.timeout, 10.0))
 
     def check_prompt(self, prompt: str) -> None:
         """A plain-text prompt format continues raw text: through a chat API the server would
