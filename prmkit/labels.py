@@ -29,10 +29,15 @@ label-quality table, the demo and the report. ``MC-soft`` trains on the MC value
 read as a first error it is ``mc.values`` at threshold 0, the same first error as ``MC-hard``.
 ``MC-majority`` (``mc.values:0.5``: more than half of the completions succeed) is its own source.
 
-**Critiques.** A critique names the earliest wrong paragraph in its last ``\\boxed{k}``
-(0-based, -1 = every paragraph right; ``\\boxed{\\text{2}}`` and ``\\boxed{$2$}`` are read too).
-A critique without such an index is ``no-index``; one naming no paragraph of the solution is
-``out-of-range``: both are counted and cast no vote. **One tie rule:** the most common index
+**Critiques** come in two styles (``CRITIQUE_STYLES``). ``boxed`` (ProcessBench's): the
+paragraphs are tagged from 0 and a critique names the earliest wrong one in its last
+``\\boxed{k}`` (-1 = every paragraph right; ``\\boxed{\\text{2}}`` and ``\\boxed{$2$}`` are read
+too). ``conclusion`` (the paper's judge, its Appendix C): the paragraphs are tagged from 1, the
+judge writes an ``<analysis_k>`` for each paragraph it reads, stops at the first error, and ends
+with ``<conclusion>Correct</conclusion>`` or ``Incorrect``; an incorrect conclusion names the
+last paragraph analysed (converted to prmkit's 0-based index). A critique without a verdict is
+``no-index`` (boxed) or ``no-conclusion``, ``truncated`` where the judge ran out of tokens; one
+naming no paragraph of the solution is ``out-of-range``: each is counted and casts no vote. **One tie rule:** the most common index
 wins; among tied indices the earliest error wins, and "no error" (-1) only when no error index
 ties with it (an error that as many samples find as "no error" is taken seriously). No parsed
 vote: no verdict (None).
@@ -43,7 +48,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from prmkit.errors import InputError
@@ -290,6 +295,51 @@ def parse_critique(text: str, n_steps: int) -> tuple[int | None, str]:
     if not -1 <= index < n_steps:
         return None, "out-of-range"
     return index, "ok"
+
+
+_CONCLUSION = re.compile(r"<\s*conclusion\s*>\s*(correct|incorrect)\W*?\s*<\s*/\s*conclusion\s*>",
+                         re.IGNORECASE)
+_ANALYSIS = re.compile(r"<\s*analysis_(\d+)\s*>", re.IGNORECASE)
+
+
+def parse_conclusion(text: str, n_steps: int) -> tuple[int | None, str]:
+    """(index, status) of a critique in the paper's style: -1 for a ``Correct`` conclusion;
+    for ``Incorrect``, the last paragraph analysed before it (1-indexed in the critique,
+    0-based here); else None and ``no-conclusion`` / ``no-index`` / ``out-of-range``."""
+    conclusions = list(_CONCLUSION.finditer(text))
+    if not conclusions:
+        return None, "no-conclusion"
+    last = conclusions[-1]
+    if last.group(1).lower() == "correct":
+        return -1, "ok"
+    analysed = [int(m.group(1)) for m in _ANALYSIS.finditer(text, 0, last.start())]
+    if not analysed:
+        return None, "no-index"
+    if not 1 <= analysed[-1] <= n_steps:
+        return None, "out-of-range"
+    return analysed[-1] - 1, "ok"
+
+
+@dataclass(frozen=True)
+class CritiqueStyle:
+    """How a critique prompt numbers the paragraphs, and how its answer is read."""
+    name: str
+    first_paragraph: int                               # the first paragraph's tag number
+    parse: Callable[[str, int], tuple[int | None, str]]
+
+
+CRITIQUE_STYLES = {"boxed": CritiqueStyle("boxed", 0, parse_critique),
+                   "conclusion": CritiqueStyle("conclusion", 1, parse_conclusion)}
+
+
+def read_critique(text: str, n_steps: int, style: str = "boxed",
+                  finish_reason: str | None = None) -> tuple[int | None, str]:
+    """(index, status) of one critique in ``style``; one cut short by the token limit that
+    gives no verdict is ``truncated``, not a judge that failed to answer."""
+    index, status = CRITIQUE_STYLES[style].parse(text, n_steps)
+    if index is None and finish_reason == "length":
+        return None, "truncated"
+    return index, status
 
 
 def vote(indices: Sequence[int | None]) -> int | None:

@@ -123,10 +123,14 @@ def test_the_judge_prompt_is_a_file_with_either_placeholder_for_the_steps(tmp_pa
     from prmkit.annotate.judge import JudgeConfig, critique_prompt
     from prmkit.errors import InputError
     official = tmp_path / "official.txt"
-    official.write_text("[Math Problem]\n\n{problem}\n\n[Solution]\n\n{tagged_response}\n")
-    text = critique_prompt("What is 1+1?", ["1+1=2.", "So 2."], official)
-    assert text == ("[Math Problem]\n\nWhat is 1+1?\n\n[Solution]\n\n<paragraph_0>\n1+1=2.\n"
-                    "</paragraph_0>\n\n<paragraph_1>\nSo 2.\n</paragraph_1>\n")
+    official.write_text("[Math Problem]\n\n{problem}\n\n[Solution]\n\n{tagged_response}\n\n"
+                        "Please put your final answer (i.e., the index) in \\boxed{{}}.\n")
+    text = critique_prompt("What is {x}?", ["1+1=2.", "So {2}."], official)
+    # filled as ProcessBench's script fills it (str.format): single braces reach the judge,
+    # and braces in the problem or the steps are left as they are
+    assert text == ("[Math Problem]\n\nWhat is {x}?\n\n[Solution]\n\n<paragraph_0>\n1+1=2.\n"
+                    "</paragraph_0>\n\n<paragraph_1>\nSo {2}.\n</paragraph_1>\n\n"
+                    "Please put your final answer (i.e., the index) in \\boxed{}.\n")
     JudgeConfig(solutions="s.jsonl", kind="model", model="m",
                 judge_prompt=str(official)).validate()
     bad = tmp_path / "bad.txt"
@@ -135,3 +139,111 @@ def test_the_judge_prompt_is_a_file_with_either_placeholder_for_the_steps(tmp_pa
         JudgeConfig(solutions="s.jsonl", kind="model", model="m",
                     judge_prompt=str(bad)).validate()
     assert error.value.field == "judge_prompt"
+
+
+
+@pytest.mark.parametrize("text,why", [
+    ("{problem} and {tagged_response} in \\boxed{}", "a literal brace is written twice"),
+    ("{problem} {tagged_response} {answer}", "KeyError"),
+    ("{tagged_problem} only", "needs the problem"),
+])
+def test_a_template_prmkit_cannot_fill_is_refused_before_any_work(tmp_path, text, why):
+    from prmkit.errors import InputError
+    (tmp_path / "t.txt").write_text(text)
+    with pytest.raises(InputError) as error:
+        judge.JudgeConfig(solutions="s", kind="model", model="m",
+                          judge_prompt=str(tmp_path / "t.txt")).validate()
+    assert error.value.field == "judge_prompt" and why in str(error.value), str(error.value)
+
+
+def test_the_papers_judge_numbers_paragraphs_from_one_and_reads_its_conclusion():
+    cfg = judge.JudgeConfig(solutions="-", kind="model", model="-", judge_prompt="paper",
+                            samples=5)
+    prompt = judge.critique_prompt("What is 1+1?", ["1+1=2.", "So 3."],
+                                   judge.template_path("paper"), cfg.style.first_paragraph)
+    assert "<math_problem>\nWhat is 1+1?\n</math_problem>" in prompt
+    assert "<paragraph_1>\n1+1=2.\n</paragraph_1>\n\n<paragraph_2>\nSo 3.\n</paragraph_2>" in prompt
+    assert "<paragraph_0>" not in prompt and "{" not in prompt
+
+    outputs = [  # recorded in the paper's format: paragraph 2 (0-based 1) is wrong
+        "<analysis_1>\n1+1=2 holds.\n</analysis_1>\n<analysis_2>\nThe sum is 2, not 3: "
+        "wrong.\n</analysis_2>\n<conclusion>Incorrect</conclusion>",
+        "<analysis_1>fine</analysis_1><analysis_2>3 is wrong</analysis_2>"
+        "<conclusion> Incorrect </conclusion>",
+        "<analysis_1>fine</analysis_1><analysis_2>fine</analysis_2><conclusion>Correct</conclusion>",
+        "<analysis_1>fine</analysis_1><analysis_2>I think",                 # cut short
+        "<analysis_7>?</analysis_7><conclusion>Incorrect</conclusion>",     # no such paragraph
+    ]
+
+    class Critic:
+        tokenizer = None
+
+        def generate(self, prompts, params):
+            return [[Completion(o, "length" if i == 3 else "stop", 9)
+                     for i, o in enumerate(outputs)] for _ in prompts]
+
+    [record] = judge.ModelJudgeWorker(cfg, Critic())([solution("s", ["1+1=2.", "So 3."])], 0)
+    v = record["judge"]
+    assert v["votes"] == [1, 1, -1, None, None] and v["first_error"] == 1
+    assert v["statuses"] == ["ok", "ok", "ok", "truncated", "out-of-range"]
+    metrics = judge.summarize([record], [])
+    assert metrics["output_statuses"] == {"ok": 3, "truncated": 1, "out-of-range": 1}
+
+
+def test_the_judges_prompts_reach_an_openai_server_as_filled(tmp_path, monkeypatch):
+    """Through the openai backend: ProcessBench's official template arrives with single
+    braces, and recorded critiques in the paper's format give the right first error."""
+    pytest.importorskip("openai")
+    import http.server
+    import threading
+    received = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            prompt = body["messages"][0]["content"]
+            received.append(prompt)
+            wrong = "2+2=5" in prompt
+            content = ("<analysis_1>ok</analysis_1><analysis_2>2+2 is 4</analysis_2>"
+                       "<conclusion>Incorrect</conclusion>" if wrong else
+                       "<analysis_1>ok</analysis_1><conclusion>Correct</conclusion>")
+            if "\\boxed{}" in prompt:  # the official template: answered its way
+                content = "\\boxed{1}" if wrong else "\\boxed{-1}"
+            data = json.dumps({"id": "x", "object": "chat.completion", "created": 0,
+                               "model": body["model"], "choices": [
+                                   {"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": content}}],
+                               "usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                                         "total_tokens": 2}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    write_jsonl(tmp_path / "in.jsonl", [solution("bad", ["1+1=2.", "2+2=5."]),
+                                        solution("good", ["1+1=2."])])
+    official = tmp_path / "official.txt"
+    official.write_text("{problem}\n\n{tagged_response}\n\nPut the index in \\boxed{{}}.")
+    backend = BackendConfig(backend="openai", base_url=f"http://127.0.0.1:{server.server_port}/v1")
+    try:
+        for name, prompt in (("paper", "paper"), ("official", str(official))):
+            cfg = judge.JudgeConfig(solutions=str(tmp_path / "in.jsonl"), kind="model",
+                                    model="judge-model", judge_prompt=prompt)
+            judge.run(cfg, tmp_path / name, progress=False, backend=backend)
+            verdicts = {r["id"]: r["judge"]["first_error"] for r in read_records(
+                tmp_path / name / "annotated.jsonl", "solution")}
+            assert verdicts == {"bad": 1, "good": -1}, name
+    finally:
+        server.shutdown()
+        server.server_close()
+    paper, official_prompts = received[:2], received[2:]
+    assert all("<paragraph_1>\n1+1=2.\n</paragraph_1>" in p for p in paper)
+    assert all(p.endswith("Put the index in \\boxed{}.") and "{{" not in p
+               for p in official_prompts)

@@ -1,16 +1,23 @@
 """Judges that name the earliest wrong step (``prmkit annotate judge``).
 
-Model judge: a critique prompt (``--judge-prompt``; prmkit's own,
-``prompts/processbench_critique.txt``, is written after ProcessBench's: the problem, then the
-steps as ``<paragraph_i>`` blocks indexed from 0, the answer as ``\\boxed{i}``, -1 when every
-paragraph is right; point it at ProcessBench's official template, whose ``{tagged_response}``
-is filled the same way, for critic numbers comparable with the paper's), ``samples``
-generations through any backend (``hf`` for a local model, ``openai`` for any
-OpenAI-compatible server), then a majority vote over the indices that parse
-(``prmkit.labels``: one parser and one tie rule for every critique in prmkit). An output with no
-index or with one out of range is counted under its status and kept in the log; it never
-crashes a run. A solution none of whose samples parse has no verdict
-(``first_error`` null).
+Model judge: a critique prompt (``--judge-prompt``), ``samples`` generations through any
+backend (``hf`` for a local model, ``openai`` for any OpenAI-compatible server), then a
+majority vote over the verdicts that parse (``prmkit.labels``: the parsers of both critique
+styles and one tie rule for every critique in prmkit). The prompts:
+
+    processbench  prmkit's own, written after ProcessBench's: the problem, the steps as
+                  ``<paragraph_i>`` blocks numbered from 0, the answer as ``\\boxed{i}`` (-1:
+                  every paragraph right)
+    paper         the paper's judge (its Appendix C), in prmkit's words: paragraphs from 1,
+                  an ``<analysis_k>`` for each until the first error, then
+                  ``<conclusion>Correct|Incorrect</conclusion>``
+    FILE.txt      any template, filled as ProcessBench's script fills its own (a Python format
+                  string): ProcessBench's official template works as it is
+
+A critique with no verdict, one cut short by the token limit, or one naming no paragraph is
+counted under its status (``no-index``, ``no-conclusion``, ``truncated``, ``out-of-range``)
+and kept in the log; it never crashes a run. A solution none of whose samples parse has no
+verdict (``first_error`` null).
 
 Rule judge: recomputes every explicit arithmetic claim of a step exactly (``12*3=36``,
 ``36 - 7 = 29``, GSM8K's ``<<48/2=24>>``, toy ledger lines) and flags the first step with a false
@@ -20,7 +27,8 @@ misread numbers) and a cheap one for GSM8K-style data.
 Each record gains a field (``judge`` unless ``--name`` says otherwise)::
 
     {"kind": "model" | "rule", "first_error": int | null,
-     model: "votes": [int | null], "statuses": ["ok" | "no-index" | "out-of-range"],
+     model: "votes": [int | null], "statuses": ["ok" | "no-index" | "no-conclusion" |
+                                                 "truncated" | "out-of-range"],
             "calls": int, "prompt_sha256": str
      rule:  "claims": int, "false_claims": [{"step", "claim"}], "calls": 0}
 
@@ -55,31 +63,66 @@ from prmkit.backends import (
 )
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
-from prmkit.labels import parse_critique, vote
+from prmkit.labels import CRITIQUE_STYLES, CritiqueStyle, read_critique, vote
 from prmkit.prompting import PROMPTS, Prompt, chat_prompt, read_template
 from prmkit.records import write_jsonl
 from prmkit.runner import ShardedStage, executor_options, stage_config
 
 KINDS = ("rule", "model")
-TEMPLATE = PROMPTS / "processbench_critique.txt"
+# the built-in critique prompts, by name, and the style of critique each asks for
+PROMPTS_BY_NAME = {"processbench": (PROMPTS / "processbench_critique.txt", "boxed"),
+                   "paper": (PROMPTS / "paper_judge.txt", "conclusion")}
+TEMPLATE = PROMPTS_BY_NAME["processbench"][0]
 
 
 # --- the model judge's prompt and its answer ----------------------------------------------------
 
-def tagged_paragraphs(steps: list[str]) -> str:
-    return "\n\n".join(f"<paragraph_{i}>\n{step}\n</paragraph_{i}>" for i, step in enumerate(steps))
+def tagged_paragraphs(steps: list[str], first: int = 0) -> str:
+    """The steps as ``<paragraph_i>`` blocks, numbered from ``first`` (ProcessBench: 0; the
+    paper's judge: 1)."""
+    return "\n\n".join(f"<paragraph_{i}>\n{step}\n</paragraph_{i}>"
+                        for i, step in enumerate(steps, start=first))
 
 
-# the steps' placeholder: prmkit's name, and the one ProcessBench's own template uses
-STEP_PLACEHOLDERS = ("{tagged_paragraphs}", "{tagged_response}")
+# a template's placeholders: the problem, as is or tagged (the paper's judge), and the steps,
+# under prmkit's name or the one ProcessBench's official template uses
+PLACEHOLDERS = ("problem", "tagged_problem", "tagged_paragraphs", "tagged_response")
 
 
-def critique_prompt(problem: str, steps: list[str], template: str | Path = TEMPLATE) -> str:
-    text = read_template(str(template))
-    tagged = tagged_paragraphs(steps)
-    for placeholder in STEP_PLACEHOLDERS:
-        text = text.replace(placeholder, tagged)
-    return text.replace("{problem}", problem)
+def template_path(judge_prompt: str) -> Path:
+    """A built-in prompt's file (``processbench``, ``paper``), else the path given."""
+    return PROMPTS_BY_NAME[judge_prompt][0] if judge_prompt in PROMPTS_BY_NAME \
+        else Path(judge_prompt)
+
+
+def critique_prompt(problem: str, steps: list[str], template: str | Path = TEMPLATE,
+                    first_paragraph: int = 0) -> str:
+    """A template filled as ProcessBench's own script fills its template: a Python format
+    string (``{problem}``, ``{tagged_response}``; a literal brace is written ``{{``), so its
+    ``\\boxed{{}}`` reaches the judge as ``\\boxed{}``."""
+    tagged = tagged_paragraphs(steps, first_paragraph)
+    return read_template(str(template)).format(
+        problem=problem, tagged_problem=f"<math_problem>\n{problem}\n</math_problem>",
+        tagged_paragraphs=tagged, tagged_response=tagged)
+
+
+def check_template(path: Path) -> None:
+    """A critique template is a format string with the problem and the steps, and no other
+    placeholder, before any work."""
+    if not path.is_file():
+        raise InputError("judge prompt file not found", path=path, field="judge_prompt")
+    text = path.read_text(encoding="utf-8")
+    try:
+        text.format(**dict.fromkeys(PLACEHOLDERS, ""))
+    except (KeyError, IndexError, ValueError) as e:
+        raise InputError(f"not a template prmkit can fill ({type(e).__name__}: {e}): its "
+                         f"placeholders are {{{'}, {'.join(PLACEHOLDERS)}}}, and a literal brace "
+                         "is written twice ({{ or }})", path=path, field="judge_prompt") from None
+    if "{problem}" not in text and "{tagged_problem}" not in text or \
+            "{tagged_paragraphs}" not in text and "{tagged_response}" not in text:
+        raise InputError("the judge prompt needs the problem ({problem} or {tagged_problem}) "
+                         "and the steps ({tagged_paragraphs} or {tagged_response})", path=path,
+                         field="judge_prompt")
 
 
 # --- the rule judge -----------------------------------------------------------------------------
@@ -162,13 +205,23 @@ class JudgeConfig:
     samples: int = setting(1, "Critiques a solution (majority vote, prmkit.labels.vote).", ge=1)
     temperature: float = setting(0.0, "0 = greedy; use ~0.7 with samples > 1.", ge=0)
     top_p: float = setting(1.0, "Nucleus sampling mass.", gt=0, le=1)
-    max_new_tokens: int = setting(2048, "Tokens a critique at most.", ge=1)
+    max_new_tokens: int = setting(8192, "Tokens a critique at most (ProcessBench generates "
+                                  "up to 8192: a judge that reasons at length is not cut "
+                                  "short).", ge=1)
     seed: int = setting(0, "Seed of the critiques.")
     chat: bool = setting(True, "Wrap the critique prompt in the judge's chat template (as the "
                          "user turn); false: raw text.")
-    judge_prompt: str = setting(str(TEMPLATE), "The critique prompt: a text file with "
-                                "{problem} and {tagged_paragraphs} (or ProcessBench's "
-                                "{tagged_response}); default: prmkit's own.")
+    judge_prompt: str = setting("processbench", "The critique prompt: processbench "
+                                "(prmkit's, in ProcessBench's style), paper (the paper's judge: "
+                                "an analysis a paragraph and a conclusion), or a template file "
+                                "(a format string with {problem} or {tagged_problem}, and "
+                                "{tagged_paragraphs} or {tagged_response}: ProcessBench's "
+                                "official template as it is).")
+    critique_format: str | None = setting(None, "How critiques are read: boxed (paragraphs "
+                                          "from 0, the index in \\boxed{}) or conclusion "
+                                          "(paragraphs from 1, <analysis_k> and <conclusion>); "
+                                          "default: the built-in prompt's own, boxed for a "
+                                          "file.", choices=tuple(CRITIQUE_STYLES))
     name: str = setting("judge", "Field the verdict goes in.")
     shard_size: int = setting(64, "Solutions a resumable shard.", ge=1)
 
@@ -179,15 +232,14 @@ class JudgeConfig:
         if not self.name.isidentifier():
             raise InputError(f"{self.name!r}: must be a plain field name", field="name")
         if self.kind == "model":
-            if not Path(self.judge_prompt).is_file():
-                raise InputError("judge prompt file not found", path=self.judge_prompt,
-                                 field="judge_prompt")
-            text = Path(self.judge_prompt).read_text(encoding="utf-8")
-            if "{problem}" not in text or not any(p in text for p in STEP_PLACEHOLDERS):
-                raise InputError("the judge prompt needs {problem} and {tagged_paragraphs} "
-                                 "(or {tagged_response})", path=self.judge_prompt,
-                                 field="judge_prompt")
+            check_template(template_path(self.judge_prompt))
         return self
+
+    @property
+    def style(self) -> CritiqueStyle:
+        """How this judge's critiques number the paragraphs and are read."""
+        own = PROMPTS_BY_NAME.get(self.judge_prompt, (None, "boxed"))[1]
+        return CRITIQUE_STYLES[self.critique_format or own]
 
 
 class RuleJudgeWorker:
@@ -206,7 +258,9 @@ class ModelJudgeWorker:
                                      seed=cfg.seed)
 
     def prompt(self, solution: dict) -> str:
-        text = critique_prompt(solution["problem"], solution["steps"], self.cfg.judge_prompt)
+        text = critique_prompt(solution["problem"], solution["steps"],
+                               template_path(self.cfg.judge_prompt),
+                               self.cfg.style.first_paragraph)
         tokenizer = getattr(self.backend, "tokenizer", None)
         if not self.cfg.chat or (tokenizer is not None
                                  and not getattr(tokenizer, "chat_template", None)):
@@ -221,7 +275,8 @@ class ModelJudgeWorker:
         params = asdict(self.params)
         records = []
         for s, prompt, out in zip(solutions, prompts, outputs):
-            parsed = [parse_critique(c.text, len(s["steps"])) for c in out]
+            parsed = [read_critique(c.text, len(s["steps"]), self.cfg.style.name,
+                                    c.finish_reason) for c in out]
             digest = hashlib.sha256(prompt.encode()).hexdigest()
             log = [{"id": s["id"], "sample": j, "prompt_sha256": digest, "params": params,
                     "output": c.text, "finish_reason": c.finish_reason, "index": v,
