@@ -132,19 +132,35 @@ def error_index(value, n_steps: int) -> int:
 
 # --- label sources ------------------------------------------------------------------------------
 
+def _lookup(record: dict, path: str):
+    """The value at a dotted path of a record, or ``MISSING``."""
+    value = record
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return MISSING
+        value = value[part]
+    return value
+
+
 @dataclass(frozen=True)
 class Source:
     path: str
     threshold: float = 0.0
+    only_where: str | None = None  # a field that must be true for the source to have a say
 
     @classmethod
     def parse(cls, spec: str) -> "Source":
-        """``field.path`` or ``field.path:T``; a name of ``NAMED_SOURCES`` is its spec."""
+        """``field.path``, ``field.path:T``, and either with ``@flag.path``: the source's labels
+        only on the solutions whose flag is true (``mc.values@consensus.kept``: MC's soft labels
+        on the data consensus kept, the paper's filtered cells); a name of ``NAMED_SOURCES`` is
+        its spec."""
         spec = NAMED_SOURCES.get(spec, spec)
-        path, _, threshold = spec.partition(":")
-        if not path or any(not part for part in path.split(".")):
-            raise InputError(f"{spec!r}: expected a dotted field path, like mc.hard or "
-                             "mc.values:0.5", field="sources")
+        labels, _, only_where = spec.partition("@")
+        path, _, threshold = labels.partition(":")
+        for part in (path, *([only_where] if "@" in spec else [])):
+            if not part or any(not piece for piece in part.split(".")):
+                raise InputError(f"{spec!r}: expected a dotted field path, like mc.hard, "
+                                 "mc.values:0.5 or mc.values@consensus.kept", field="sources")
         try:
             value = float(threshold) if threshold else 0.0
         except ValueError:
@@ -152,19 +168,23 @@ class Source:
         if not 0.0 <= value < 1.0:  # NaN fails this too
             raise InputError(f"{spec!r}: the threshold after ':' must be a number in [0, 1)",
                              field="sources")
-        return cls(path, value)
+        return cls(path, value, only_where or None)
 
     @property
     def spec(self) -> str:
-        return self.path if self.threshold == 0.0 else f"{self.path}:{self.threshold:g}"
+        labels = self.path if self.threshold == 0.0 else f"{self.path}:{self.threshold:g}"
+        return labels if self.only_where is None else f"{labels}@{self.only_where}"
 
     def value(self, record: dict):
-        value = record
-        for part in self.path.split("."):
-            if not isinstance(value, dict) or part not in value:
+        """The field's value; None (no verdict) where the ``only_where`` flag is false;
+        ``MISSING`` where a field is absent."""
+        if self.only_where is not None:
+            flag = _lookup(record, self.only_where)
+            if flag is MISSING:
                 return MISSING
-            value = value[part]
-        return value
+            if not flag:
+                return None
+        return _lookup(record, self.path)
 
     def first_error(self, record: dict) -> int | None:
         """The first wrong step this source names; None when it has no verdict.

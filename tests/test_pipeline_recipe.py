@@ -208,3 +208,29 @@ def test_a_bad_value_is_blamed_on_the_layer_that_set_it(tmp_path):
     with pytest.raises(InputError) as e:
         pipeline.load(DEMO, ["evaluate.bestofn.n=2"])
     assert str(e.value).count("field") == 1 and "did you mean 'bon'" in str(e.value)
+
+
+def test_the_papers_label_cells_are_settings_of_a_recipe():
+    """Figs. 3-4 (soft or hard labels, with or without consensus filtering), the MSE soft
+    loss, and Fig. 5's threshold sweep, as recipe settings the pipeline trains from."""
+    recipe = pipeline.load(DEMO, [
+        "prms.sources={hard: mc.hard, soft: mc.values, hard-kept: mc.hard@consensus.kept, "
+        "soft-kept: mc.values@consensus.kept}", "prms.soft=[soft, soft-kept]",
+        "prms.soft_loss=mse", "prms.ceiling=null", "prms.baseline=null",
+        "prms.sweep={MC: {source: mc.values, thresholds: [0, 0.25, 0.5]}}"])
+    sources = recipe["prms"]["sources"]
+    assert sources["soft-kept"] == "mc.values@consensus.kept"
+    assert {k: v for k, v in sources.items() if k.startswith("MC>")} == {
+        "MC>0": "mc.values", "MC>0.25": "mc.values:0.25", "MC>0.5": "mc.values:0.5"}
+    assert recipe["prms"]["soft_loss"] == "mse"
+    for bad, field in ((["prms.sweep={MC: {source: mc.values:0.5, thresholds: [0.2]}}"],
+                        "prms.sweep.MC.source"),
+                       (["prms.sweep={MC: {source: mc.values, thresholds: [1.5]}}"],
+                        "prms.sweep.MC.thresholds"),
+                       (["prms.sweep={MC: [0.5]}"], "prms.sweep.MC"),
+                       (["prms.sources.x=mc.values@consensus.kep"], "prms.sources.x"),
+                       (["prms.sweep={MC-hard: {source: mc.values, thresholds: [0]}}",
+                         "prms.sources.MC-hard-0=mc.hard"], "prms")):
+        with pytest.raises(InputError) as e:
+            pipeline.load(DEMO, bad)
+        assert e.value.field == field, (bad, str(e.value))

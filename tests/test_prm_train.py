@@ -325,3 +325,39 @@ def test_the_dry_run_counts_what_training_holds_and_writes_nothing(tmp_path, tin
                  "--model", str(tiny_lm), "--out", str(tmp_path / "run"), "--dry-run",
                  "--processes", "2", "--sharding", "fsdp"]) == 0
     assert not (tmp_path / "run").exists()
+
+
+def test_mse_trains_on_the_value_itself_with_squared_error(tmp_path, tiny_lm):
+    """The paper's preliminary soft-label trials: the squared error of the predicted
+    probability against the MC value, never rounded; the PRM learns the values."""
+    import torch
+
+    from prmkit.prm.train import step_loss
+    mse = TrainConfig(data="x", model="m", labels="mc.values", loss="mse")
+    assert step_targets(record([0.5, 0.25, 0.0, 0.75]), mse) == [0.5, 0.25, 0.0, None]
+    prm = build_prm(str(tiny_lm), char_tokenizer(), seed=0)
+    logits, targets = torch.tensor([[0.0, 0.0], [0.0, 2.0]]), torch.tensor([0.25, 1.0])
+    expected = ((0.5 - 0.25) ** 2 + (torch.sigmoid(torch.tensor(2.0)).item() - 1.0) ** 2) / 2
+    assert step_loss(prm, logits, targets, "mse").item() == pytest.approx(expected)
+    rows = [{"id": f"s{i}", "problem": f"{i}+1?", "steps": [f"{i}+1={i + 1}", "so"],
+             "mc": {"values": [1.0, 0.25 if i % 2 else 0.75]}} for i in range(24)]
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    losses = []
+    cfg = TrainConfig(data=str(tmp_path / "d.jsonl"), model=str(tiny_lm), labels="mc.values",
+                      loss="mse", max_steps=30, lr=3e-3, batch_size=8, eval_fraction=0.0)
+    train(cfg, tmp_path / "run", progress=False, on_step=lambda step, loss: losses.append(loss))
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
+
+
+def test_a_source_filtered_by_a_flag_labels_only_the_flagged_solutions():
+    """mc.values@consensus.kept: MC's labels on the solutions consensus kept (the paper's
+    filtered cells of Figs. 3-4); the others have no verdict and train nothing."""
+    cfg = TrainConfig(data="x", model="m", labels="mc.values@consensus.kept", loss="soft")
+    kept = {**record([0.5, 0.0], steps=2), "consensus": {"kept": True}}
+    dropped = {**record([0.5, 0.0], steps=2), "consensus": {"kept": False}}
+    assert step_targets(kept, cfg) == [0.5, 0.0]
+    assert step_targets(dropped, cfg) == [None, None]
+    hard = TrainConfig(data="x", model="m", labels="mc.values@consensus.kept", threshold=0.6)
+    assert step_targets(kept, hard) == [0.0, None]
+    with pytest.raises(ValueError):
+        step_targets(record([0.5, 0.0], steps=2), cfg)  # no consensus field at all: an error, not silence

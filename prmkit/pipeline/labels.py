@@ -94,7 +94,8 @@ LABELERS: dict[str, Labeler] = {
                      lambda m: {"judge calls": m["calls"]}, own_backend=True,
                      writes=("first_error",)),
     "consensus": Labeler("consensus", consensus.ConsensusConfig, {"inputs": ("-",)},
-                         _consensus, lambda m: {}, writes=("first_error", "step_labels"),
+                         _consensus, lambda m: {},
+                         writes=("first_error", "step_labels", "kept"),
                          reads=lambda settings: list(
                              settings.get("sources")
                              or consensus.ConsensusConfig.__dataclass_fields__["sources"].default)),

@@ -33,7 +33,8 @@ def train_prms(run, annotated: Path, records: list[dict]) -> dict[str, Path]:
             run.stages.skip(name, f"no solution has a label in {field}")
             continue
         cfg = config.load(TrainConfig, given={
-            **shared, "labels": field, "loss": "soft" if name in spec["soft"] else "hard"})
+            **shared, "labels": field,
+            "loss": spec["soft_loss"] if name in spec["soft"] else "hard"})
         folder = run.out / f"prm-{rundir.slug(name)}"
         run.stages(f"PRM ({name})", folder, lambda force, cfg=cfg, folder=folder: train(
             cfg, folder, progress=run.progress, force=force))

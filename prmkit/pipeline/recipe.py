@@ -29,7 +29,7 @@ from prmkit.labels import Source
 from prmkit.models import model_folder
 from prmkit.pipeline.labels import LABELERS
 from prmkit.prm.score import ScoreConfig
-from prmkit.prm.train import TrainConfig
+from prmkit.prm.train import SOFT_LOSSES, TrainConfig
 from prmkit.records import read_yaml_mapping
 from prmkit.sample import SampleConfig
 
@@ -56,6 +56,12 @@ class PRMsSection:
     model: str | None = setting(None, "The backbone every PRM starts from (default: the "
                                 "policy, as the paper starts from the instruct model).")
     soft: list[str] = setting([], "PRM names trained on the label value itself (soft loss).")
+    soft_loss: str = setting("soft", "The soft PRMs' loss: soft (cross-entropy against the "
+                             "value) or mse (squared error, the paper's preliminary trials).",
+                             choices=SOFT_LOSSES)
+    sweep: dict = setting({}, "Name -> {source, thresholds}: one hard-label PRM a threshold "
+                          "(a step is positive when its value is above it: the paper's Fig. 5), "
+                          "named NAME>T, beside sources.")
     ceiling: str | None = setting(None, "The PRM trained on the best labels the run has (the "
                                   "exact truth), named as the reference in the findings.")
     baseline: str | None = setting(None, "A name: also the same PRM before training (no "
@@ -124,6 +130,8 @@ def load(path: str | Path | None = None, overrides: list[str] = (), *, quick: bo
         origins.update(dict.fromkeys(_dotted_keys(checked), str(where)))
     try:
         recipe = config.to_dict(config.build(Recipe, merged, path))
+        recipe["prms"]["sources"] = {**recipe["prms"]["sources"],
+                                     **swept_sources(recipe["prms"]["sweep"], path)}
         for name, settings in recipe["evaluate"].items():  # each benchmark's defaults
             recipe["evaluate"][name] = config.to_dict(config.build(
                 evaluate.benchmark(name).section, settings, path, f"evaluate.{name}."))
@@ -131,6 +139,29 @@ def load(path: str | Path | None = None, overrides: list[str] = (), *, quick: bo
     except InputError as e:
         raise _blamed(e, origins, path) from None
     return recipe
+
+
+def swept_sources(sweep: dict, path=None) -> dict[str, str]:
+    """The PRMs of ``prms.sweep``: for each name, one hard-label source a threshold
+    (``MC>0.25: mc.values:0.25``), as the paper sweeps MC's hard-label threshold (Fig. 5)."""
+    sources = {}
+    for name, spec in sweep.items():
+        where = f"prms.sweep.{name}"
+        if not isinstance(spec, dict) or set(spec) != {"source", "thresholds"} or \
+                not isinstance(spec["thresholds"], list) or not spec["thresholds"]:
+            raise InputError("expected {source: FIELD, thresholds: [T, ...]}", path=path,
+                             field=where)
+        base = Source.parse(str(spec["source"]))
+        if base.threshold:
+            raise InputError(f"{spec['source']!r}: the sweep sets the threshold; name the field "
+                             "alone", path=path, field=f"{where}.source")
+        for t in spec["thresholds"]:
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < 1:
+                raise InputError(f"{t!r}: a threshold is a number in [0, 1)", path=path,
+                                 field=f"{where}.thresholds")
+            swept = Source(base.path, float(t), base.only_where)
+            sources[f"{name}>{t:g}"] = swept.spec if t else f"{base.spec}"
+    return sources
 
 
 def _dotted_keys(values: dict, prefix: str = "") -> list[str]:
@@ -252,9 +283,10 @@ def _check_label_fields(recipe: dict, path) -> None:
 
 def _written(spec: str, offered: list[str], path, field: str) -> None:
     source = Source.parse(spec)
-    if source.path not in offered:
-        raise InputError(f"{spec!r}: no stage before it writes {source.path} (written: "
-                         f"{', '.join(offered) or 'nothing'})", path=path, field=field)
+    for needed in (source.path, source.only_where):
+        if needed is not None and needed not in offered:
+            raise InputError(f"{spec!r}: no stage before it writes {needed} (written: "
+                             f"{', '.join(offered) or 'nothing'})", path=path, field=field)
 
 
 def _check_models(recipe: dict, path) -> None:

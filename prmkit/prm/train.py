@@ -43,7 +43,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -80,6 +80,8 @@ from prmkit.records import (
     write_json,
 )
 
+SOFT_LOSSES = ("soft", "mse")  # trained on the label value itself, never rounded
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -89,8 +91,10 @@ class TrainConfig:
                           "prmkit.labels.NAMED_SOURCES.")
     model: str = setting(REQUIRED, "Backbone: a model folder or hub id (normally the policy "
                          "or an instruct model of its family).")
-    loss: str = setting("hard", "hard (0/1 targets) or soft (the label value itself).",
-                        choices=("hard", "soft"))
+    loss: str = setting("hard", "hard (0/1 targets), soft (the label value itself, cross-"
+                        "entropy) or mse (the value itself, squared error of the predicted "
+                        "probability: the paper's preliminary trials).",
+                        choices=("hard", *SOFT_LOSSES))
     threshold: float = setting(0.0, "A step is negative when its label is at or below this "
                                "(prmkit.labels' one rule).", ge=0, lt=1)
     include_after_error: bool = setting(False, "Also train on the steps after the first error.")
@@ -174,8 +178,8 @@ def backbone_folder(cfg: TrainConfig) -> Path:
 def step_targets(record: dict, cfg: TrainConfig) -> list[float | None]:
     """One target a step (None: left out), from the label field."""
     source = Source.parse(cfg.labels)  # a threshold in the spec holds unless one is set
-    source = Source(source.path, cfg.threshold or source.threshold)
-    return label_targets(record, source, soft=cfg.loss == "soft",
+    source = replace(source, threshold=cfg.threshold or source.threshold)
+    return label_targets(record, source, soft=cfg.loss in SOFT_LOSSES,
                         include_after_error=cfg.include_after_error)
 
 
@@ -303,11 +307,16 @@ def _all_positions(examples: list[dict]):
     return torch.tensor(rows), torch.tensor(cols)
 
 
-def step_loss(prm, logits, targets):
-    """Loss at the label positions: logits (n, 2) or (n, 1), targets in [0, 1]."""
+def step_loss(prm, logits, targets, loss: str = "hard"):
+    """Loss at the label positions: logits (n, 2) or (n, 1), targets in [0, 1]; ``mse`` is the
+    squared error of the positive class's probability, the others cross-entropy."""
     import torch
     import torch.nn.functional as F
     logits = logits.float()
+    if loss == "mse":
+        probs = torch.sigmoid(logits[:, 0]) if prm.module.head == "bce" else \
+            torch.softmax(logits, dim=-1)[:, 1]
+        return F.mse_loss(probs, targets)
     if prm.module.head == "bce":
         return F.binary_cross_entropy_with_logits(logits[:, 0], targets)
     # cross-entropy against [1-p, p] (for hard targets the same as against the class index)
@@ -364,7 +373,7 @@ def _evaluate(prm, examples: list[dict], cfg: TrainConfig, device) -> dict:
     with torch.inference_mode():
         for i in range(0, len(examples), cfg.batch_size):
             logits, targets = _logits(model, examples[i:i + cfg.batch_size], prm, cfg, device)
-            loss_sum += step_loss(prm, logits, targets).item() * len(targets)
+            loss_sum += step_loss(prm, logits, targets, cfg.loss).item() * len(targets)
             probs = prm.module.probabilities(logits)
             right += ((probs > 0.5) == (targets > 0.5)).sum().item()
             total += len(targets)
@@ -520,7 +529,7 @@ def _optimizer_step(model, optimizer, prm, batches, step: int, total_steps: int,
     losses = []
     for batch in batches:
         logits, targets = _logits(model, batch, prm, cfg, procs.device)
-        loss = step_loss(prm, logits, targets) / cfg.grad_accum
+        loss = step_loss(prm, logits, targets, cfg.loss) / cfg.grad_accum
         procs.backward(loss)
         losses.append(loss.item())
     norm = scalar(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
