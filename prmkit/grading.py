@@ -10,6 +10,13 @@ read is UNPARSEABLE, never INCORRECT, and says why in ``Grade.reason``:
     parse-failed       math-verify could not read the answer
     timeout            parsing or comparison ran past its time limit
     gold-unparseable   the gold answer itself could not be read (a data problem, not the model's)
+    no-choice          the gold is an option letter and the answer names no option
+
+Multiple choice: a gold answer that is one option letter ("C", "(C)", "\\text{(C)}": MMLU STEM,
+GaoKao's choice questions, MATH's "\\text{(C)}") is compared as a letter: an answer that names
+an option ("C", "(C)", "C. 42", "(C) 42", "\\boxed{\\text{C}}") is CORRECT when it names that one,
+INCORRECT when another; an answer that names none ("42") is UNPARSEABLE (no-choice), since
+whether 42 is option C's value is unknown here. Qwen2.5-Math's evaluation counts it as wrong.
 
 Equivalence is math-verify's (sympy-based). Plain numbers take a fast exact path first, because
 most answers in GSM8K-like data are integers and sympy costs ~1 ms a pair.
@@ -153,6 +160,39 @@ def extract_answer(text: str) -> str | None:
     return None
 
 
+# --- multiple choice ----------------------------------------------------------------------------
+
+_CHOICE_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mathbf|boxed)\s*\{([^{}]*)\}")
+_CHOICE_ONLY = re.compile(r"\(?([A-E])\)?\.?")
+# a letter that leads the option's text: "C. 42", "(C) 42", "C) 42", "C: 42"
+_CHOICE_LEADS = re.compile(r"\(([A-E])\)|([A-E])[.):]")
+
+
+def choice_letter(answer: str | None, *, strict: bool = False) -> str | None:
+    """The option letter (A to E) an answer names, or None: "C", "(C)", "C.", "\\text{(C)}",
+    "$C$"; unless ``strict``, also a letter that leads the option's text ("C. 42", "(C) 42").
+    Only capitals: "a" is an article, "c" a constant."""
+    if answer is None:
+        return None
+    s = answer.strip()
+    if len(s) >= 2 and s[0] == s[-1] == "$":
+        s = s.strip("$").strip()
+    for _ in range(3):  # \\boxed{\\textbf{\\text{(C)}}}
+        s = _CHOICE_WRAPPER.sub(r"\1", s).strip()
+    if (match := _CHOICE_ONLY.fullmatch(s)) and s.count("(") == s.count(")"):
+        return match.group(1)
+    if not strict and (match := _CHOICE_LEADS.match(s)):
+        return match.group(1) or match.group(2)
+    return None
+
+
+def _grade_choice(answer: str, letter: str) -> Grade:
+    named = choice_letter(answer)
+    if named is None:
+        return Grade(Outcome.UNPARSEABLE, answer, "no-choice")
+    return Grade(Outcome.CORRECT if named == letter else Outcome.INCORRECT, answer)
+
+
 # --- equivalence --------------------------------------------------------------------------------
 
 _THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
@@ -277,6 +317,8 @@ def grade_answer(answer: str | None, gold: str | None) -> Grade:
         return Grade(Outcome.UNPARSEABLE, answer, "no-answer")
     if len(answer) > MAX_ANSWER_CHARS:
         return Grade(Outcome.UNPARSEABLE, answer[:MAX_ANSWER_CHARS], "answer-too-long")
+    if (letter := choice_letter(str(gold), strict=True)) is not None:
+        return _grade_choice(answer, letter)
     if _in_main_thread():
         return _grade_answer_cached(answer, str(gold))
     return _pool_for_threads().submit(_grade_answer_cached, answer, str(gold)).result()
@@ -298,6 +340,8 @@ def gold_readable(gold: str | None) -> bool:
     expression (not its raw-string fallback). A stage that grades against gold skips the rest."""
     if gold is None or not str(gold).strip():
         return False
+    if choice_letter(str(gold), strict=True) is not None:
+        return True
     if _in_main_thread():
         return _gold_readable_here(str(gold))
     return _pool_for_threads().submit(_gold_readable_here, str(gold)).result()
@@ -314,6 +358,8 @@ def equivalent(a: str | None, b: str | None) -> bool:
         return False
     if a.strip() == b.strip():
         return True
+    if (letter := choice_letter(a)) is not None and choice_letter(b) is not None:
+        return letter == choice_letter(b)  # "C" and "(C) 42" name one option, in either order
     return grade_answer(a, b).outcome is Outcome.CORRECT
 
 

@@ -163,3 +163,78 @@ def test_eval_bon_scores_the_candidates_with_a_prm_itself(tmp_path, tiny_lm):
                  tmp_path / "prm")
     pick = json.loads((out / "predictions.jsonl").read_text().splitlines()[0])
     assert pick["picks"]["min"]["index"] == max(range(4), key=lambda k: (min(rows[k]), -k))
+
+
+def test_average_is_the_mean_of_the_benchmarks_accuracies():
+    """The paper's Table 6 "Avg.": each benchmark counts once, whatever its size (not the pooled
+    accuracy); null where some benchmark measured nothing (a mean over fewer is not comparable)."""
+    from rich.console import Console
+    small = [{"id": "a", "gold_answer": "1", "candidates": [cand("1", [0.9]), cand("2", [0.1])]}]
+    big = [{"id": f"b{i}", "gold_answer": "1",
+            "candidates": [cand("1" if i == 0 else "2", [None]), cand("3", [None])]}
+           for i in range(3)]  # no step fits the PRM's context: its methods are null here
+    measured = bon.metrics({"small": small, "big": big}, ns=[2])
+    per = measured["benchmarks"]
+    assert per["small"]["accuracy"]["maj"][2] == 100.0
+    assert per["big"]["accuracy"]["maj"][2] == pytest.approx(100 / 3)
+    assert measured["average"]["maj"][2] == pytest.approx((100 + 100 / 3) / 2)  # not 50
+    assert per["big"]["accuracy"]["min"][2] is None and measured["average"]["min"][2] is None
+    console = Console(width=200, record=True)
+    bon.show(measured, console)
+    lines = console.export_text().splitlines()
+    table = lines[next(i for i, line in enumerate(lines) if "Best-of-2 accuracy by benchmark" in line):]
+    assert [c.strip() for c in table[2].split("┃")[1:-1]] == ["method", "small", "big", "Avg."]
+    rows = {cells[0]: cells[1:] for line in table if line.startswith("│")
+            for cells in [[c.strip() for c in line.split("│")[1:-1]]]}
+    assert rows["maj"] == ["100.0", "33.3", "66.7"] and rows["min"] == ["100.0", "—", "—"]
+    # from metrics.json (keys are strings there) the same average
+    again = bon.average(json.loads(json.dumps(per)))
+    assert again["maj"][2] == pytest.approx((100 + 100 / 3) / 2)
+
+
+def test_the_pipeline_report_has_the_average_over_sets():
+    sets = {"a": [{"id": "a", "gold_answer": "1", "candidates": [cand("1", [0.9]),
+                                                                cand("2", [0.1])]}],
+            "b": [{"id": "b", "gold_answer": "1", "candidates": [cand("2", [0.9]),
+                                                                cand("1", [0.1])]}]}
+    per = {name: bon.evaluate_set(s, ns=[1, 2]) for name, s in sets.items()}
+    results = {"prms": {"P": {"bon": {name: {"bon": m} for name, m in per.items()}}},
+               "benchmarks": {"bon": {name: {"n_problems": 1} for name in sets}}}
+    overview = bon.tables(json.loads(json.dumps(results)))[-1]
+    assert overview.title == "Best-of-2 over the sets" and overview.head[-1] == "Avg."
+    rows = {r[0]: r[1:] for r in overview.rows}
+    assert rows["P: min"] == ["100.0%", "0.0%", "50.0%"]
+    assert rows["pass@2 (oracle)"] == ["100.0%", "100.0%", "100.0%"]
+
+
+def test_maj_groups_option_letters_however_written():
+    sets = [{"id": "q", "gold_answer": "C", "candidates": [
+        {"answer": "B"}, {"answer": "(C)"}, {"answer": "C. 42"}, {"text": "... \\boxed{C}"}]}]
+    by_equivalence = bon.metrics({"mmlu_stem": sets}, ns=[4])["benchmarks"]["mmlu_stem"]
+    assert by_equivalence["accuracy"]["maj"][4] == 100.0  # (C), C. 42 and C: one option
+    assert by_equivalence["accuracy"]["pass"][4] == 100.0
+    by_string = bon.metrics({"mmlu_stem": sets}, ns=[4], group_by="string")
+    assert by_string["benchmarks"]["mmlu_stem"]["accuracy"]["maj"][4] == 0.0  # "B" comes first
+
+
+def test_group_by_has_one_default_for_the_command_line_and_the_pipeline(tmp_path):
+    import dataclasses
+    import inspect
+
+    from prmkit.cli import main
+    from prmkit.records import write_jsonl
+
+    def group_by(cls):
+        return next(f for f in dataclasses.fields(cls) if f.name == "group_by")
+    cli, recipe = group_by(bon.BonConfig), group_by(bon.BestOfNSection)
+    assert cli.default == recipe.default == bon.GROUP_BY == "equivalence"
+    assert cli.metadata == recipe.metadata and cli.metadata["choices"] == bon.GROUPINGS
+    for function in (bon.evaluate_set, bon.evaluate, bon.metrics):
+        assert inspect.signature(function).parameters["group_by"].default == bon.GROUP_BY
+    assert bon.BestOfNSection().group_by == bon.GROUP_BY
+    # the command without --group-by: 1/2 and 0.5 vote together
+    write_jsonl(tmp_path / "x.jsonl", [{"id": "p", "gold_answer": "0.5", "candidates": [
+        {"answer": "3"}, {"answer": "1/2"}, {"answer": "0.5"}]}])
+    assert main(["eval", "bon", str(tmp_path / "x.jsonl"), "--out", str(tmp_path / "run")]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["benchmarks"]["x"]
+    assert metrics["group_by"] == "equivalence" and metrics["accuracy"]["maj"]["3"] == 100.0

@@ -62,6 +62,95 @@ def test_gsm8k_and_math_problems():
     assert olympiad[0]["answer"] == "2"
 
 
+# The seven Best-of-N benchmarks of the paper's Table 6, on their real rows: (format, file,
+# rows, {row: (id, text the problem starts with or holds, gold)}, (a right and a wrong solution
+# of the first row listed)). Gold answers as Qwen2.5-Math's evaluation reads them.
+TABLE6 = [
+    ("gsm8k", "qwen25math_eval/gsm8k.jsonl", 1319,
+     {0: ("gsm8k-0", "Janet\u2019s ducks lay 16 eggs per day.", "18")},
+     ("... so she makes \\boxed{18} dollars.", "#### 17")),
+    ("math", "math500/test.jsonl", 500,
+     {0: ("test/precalculus/807.json", "Convert the point $(0,3)$",
+          "\\left( 3, \\frac{\\pi}{2} \\right)")},
+     ("\\boxed{(3, \\pi/2)}", "\\boxed{(3, \\pi)}")),
+    ("minerva_math", "qwen25math_eval/minerva_math.jsonl", 272,
+     {0: ("minerva_math-0", "Each of the two Magellan telescopes", "1.6"),
+      1: ("minerva_math-1", "A white dwarf star", "4.5e33")},  # the last \boxed{} of solution
+     ("The diameter is \\boxed{1.6} cm.", "The diameter is \\boxed{1.7} cm.")),
+    ("gaokao2023en", "qwen25math_eval/gaokao2023en.jsonl", 385,
+     {169: ("gaokao2023en-169", "Which of the following must be true: (A) f(-6)=0", "A"),
+      2: ("gaokao2023en-2", "", "-1"),
+      0: ("gaokao2023en-0", "Given sets", "\\{x|-2\\leq x < 1\\}"),  # "$" removed
+      167: ("gaokao2023en-167", "Compute the probability", None)},  # an empty gold: unknown
+     ("So the answer is \\boxed{(A)}.", "So the answer is \\boxed{B}.")),
+    ("olympiadbench", "qwen25math_eval/olympiadbench.jsonl", 675,
+     {0: ("olympiadbench-0", "Xenia and Sergey play", "2"),
+      1: ("olympiadbench-1", "", "\\frac{1}{2 n+2}")},  # final_answer[0], "$" stripped
+     ("The maximum is \\boxed{2}.", "The maximum is \\boxed{3}.")),
+    ("college_math", "qwen25math_eval/college_math.jsonl", 2818,
+     {0: ("college_math-0", "Simplify: $-10-4(n-5)$", "10-4 n"),  # "$" removed
+      # a yes/no gold: the question says so, as Qwen's evaluation asks it
+      42: ("college_math-42", "State if the given functions are inverses", "Yes")},
+     ("\\boxed{10 - 4n}", "\\boxed{10 + 4n}")),
+    ("mmlu_stem", "qwen25math_eval/mmlu_stem.jsonl", 3018,
+     {0: ("mmlu_stem-0", "Based on the characteristic population curves", "C"),
+      2: ("mmlu_stem-2", "To prevent desiccation and injury", "A")},
+     ("The answer is \\boxed{C}", "The answer is \\boxed{B}")),
+]
+
+
+@pytest.mark.parametrize("fmt, relative, count, rows, solutions", TABLE6,
+                         ids=[t[0] for t in TABLE6])
+def test_each_best_of_n_benchmark_reads_as_qwen_evaluation_reads_it(fmt, relative, count, rows,
+                                                                    solutions):
+    from prmkit.grading import Outcome, grade
+    problems = reader(fmt)[0](shared(relative))
+    assert len(problems) == count and len({p["id"] for p in problems}) == count
+    for row, (ident, text, gold) in rows.items():
+        p = problems[row]
+        assert (p["id"], p["answer"]) == (ident, gold)
+        assert p["problem"].startswith(text) or text in p["problem"]
+    gold = problems[next(iter(rows))]["answer"]
+    right, wrong = solutions
+    assert grade(right, gold).outcome is Outcome.CORRECT
+    assert grade(wrong, gold).outcome is Outcome.INCORRECT
+
+
+def test_mmlu_stem_keeps_its_choices_and_names_the_right_one_by_letter():
+    problems = reader("mmlu_stem")[0](shared("qwen25math_eval/mmlu_stem.jsonl"))
+    first = problems[0]
+    assert first["problem"] == (
+        "Based on the characteristic population curves that result from plotting population "
+        "growth of a species, the most effective means of controlling the mosquito population "
+        "is to\nAnswer Choices: (A) maintain the population at a point corresponding to the "
+        "midpoint of its logistic curve (B) opt for zero population control once the K value "
+        "of the curve has been reached (C) reduce the carrying capacity cif the environment to "
+        "lower the K value (D) increase the mortality rate")
+    assert first["answer"] == "C" and len(first["choices"]) == 4
+    assert {p["answer"] for p in problems} == {"A", "B", "C", "D"}
+    college = reader("college_math")[0](shared("qwen25math_eval/college_math.jsonl"))
+    assert college[42]["problem"].endswith("$h(x)=10 x+5$ (Yes or No)")
+    # read as MATH, its options would be dropped and its gold taken as the index "2"
+    with pytest.raises(InputError) as e:
+        reader("math")[0](shared("qwen25math_eval/mmlu_stem.jsonl"))
+    assert (e.value.line, e.value.field) == (1, "choices")
+
+
+@pytest.mark.parametrize("fmt, row, field", [
+    ("mmlu_stem", {"question": "q", "choices": ["a", "b"], "answer": 2}, "answer"),
+    ("mmlu_stem", {"question": "q", "choices": "ab", "answer": 0}, "choices"),
+    ("olympiadbench", {"question": "q", "final_answer": []}, "final_answer"),
+    ("minerva_math", {"problem": "q"}, "solution"),
+    ("college_math", {"question": 3, "answer": "1"}, "question"),
+])
+def test_a_malformed_benchmark_row_is_a_located_error(tmp_path, fmt, row, field):
+    path = tmp_path / "set.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(InputError) as e:
+        reader(fmt)[0](path)
+    assert (e.value.line, e.value.field) == (1, field)
+
+
 def test_qwen_eval_roundtrip(tmp_path):
     line = {"idx": 0, "question": "q", "gt": "18", "code": ["a", "b"], "pred": ["18", "17"],
             "score": [True, False], "pred_score": [[0.9], [0.2]]}
@@ -143,6 +232,8 @@ def test_a_hub_split_is_read_like_a_file_and_cached(tmp_path, monkeypatch):
     ("gsm8k", [{"idx": 1}, {}], 2, "idx"),
     ("math", [{"unique_id": "a/1.json"}, {"unique_id": "b/2.json"},
               {"unique_id": "a/1.json"}], 3, "unique_id"),
+    ("mmlu_stem", [{}, {"idx": 0}], 2, "idx"),  # a row without idx is its position
+    ("olympiadbench", [{"idx": 4}, {"idx": "4"}], 2, "idx"),
     ("math_shepherd", [{"id": "x"}, {"id": "x"}], 2, "id"),
     ("trl_stepwise", [{"id": "x"}, {"id": "x"}], 2, "id"),
 ])
@@ -150,6 +241,8 @@ def test_a_repeated_id_in_a_problem_or_solution_file_is_a_located_error(tmp_path
                                                                          line, field):
     body = {"gsm8k": {"question": "q", "answer": "x\n#### 3"},
             "math": {"problem": "q", "answer": "3"},
+            "mmlu_stem": {"question": "q", "choices": ["a", "b", "c", "d"], "answer": 1},
+            "olympiadbench": {"question": "q", "final_answer": ["$3$"]},
             "math_shepherd": {"input": "q Step 1: a ки", "label": "q Step 1: a +"},
             "trl_stepwise": {"prompt": "q", "completions": ["a"], "labels": [True]}}[fmt]
     path = tmp_path / "data.jsonl"

@@ -82,6 +82,40 @@ def test_unparseable_is_its_own_outcome():
     assert grade_answer("\\frac{", "3").outcome is Outcome.UNPARSEABLE
 
 
+U = Outcome.UNPARSEABLE
+
+# Multiple choice (MMLU STEM, GaoKao's choice questions, MATH's "\\text{(C)}"): a gold that is
+# one option letter compares letters. (gold, answer, expected)
+CHOICES = [
+    ("C", "C", C), ("C", "(C)", C), ("C", "C. 42", C), ("C", "(C) 42", C), ("C", "C)", C),
+    ("C", "\\text{(C)}", C), ("C", "\\textbf{C}", C), ("C", "$C$", C), ("C", "\\boxed{C}", C),
+    ("(C)", "C", C), ("\\text{(C)}", "C", C), ("$C$", "(C)", C),
+    ("C", "B", I), ("C", "(B)", I), ("C", "B. 42", I), ("C", "(D) 17", I), ("A", "E", I),
+    # an answer that names no option may be option C's value: unknown, never "wrong"
+    ("C", "42", U), ("C", "Cats", U), ("C", "c", U), ("C", "the third one", U),
+]
+
+
+@pytest.mark.parametrize("gold, answer, expected", CHOICES)
+def test_multiple_choice_compares_option_letters(gold, answer, expected):
+    g = grade_answer(answer, gold)
+    assert g.outcome is expected
+    assert g.reason == ("no-choice" if expected is U else "")
+
+
+def test_multiple_choice_from_solution_texts_and_in_votes():
+    assert grade("The answer is \\boxed{C}", "C").outcome is C
+    assert grade("So the answer is (C) 42.", "C").outcome is C
+    assert grade("The answer is: B.", "C").outcome is I
+    assert grading.choice_letter("C. 42") == "C" and grading.choice_letter("C. 42", strict=True) is None
+    assert grading.choice_letter("E=mc^2") is None and grading.choice_letter("C = 5") is None
+    # votes: one option however it is written, in either order; numbers as before
+    assert grading.equivalent("C", "(C) 42") and grading.equivalent("(C) 42", "C")
+    assert not grading.equivalent("B", "C") and not grading.equivalent("C", "42")
+    assert grading.equivalent("\\frac{1}{2}", "0.5")
+    assert grading.gold_readable("C") and grading.gold_readable("\\text{(E)}")
+
+
 def test_self_consistency_on_reference_solutions():
     """Each reference solution's extracted answer grades CORRECT against its gold answer."""
     failures = []

@@ -15,10 +15,17 @@ Methods
 Ties between responses always go to the earliest one (Qwen's rm@k uses ``list.index(max)``).
 Accuracy at N uses the first N responses of every problem, as Qwen's evaluation does.
 
-Answers are grouped by equivalence (math-verify) by default, or by exact string
-(``group_by="string"``, which is Qwen's maj@k). An answer that cannot be read votes for nothing
-(in equivalence grouping) and is never correct; such answers are counted. A problem whose gold
-answer cannot be read is reported and left out of the accuracies.
+Answers are grouped by equivalence (math-verify; option letters as letters) by default, or by
+exact string (``group_by="string"``, which is Qwen's maj@k): ``GROUP_BY`` is the one default of
+the command line (``prmkit eval bon --group-by``), a recipe (``evaluate.bon.group_by``) and the
+functions here, ``group_by_setting`` the one definition of the setting. An answer that cannot be
+read votes for nothing (in equivalence grouping) and is never correct; such answers are counted.
+A problem whose gold answer cannot be read is reported and left out of the accuracies.
+
+Several benchmarks: ``average`` is the mean of the per-benchmark accuracies (each benchmark
+counts once, whatever its size: the paper's Table 6 "Avg."), at the N values every benchmark
+has; null where some benchmark has no value (a PRM method that measured nothing there), since a
+mean over fewer benchmarks is not comparable with one over all.
 
 Diagnostic (the paper's): the share of responses of 2+ steps, scored whole, whose lowest step
 score is on the final step (ties: the earliest lowest step).
@@ -78,6 +85,16 @@ from prmkit.prm.score import score
 from prmkit.runner import stage_config
 from prmkit.steps import split_steps
 
+GROUPINGS = ("equivalence", "string")
+GROUP_BY = "equivalence"  # "1/2" and "0.5" are one answer; Qwen's rm_maj_eval compares strings
+
+
+def group_by_setting():
+    """The grouping setting, one definition for ``prmkit eval bon`` and a recipe's section."""
+    return setting(GROUP_BY, "maj@N and the PRM-weighted vote group answers by equivalence "
+                   "(math-verify: 1/2 and 0.5 vote together; option letters as letters) or by "
+                   "exact string (Qwen's rm_maj_eval).", choices=GROUPINGS)
+
 
 def default_ns(available: int) -> list[int]:
     """1, 2, 4, ... up to ``available``, and ``available`` itself."""
@@ -112,7 +129,8 @@ def group_answers(answers: Sequence[str | None], by: str) -> list[list[int]]:
                 continue
             match = next((g for g, k in enumerate(keys) if equivalent(k, answer)), None)
         else:
-            raise InputError(f"unknown grouping {by!r} (string or equivalence)", field="group_by")
+            raise InputError(f"unknown grouping {by!r} ({' or '.join(GROUPINGS)})",
+                             field="group_by")
         if match is None:
             groups.append([i])
             keys.append(answer)
@@ -235,7 +253,7 @@ def min_on_final_step(sets: list[dict]) -> dict:
 
 
 def evaluate_set(sets: list[dict], *, ns: Sequence[int] | None = None,
-                 group_by: str = "equivalence", processes: int = 1,
+                 group_by: str = GROUP_BY, processes: int = 1,
                  per_item: bool = False) -> dict:
     """Best-of-N metrics of one benchmark's candidate sets; with ``per_item``, also ``items``:
     each problem's pick by every method at the largest N (for error analysis)."""
@@ -299,23 +317,32 @@ def _pick_record(pick: int | None, answers: list, outcome: list) -> dict:
     return {"index": pick, "answer": answers[pick], "correct": outcome[pick] is Outcome.CORRECT}
 
 
+def average(per: Mapping[str, dict]) -> dict[str, dict[int, float | None]]:
+    """Method -> N -> the mean of the benchmarks' accuracies (the paper's "Avg."), for the
+    methods and N values every benchmark has; null where some benchmark has no value."""
+    if not per:
+        return {}
+    shared_ns = sorted(set.intersection(*({int(n) for n in m["ns"]} for m in per.values())))
+    shared_methods = set.intersection(*(set(m["accuracy"]) for m in per.values()))
+    out = {}
+    for method in sorted(shared_methods):
+        out[method] = {}
+        for n in shared_ns:
+            values = [at(m, method, n) for m in per.values()]
+            out[method][n] = (None if any(v is None for v in values)
+                              else sum(values) / len(values))
+    return out
+
+
 def evaluate(benchmarks: Mapping[str, list[dict]], *, ns: Sequence[int] | None = None,
-             group_by: str = "equivalence", processes: int = 1,
+             group_by: str = GROUP_BY, processes: int = 1,
              per_item: bool = False) -> dict:
-    """Best-of-N metrics per benchmark and their average over benchmarks."""
+    """Best-of-N metrics per benchmark and their ``average`` over benchmarks (see the module
+    docstring)."""
     per = {name: evaluate_set(sets, ns=ns, group_by=group_by, processes=processes,
                               per_item=per_item)
            for name, sets in benchmarks.items()}
-    shared_ns = sorted(set.intersection(*(set(m["ns"]) for m in per.values())))
-    shared_methods = set.intersection(*(set(m["accuracy"]) for m in per.values()))
-    average = {}
-    for method in sorted(shared_methods):
-        average[method] = {}
-        for n in shared_ns:
-            values = [m["accuracy"][method][n] for m in per.values()]
-            values = [v for v in values if v is not None]
-            average[method][n] = sum(values) / len(values) if values else None
-    return {"benchmarks": per, "average": average, "past_context": {
+    return {"benchmarks": per, "average": average(per), "past_context": {
         "candidates": sum(m["past_context"]["candidates"] for m in per.values()),
         "steps": sum(m["past_context"]["steps"] for m in per.values()),
         "nothing_fit": all(m["past_context"]["nothing_fit"] for m in per.values())}}
@@ -344,7 +371,7 @@ def candidate_sets(solutions: list[dict], scores: Mapping[str, list]) -> list[di
 
 def metrics(benchmarks: Mapping[str, str | Path | list[dict]] | str | Path, *,
             fmt: str = "prmkit", ns: Sequence[int] | None = None,
-            group_by: str = "equivalence", processes: int = 1, per_item: bool = False) -> dict:
+            group_by: str = GROUP_BY, processes: int = 1, per_item: bool = False) -> dict:
     """Best-of-N metrics; ``benchmarks`` maps names to candidate files or records; with
     ``per_item``, each benchmark's picks per problem too (``items``)."""
     if not isinstance(benchmarks, Mapping):
@@ -362,8 +389,7 @@ class BonConfig:
     format: str = setting("prmkit", "Format of the candidate files: prmkit or qwen_eval.")
     n: list[int] | None = setting(None, "N values, e.g. 1,2,4,8 (default: 1, 2, 4, ... up to "
                                   "the set size).", ge=1)
-    group_by: str = setting("equivalence", "Group answers by equivalence or string.",
-                            choices=("equivalence", "string"))
+    group_by: str = group_by_setting()
     processes: int = setting(1, "Worker processes for grading.", ge=1)
     model: str | None = setting(None, "A PRM folder: score every candidate's steps with it "
                                 "first (their `steps`, or their `text` split on blank lines).")
@@ -477,6 +503,24 @@ def show(measured: dict, console) -> None:
         average = measured["average"]
         ns = sorted({int(k) for by_n in average.values() for k in by_n})
         console.print(accuracy_table("average", average, ns))
+        if ns:
+            console.print(benchmarks_table(measured, ns[-1]))
+
+
+def benchmarks_table(measured: dict, n: int) -> Table:
+    """The paper's Table 6 layout: a row a method, a column a benchmark, then "Avg." (the mean
+    of the benchmarks' accuracies), at one N."""
+    per, average = measured["benchmarks"], measured["average"]
+    table = Table(title=f"Best-of-{n} accuracy by benchmark")
+    table.add_column("method")
+    for name in per:
+        table.add_column(name, justify="right")
+    table.add_column("Avg.", justify="right")
+    for method in sorted(average, key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER
+                         else len(METHOD_ORDER)):
+        table.add_row(method, *(_fmt(at(m, method, n)) for m in per.values()),
+                      _fmt(at({"accuracy": average, "ns": [n]}, method, n)))
+    return table
 
 
 def past_context_warnings(name: str, measured: dict) -> list[str]:
@@ -507,9 +551,7 @@ class BestOfNSection:
                          "policy samples.", each=DataSection)
     n: int = setting(8, "Candidates a problem.", ge=1)
     ns: list[int] | None = setting(None, "N values (default: 1, 2, 4, ... up to n).", ge=1)
-    group_by: str = setting("equivalence", "maj@N and the PRM-weighted vote group answers by "
-                            "equivalence (math-verify) or by string.",
-                            choices=("equivalence", "string"))
+    group_by: str = group_by_setting()
     sample: dict = setting({}, "Sampling settings of the candidates, over the recipe's sample "
                            "section (temperature, max_new_tokens, ...).")
 
@@ -576,7 +618,39 @@ def tables(results: dict) -> list[ReportTable]:
             "answers weighted by their candidates' min scores). Min on final step: the share "
             "of multi-step candidates whose lowest step score is their last step."
             + past_context_legend(by_prm)))
+    if (overview := sets_table(results)) is not None:
+        out.append(overview)
     return out
+
+
+def sets_table(results: dict) -> ReportTable | None:
+    """With several sets, the paper's Table 6 layout: each PRM's Best-of-N at the largest N
+    every set has, a column a set, then "Avg." (the mean over the sets); None with one set."""
+    prms, names = results["prms"], list(results["benchmarks"]["bon"])
+    if len(names) < 2 or not prms:
+        return None
+    by_prm = {name: {s: prm["bon"][s]["bon"] for s in names} for name, prm in prms.items()}
+    first = next(iter(by_prm.values()))
+    shared = set.intersection(*({int(n) for n in m["ns"]} for m in first.values()))
+    if not shared:
+        return None
+    n = max(shared)
+    rows = []
+    for name, per in by_prm.items():
+        mean = average(per)
+        for aggregation in (*REPORTED, "vote_min"):
+            rows.append([f"{name}: {aggregation}", *[percent(at(m, aggregation, n))
+                                                      for m in per.values()],
+                         percent(mean.get(aggregation, {}).get(n))])
+    mean = average(first)
+    for label, method in (("random pick (no PRM)", "random"), (f"maj@{n} (no PRM)", "maj"),
+                          (f"pass@{n} (oracle)", "pass")):
+        rows.append([label, *[percent(at(m, method, n)) for m in first.values()],
+                     percent(mean.get(method, {}).get(n))])
+    return ReportTable(
+        f"Best-of-{n} over the sets", ["PRM: aggregation", *names, "Avg."], rows,
+        "Avg.: the mean of the sets' accuracies (each set counts once, as the paper's Table 6 "
+        "\"Avg.\"); – where some set has no value.")
 
 
 def past_context_legend(by_prm: Mapping[str, dict]) -> str:

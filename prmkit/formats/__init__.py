@@ -33,6 +33,17 @@ READERS: dict[str, tuple[str, str, str]] = {
     "gsm8k": ("prmkit.formats.gsm8k:read", "problem", "GSM8K (question, answer with ####)"),
     "math": ("prmkit.formats.math:read", "problem",
              "MATH / MATH-500 and similar (problem or question; answer or boxed solution)"),
+    # the other Best-of-N sets of the paper's Table 6, as Qwen2.5-Math's evaluation reads them
+    "minerva_math": ("prmkit.formats.qwen_benchmarks:read_minerva_math", "problem",
+                     "Minerva Math (problem; the last \\boxed{} of solution)"),
+    "gaokao2023en": ("prmkit.formats.qwen_benchmarks:read_gaokao2023en", "problem",
+                     "GaoKao 2023 En (question; answer without $)"),
+    "olympiadbench": ("prmkit.formats.qwen_benchmarks:read_olympiadbench", "problem",
+                      "OlympiadBench (question; final_answer[0] without $)"),
+    "college_math": ("prmkit.formats.qwen_benchmarks:read_college_math", "problem",
+                     "College Math (question; answer without $)"),
+    "mmlu_stem": ("prmkit.formats.qwen_benchmarks:read_mmlu_stem", "problem",
+                  "MMLU STEM (question with its lettered choices; the right option's letter)"),
     "qwen_eval": ("prmkit.formats.qwen_eval:read", "candidates",
                   "Qwen2.5-Math evaluation candidates (question, gt, code|response, pred, score)"),
 }

@@ -1,5 +1,7 @@
 """MATH, MATH-500 and the many sets shaped like them: a problem (``problem`` or ``question``)
 and a gold answer (``answer``, ``final_answer``, or the last ``\\boxed{}`` of ``solution``).
+A multiple-choice row (``choices``) is refused: format ``mmlu_stem`` reads it with its options.
+The other test sets of Qwen2.5-Math's evaluation: ``prmkit.formats.qwen_benchmarks``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ def read(path: str | Path) -> list[dict]:
     for line, value in iter_json_items(path):
         if not isinstance(value, dict):
             raise InputError("expected a JSON object", path=path, line=line)
+        if "choices" in value:  # read here, its options would be dropped and its gold an index
+            raise InputError("a multiple-choice row: read it with format mmlu_stem", path=path,
+                             line=line, field="choices")
         problem = value.get("problem", value.get("question"))
         if not isinstance(problem, str):
             raise InputError("missing (neither 'problem' nor 'question' is a string)",

@@ -5,6 +5,10 @@
 
 ``score[i]`` is whether response i is correct; ``pred_score[i]`` holds the reward model's scores
 of response i: one number (a response score, as in Qwen's rm@k evaluation) or one a step.
+``question`` and ``gt`` are the evaluation's own reading of the problem (MMLU STEM: the question
+with its lettered choices, ``gt`` the right option's letter, graded as a letter by
+``prmkit.grading``); the test sets themselves read as problems with the readers of
+``prmkit.formats.qwen_benchmarks``.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prmkit.errors import InputError
-from prmkit.records import iter_json_items, validate, write_jsonl
+from prmkit.records import iter_json_items, note_id, validate, write_jsonl
 
 
 def _convert(value: dict, path: Path, line: int) -> dict:
@@ -55,13 +59,10 @@ def read(path: str | Path) -> list[dict]:
     """Candidate sets, one a problem; a problem id seen twice is an error (it would be counted
     twice in every Best-of-N accuracy)."""
     path = Path(path)
-    records, first_line = [], {}
+    records, seen = [], {}
     for line, value in iter_json_items(path):
         record = _convert(value, path, line)
-        if record["id"] in first_line:
-            raise InputError(f"duplicate id {record['id']!r} (first on line "
-                             f"{first_line[record['id']]})", path=path, line=line, field="idx")
-        first_line[record["id"]] = line
+        note_id(seen, record["id"], path=path, line=line, field="idx")
         records.append(record)
     return records
 
