@@ -9,7 +9,11 @@ reads the backbone LM's log-probabilities of each step's tokens (``likelihood.*`
 ``lm_head.*`` when the LM head is not tied to the input embeddings).
 
 A PRM folder holds ``config.json`` (the backbone's), ``model.safetensors`` (``model.*`` and
-``score.*``), the tokenizer and ``prm.json`` (format, head, readout). ``load_prm`` opens:
+``score.*``), the tokenizer and ``prm.json`` (format, head, readout). A PRM saved as a class
+transformers lacks (the Qwen2.5-Math-PRM release's, prmkit's own head) also holds that class's
+modeling file (``MODELING_FILES``), named in config.json's ``auto_map``, so that
+``AutoModel.from_pretrained(folder, trust_remote_code=True)`` builds the PRM, not the bare
+backbone, where prmkit is not installed; prmkit itself never runs that code. ``load_prm`` opens:
 
     a prmkit PRM folder               (prm.json)
     a Qwen2.5-Math-PRM release        (config.json architectures: Qwen2ForProcessRewardModel)
@@ -177,6 +181,58 @@ def _token_classification(config):
     return type(model).__name__, prefix, head
 
 
+# The modeling files a saved PRM folder carries (prmkit/prm/release/, shipped as package data),
+# by layout: the one class each defines is the architecture config.json names, and auto_map
+# points AutoModel at it. They import torch and transformers alone, never prmkit.
+RELEASE_CODE = Path(__file__).resolve().parent / "release"
+MODELING_FILES = {"qwen2.5-math-prm": ("modeling_prmkit_qwen2_prm.py", QWEN_PRM_ARCHITECTURE),
+                  "prmkit-head": ("modeling_prmkit_step_reward.py", PRMKIT_ARCHITECTURE)}
+
+
+def _modeling_code(config, kind: str) -> tuple[str, str] | None:
+    """(file name, text) of the modeling file a folder of layout ``kind`` carries; None where
+    it carries none. prmkit's own head reads any backbone: its file is given the backbone's
+    classes by name (those AutoModel picks for the config), so a backbone transformers does not
+    export (remote code) gets no file, as before there was one."""
+    if kind not in MODELING_FILES:
+        return None
+    file = MODELING_FILES[kind][0]
+    text = (RELEASE_CODE / file).read_text(encoding="utf-8")
+    if kind == "prmkit-head":
+        import transformers
+        from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+        model = MODEL_MAPPING_NAMES.get(getattr(config, "model_type", None))
+        config_class = type(config).__name__
+        if not isinstance(model, str) or not hasattr(transformers, model) \
+                or getattr(transformers, config_class, None) is not type(config):
+            return None
+        for name, value in (("BACKBONE_MODEL", model), ("BACKBONE_CONFIG", config_class)):
+            line = f"\n{name} = None\n"
+            if text.count(line) != 1:  # the shipped file is prmkit's own: a broken one is a bug
+                raise RuntimeError(f"{file} has no single line {line.strip()!r}")
+            text = text.replace(line, f"\n{name} = {value!r}\n")
+    return file, text
+
+
+def _describe_code(config, kind: str, state: dict, module) -> None:
+    """config.json's ``auto_map`` (and, for prmkit's own head, ``prmkit_step_head``: what its
+    modeling file builds) for a folder of layout ``kind``. A config copied from a folder saved
+    before (a PRM trained on from a saved PRM, a backbone shipped with remote code) loses the
+    ones it carried: the folder ships no code but its own, so any other reference would point
+    at a file that is not there."""
+    for stale in ("auto_map", "prmkit_step_head"):
+        if stale in config.__dict__:
+            delattr(config, stale)
+    if _modeling_code(config, kind) is None:
+        return
+    file, architecture = MODELING_FILES[kind]
+    config.auto_map = {"AutoModel": f"{file.removesuffix('.py')}.{architecture}"}
+    if kind == "prmkit-head":
+        config.prmkit_step_head = {"head": module.head, "readout": module.readout,
+                                   "layers": module.head_layers,
+                                   "lm_head": "lm_head.weight" in state}
+
+
 def _saved_tensors(prm: LoadedPRM, state: dict | None = None) -> tuple[dict, object, str]:
     """(tensors under the names of the layout, the config to save, the layout). ``state``: the
     module's tensors when they are gathered elsewhere (from processes that each hold a shard);
@@ -203,11 +259,13 @@ def _saved_tensors(prm: LoadedPRM, state: dict | None = None) -> tuple[dict, obj
                     suffix = name.rsplit(".", 1)[-1]
                     renamed[next(h for h in head_names if h.endswith("." + suffix))] = value
             config.architectures, config.num_labels = [architecture], outputs
+            _describe_code(config, kind, renamed, module)
             return renamed, config, kind
     if kind == "qwen2.5-math-prm":
         config.architectures, config.num_labels = [QWEN_PRM_ARCHITECTURE], outputs
     else:
         config.architectures = [PRMKIT_ARCHITECTURE]
+    _describe_code(config, kind, state, module)
     return state, config, kind
 
 
@@ -221,8 +279,9 @@ def _own_storage(tensor):
 def save_prm(prm: LoadedPRM, path: str | Path, extra=None, state: dict | None = None) -> Path:
     """Write a PRM folder atomically (``rundir.replace_folder``) in its ``layout``: the config,
     the weights (sharded above 5 GB, as transformers shards, with the index file), the
-    tokenizer and ``prm.json`` (format, head, readout, layout). ``extra(folder)`` may add files
-    before it is moved into place."""
+    tokenizer, ``prm.json`` (format, head, readout, layout) and, for a layout transformers has
+    no class for, that class's modeling file (``MODELING_FILES``). ``extra(folder)`` may add
+    files before it is moved into place."""
     from huggingface_hub import save_torch_state_dict
 
     def fill(folder: Path) -> None:
@@ -232,6 +291,9 @@ def save_prm(prm: LoadedPRM, path: str | Path, extra=None, state: dict | None = 
         with _disk_errors(folder):
             save_torch_state_dict(tensors, folder, max_shard_size="5GB")
         prm.tokenizer.save_pretrained(folder)
+        code = _modeling_code(config, kind)
+        if code is not None:
+            (folder / code[0]).write_text(code[1], encoding="utf-8")
         (folder / "prm.json").write_text(json.dumps({
             "format": prm.format.name, "head": prm.module.head, "readout": prm.module.readout,
             "head_layers": prm.module.head_layers, "layout": kind}, indent=2) + "\n")
