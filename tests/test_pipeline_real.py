@@ -16,25 +16,30 @@ from test_serve import policy  # noqa: F401  (the tiny policy fixture)
 from prmkit import config
 from prmkit.cli import main
 
+RECIPES = Path(__file__).resolve().parents[1] / "prmkit" / "recipes"
+# every shipped recipe of real data (the demo's is the toy world's: tests/test_pipeline.py)
+REAL_RECIPES = sorted(p.name for p in RECIPES.glob("*.yaml") if p.name != "demo.yaml")
+
 
 @pytest.mark.slow
-def test_the_shipped_recipe_runs_as_shipped_with_stand_in_models(policy, hub_cache,  # noqa: F811
-                                                                 tmp_path, monkeypatch):
-    """prmkit/recipes/qwen2.5-math.yaml, its data the hub data sets it names (their local
-    copies in the hub cache) and its own --quick sizes: only its models are stand-ins."""
+@pytest.mark.parametrize("recipe", REAL_RECIPES)
+def test_every_shipped_recipe_runs_as_shipped_with_stand_in_models(
+        recipe, policy, hub_cache, tmp_path, monkeypatch):  # noqa: F811
+    """Each recipe file as shipped, its data the hub data sets it names (their local copies in
+    the hub cache) and its own --quick sizes: only its models are stand-ins."""
     pytest.importorskip("openai", reason="needs the openai extra")
     from prmkit.serve import serve_in_background
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     httpd, url = serve_in_background(str(policy[0]), name="policy", device="cpu",
                                      dtype="float32")
+    command = ["run", str(RECIPES / recipe), "--quick", "--out", str(tmp_path / "run"),
+               *stand_in_models(policy[0], url)]
     try:
-        assert main(["run", str(SHIPPED), "--quick", "--out", str(tmp_path / "run"),
-                     *stand_in_models(policy[0], url)]) == 0
+        assert main(command) == 0
         _check_run(tmp_path / "run", solutions=16)
         # a second run finds every stage complete and redoes nothing
         timings = json.loads((tmp_path / "run" / "timings.json").read_text())
-        assert main(["run", str(SHIPPED), "--quick", "--out", str(tmp_path / "run"),
-                     *stand_in_models(policy[0], url)]) == 0
+        assert main(command) == 0
         again = json.loads((tmp_path / "run" / "timings.json").read_text())
         # every stage with a folder; the policy, evaluation and report have none to reuse
         stages = [k for k in timings if k not in ("total", "report", "policy", "evaluation")]
@@ -44,7 +49,7 @@ def test_the_shipped_recipe_runs_as_shipped_with_stand_in_models(policy, hub_cac
         httpd.server_close()
 
 
-SHIPPED = Path(__file__).resolve().parents[1] / "prmkit" / "recipes" / "qwen2.5-math.yaml"
+SHIPPED = RECIPES / "qwen2.5-math.yaml"
 
 
 def served(policy_folder: Path, url: str, api: str) -> dict:
@@ -95,8 +100,8 @@ def _check_run(run: Path, solutions: int) -> None:
     assert results["labels"]["quality"] is None  # real data: no step truth to measure against
     trained = set(results["training"])
     assert "MC-hard" in trained  # the random policy never succeeds: every step negative
-    assert trained | set(results["skipped_prms"]) == {"MC-hard", "MC-soft", "judge",
-                                                      "consensus"}
+    named = {name for name, field in results["prm_sources"].items() if field is not None}
+    assert trained | set(results["skipped_prms"]) == named | set(results["baselines"])
     for name in trained:
         measured = results["prms"][name]
         assert set(measured["processbench"]["subsets"]) == {

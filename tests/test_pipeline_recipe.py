@@ -234,3 +234,20 @@ def test_the_papers_label_cells_are_settings_of_a_recipe():
         with pytest.raises(InputError) as e:
             pipeline.load(DEMO, bad)
         assert e.value.field == field, (bad, str(e.value))
+
+
+def test_an_experiment_recipe_says_only_what_it_changes_over_its_base(tmp_path):
+    cells = pipeline.load(pipeline.shipped("paper-label-cells"))
+    real = pipeline.load(REAL)
+    assert cells["policy"] == real["policy"] and cells["labels"] == real["labels"]
+    assert cells["prms"]["sources"]["MC-soft (filtered)"] == "mc.values@consensus.kept"
+    assert cells["prms"]["sources"]["judge"] is None and cells["out"] != real["out"]
+    quick = pipeline.load(pipeline.shipped("paper-label-cells"), quick=True)
+    assert quick["problems"]["limit"] == 8 and quick["out"] == "runs/paper-label-cells-quick"
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    (tmp_path / "c.yaml").write_text("base: nowhere.yaml\n")
+    for name, words in (("a.yaml", "cycle"), ("c.yaml", "base recipe not found")):
+        with pytest.raises(InputError) as e:
+            pipeline.load(tmp_path / name)
+        assert e.value.field == "base" and words in str(e.value), str(e.value)

@@ -110,13 +110,14 @@ def load(path: str | Path | None = None, overrides: list[str] = (), *, quick: bo
     """The recipe file, then its ``quick`` section (with ``quick``), then the overrides, each
     layer checked on its own (so an error names where the bad key came from); returned as a
     plain mapping with every section and default filled in, checked whole."""
-    file_layer = read_yaml_mapping(path, "sections") if path is not None else {}
-    layers = [(file_layer, path)]
+    layers = file_layers(path) if path is not None else [({}, None)]
     if quick:
-        if not file_layer.get("quick"):
+        quick_layers = [(values["quick"], f"{where} (quick)") for values, where in layers
+                        if values.get("quick")]
+        if not quick_layers:
             raise InputError("--quick: this recipe has no quick section", path=path,
                              field="quick")
-        layers.append((file_layer["quick"], f"{path} (quick)"))
+        layers += quick_layers
     layers += [(config.parse_overrides([item]), "--set") for item in overrides]
     merged: dict = {}
     origins: dict[str, str] = {}  # a dotted key -> the layer that set it last
@@ -181,6 +182,26 @@ def _blamed(error: InputError, origins: dict[str, str], path) -> InputError:
     if error.path != str(path) or setter is None or setter == str(path):
         return error
     return InputError(error.message, path=setter, line=error.line, field=error.field)
+
+
+def file_layers(path: str | Path, chain: tuple = ()) -> list[tuple[dict, str | Path]]:
+    """A recipe file's sections, after those of the recipe it names as its ``base`` (a shipped
+    recipe's name, or a path relative to the file): an experiment recipe says only what it
+    changes."""
+    values = read_yaml_mapping(path, "sections")
+    base = values.pop("base", None)
+    if base is None:
+        return [(values, path)]
+    if not isinstance(base, str) or not base:
+        raise InputError("base: a shipped recipe's name or a recipe file", path=path,
+                         field="base")
+    base_path = shipped(base) if shipped(base).exists() else Path(path).parent / base
+    if not base_path.exists():
+        raise InputError(f"base recipe not found: {base}", path=path, field="base")
+    if base_path.resolve() in chain:
+        raise InputError(f"base recipes form a cycle through {base_path}", path=path,
+                         field="base")
+    return file_layers(base_path, (*chain, Path(path).resolve())) + [(values, path)]
 
 
 def _labeler_section(name: str, where) -> type:
