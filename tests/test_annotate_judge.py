@@ -9,6 +9,7 @@ from helpers import solution
 
 from prmkit.annotate import judge
 from prmkit.backends import BackendConfig, Completion
+from prmkit.critique_prompt import critique_prompt
 from prmkit.records import read_records, write_jsonl
 
 
@@ -36,7 +37,7 @@ def test_rule_judge_flags_the_first_step_with_a_false_claim():
 
 
 def test_critique_prompt_tags_paragraphs_from_zero():
-    prompt = judge.critique_prompt("What is 1+1?", ["1+1=2.", "The answer is 2."])
+    prompt = critique_prompt("What is 1+1?", ["1+1=2.", "The answer is 2."], judge.TEMPLATE)
     assert "What is 1+1?" in prompt and "\\boxed{}" in prompt
     assert "<paragraph_0>\n1+1=2.\n</paragraph_0>\n\n<paragraph_1>\nThe answer is 2.\n" \
            "</paragraph_1>" in prompt
@@ -120,7 +121,7 @@ def test_the_judge_prompt_is_a_file_with_either_placeholder_for_the_steps(tmp_pa
     """prmkit's own prompt by default; a user's file (ProcessBench's official template names the
     steps {tagged_response}) fills the same tagged paragraphs; a file without the placeholders
     is refused before any work."""
-    from prmkit.annotate.judge import JudgeConfig, critique_prompt
+    from prmkit.annotate.judge import JudgeConfig
     from prmkit.errors import InputError
     official = tmp_path / "official.txt"
     official.write_text("[Math Problem]\n\n{problem}\n\n[Solution]\n\n{tagged_response}\n\n"
@@ -159,7 +160,7 @@ def test_a_template_prmkit_cannot_fill_is_refused_before_any_work(tmp_path, text
 def test_the_papers_judge_numbers_paragraphs_from_one_and_reads_its_conclusion():
     cfg = judge.JudgeConfig(solutions="-", kind="model", model="-", judge_prompt="paper",
                             samples=5)
-    prompt = judge.critique_prompt("What is 1+1?", ["1+1=2.", "So 3."],
+    prompt = critique_prompt("What is 1+1?", ["1+1=2.", "So 3."],
                                    judge.template_path("paper"), cfg.style.first_paragraph)
     assert "<math_problem>\nWhat is 1+1?\n</math_problem>" in prompt
     assert "<paragraph_1>\n1+1=2.\n</paragraph_1>\n\n<paragraph_2>\nSo 3.\n</paragraph_2>" in prompt

@@ -214,7 +214,8 @@ def test_a_diverging_run_stops_and_saves_nothing(tmp_path, tiny_lm, monkeypatch,
     import prmkit.prm.train as training
     real = training.step_loss
     monkeypatch.setattr(training, "step_loss",
-                        lambda prm, logits, targets: real(prm, logits, targets) * float("nan"))
+                        lambda prm, logits, targets, loss="hard":
+                        real(prm, logits, targets, loss) * float("nan"))
     write_jsonl(tmp_path / "d.jsonl", [{"id": f"s{i}", "problem": "P", "steps": ["x", "y"],
                                         "truth": {"step_labels": [1, i % 2]}}
                                        for i in range(8)])

@@ -500,3 +500,36 @@ def test_prmkit_serve_serves_logs_no_bodies_and_stops_on_ctrl_c(policy):
     assert proc.returncode == 0, err
     assert "POST /v1/completions 200" in err and "POST /v1/completions 400" in err
     assert "secret" not in err and "Traceback" not in err
+
+
+# -- top_k, vLLM's extra sampling parameter -------------------------------------------------------
+
+@pytest.mark.parametrize("path,body", [
+    (COMPLETIONS, {"prompt": "x", "top_k": -2}), (COMPLETIONS, {"prompt": "x", "top_k": 2.5}),
+    (COMPLETIONS, {"prompt": "x", "top_k": True}), (CHAT, {"messages": [_message()],
+                                                            "top_k": "20"}),
+    (CHAT, {"messages": [_message()], "top_k": 2**40}),
+])
+def test_a_bad_top_k_is_a_400_that_names_it(client, path, body):
+    status, reply, _ = client.post(path, body)
+    assert status == 400 and reply["error"]["param"] == "top_k", reply
+
+
+@pytest.mark.parametrize("path,body", [
+    (COMPLETIONS, {"prompt": "Once upon a time"}), (CHAT, {"messages": [_message()]}),
+])
+def test_top_k_is_honoured_and_minus_one_or_zero_is_off(client, path, body):
+    """top_k 1 samples the likeliest token, so at temperature 1 it is the greedy answer; -1
+    and 0 (vLLM's "off") and a k past the vocabulary sample as a request without it does."""
+    def texts(**extra):
+        status, reply, _ = client.post(path, {**body, "n": 3, "max_tokens": 8, "seed": 4,
+                                              **extra})
+        assert status == 200, reply
+        return [c.get("text", c.get("message", {}).get("content")) for c in reply["choices"]]
+
+    greedy = texts(temperature=0)
+    assert texts(temperature=1.0, top_k=1) == greedy
+    free = texts(temperature=1.0)
+    assert free != greedy  # the tiny random model does sample
+    assert texts(temperature=1.0, top_k=-1) == texts(temperature=1.0, top_k=0) == free
+    assert texts(temperature=1.0, top_k=10**6) == free

@@ -62,9 +62,10 @@ from prmkit.backends import (
     stage_backend,
 )
 from prmkit.config import REQUIRED, setting
+from prmkit.critique_prompt import check_template, critique_prompt
 from prmkit.errors import InputError
 from prmkit.labels import CRITIQUE_STYLES, CritiqueStyle, read_critique, vote
-from prmkit.prompting import PROMPTS, Prompt, chat_prompt, read_template
+from prmkit.prompting import PROMPTS, Prompt, chat_prompt
 from prmkit.records import write_jsonl
 from prmkit.runner import ShardedStage, executor_options, stage_config
 
@@ -77,52 +78,10 @@ TEMPLATE = PROMPTS_BY_NAME["processbench"][0]
 
 # --- the model judge's prompt and its answer ----------------------------------------------------
 
-def tagged_paragraphs(steps: list[str], first: int = 0) -> str:
-    """The steps as ``<paragraph_i>`` blocks, numbered from ``first`` (ProcessBench: 0; the
-    paper's judge: 1)."""
-    return "\n\n".join(f"<paragraph_{i}>\n{step}\n</paragraph_{i}>"
-                        for i, step in enumerate(steps, start=first))
-
-
-# a template's placeholders: the problem, as is or tagged (the paper's judge), and the steps,
-# under prmkit's name or the one ProcessBench's official template uses
-PLACEHOLDERS = ("problem", "tagged_problem", "tagged_paragraphs", "tagged_response")
-
-
 def template_path(judge_prompt: str) -> Path:
     """A built-in prompt's file (``processbench``, ``paper``), else the path given."""
     return PROMPTS_BY_NAME[judge_prompt][0] if judge_prompt in PROMPTS_BY_NAME \
         else Path(judge_prompt)
-
-
-def critique_prompt(problem: str, steps: list[str], template: str | Path = TEMPLATE,
-                    first_paragraph: int = 0) -> str:
-    """A template filled as ProcessBench's own script fills its template: a Python format
-    string (``{problem}``, ``{tagged_response}``; a literal brace is written ``{{``), so its
-    ``\\boxed{{}}`` reaches the judge as ``\\boxed{}``."""
-    tagged = tagged_paragraphs(steps, first_paragraph)
-    return read_template(str(template)).format(
-        problem=problem, tagged_problem=f"<math_problem>\n{problem}\n</math_problem>",
-        tagged_paragraphs=tagged, tagged_response=tagged)
-
-
-def check_template(path: Path) -> None:
-    """A critique template is a format string with the problem and the steps, and no other
-    placeholder, before any work."""
-    if not path.is_file():
-        raise InputError("judge prompt file not found", path=path, field="judge_prompt")
-    text = path.read_text(encoding="utf-8")
-    try:
-        text.format(**dict.fromkeys(PLACEHOLDERS, ""))
-    except (KeyError, IndexError, ValueError) as e:
-        raise InputError(f"not a template prmkit can fill ({type(e).__name__}: {e}): its "
-                         f"placeholders are {{{'}, {'.join(PLACEHOLDERS)}}}, and a literal brace "
-                         "is written twice ({{ or }})", path=path, field="judge_prompt") from None
-    if "{problem}" not in text and "{tagged_problem}" not in text or \
-            "{tagged_paragraphs}" not in text and "{tagged_response}" not in text:
-        raise InputError("the judge prompt needs the problem ({problem} or {tagged_problem}) "
-                         "and the steps ({tagged_paragraphs} or {tagged_response})", path=path,
-                         field="judge_prompt")
 
 
 # --- the rule judge -----------------------------------------------------------------------------
@@ -232,7 +191,7 @@ class JudgeConfig:
         if not self.name.isidentifier():
             raise InputError(f"{self.name!r}: must be a plain field name", field="name")
         if self.kind == "model":
-            check_template(template_path(self.judge_prompt))
+            check_template(template_path(self.judge_prompt), field="judge_prompt")
         return self
 
     @property

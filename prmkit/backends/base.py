@@ -10,6 +10,11 @@ value object, as in vLLM, so one backend serves requests with different settings
 Sampling is reproducible per completion: the j-th sample of a prompt draws its randomness from a
 seed derived from (``params.seed``, the prompt text, j), so it does not depend on batching, on the
 order of prompts or on how many workers run them.
+
+Filters apply as in vLLM and transformers: the temperature first, then ``top_k`` (the k most
+likely tokens; 0 = off, so a call that does not ask for it samples exactly as before), then
+``top_p`` on what is left. Every backend honours ``top_k``: hf filters the logits itself,
+vllm passes it to its engine, openai sends it as vLLM's extra ``top_k`` field, only when set.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class SamplingParams:
     max_new_tokens: int = 256
     seed: int = 0
     stop: tuple[str, ...] = ()    # stop strings (not included in the text); EOS always stops
+    top_k: int = 0                # sample among the k most likely tokens; 0 = off (vLLM: -1)
 
     def __post_init__(self) -> None:
         checks = {
@@ -37,6 +43,8 @@ class SamplingParams:
             "temperature": self.temperature >= 0,
             "top_p": 0 < self.top_p <= 1,
             "max_new_tokens": isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1,
+            "top_k": isinstance(self.top_k, int) and not isinstance(self.top_k, bool)
+                     and self.top_k >= 0,
         }
         for name, ok in checks.items():
             if not ok:

@@ -142,10 +142,17 @@ class _Engine:
 
 
 def _sample(logits, params: SamplingParams, generators, torch):
-    """One token a row: greedy at temperature 0, else Gumbel-max with each row's own generator."""
+    """One token a row: greedy at temperature 0, else Gumbel-max with each row's own generator,
+    among the ``top_k`` most likely tokens (all when 0), then within the ``top_p`` nucleus of
+    those. The noise is drawn over the whole vocabulary whatever the filters keep, so a
+    generator's stream, and every completion without ``top_k``, is what it was without it."""
     if params.temperature == 0:
         return logits.argmax(-1)
     logits = logits / params.temperature
+    if 0 < params.top_k < logits.shape[-1]:
+        # a token tied with the k-th stays, as in transformers' TopKLogitsWarper
+        kth = logits.topk(params.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
     if params.top_p < 1.0:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         cumulative = sorted_logits.softmax(-1).cumsum(-1)

@@ -10,7 +10,8 @@ named by ``api_key_env``), never from flags, so it stays out of shell history an
 local servers that need no key get a placeholder.
 
 Reproducibility is the server's: a request carries the seed of its first sample, which vLLM
-honours; hosted APIs may not.
+honours; hosted APIs may not. ``top_k``, no OpenAI parameter, goes in the body where vLLM,
+SGLang and ``prmkit serve`` read it, and only when set (a hosted API would refuse it).
 
 Failures: each request waits at most ``timeout`` seconds and is retried ``max_retries`` times
 with exponential backoff (the openai client's). A server that stays dead, answers with an
@@ -87,20 +88,24 @@ class OpenAIBackend:
         common = {"model": self.model, "n": params.n, "temperature": params.temperature,
                   "top_p": params.top_p, "max_tokens": params.max_new_tokens,
                   "seed": params.row_seed(prompt, 0) % (2**31), "stop": list(params.stop) or None}
+        # top_k is no OpenAI parameter: vLLM, SGLang and prmkit serve read it from the body;
+        # sent only when asked for, so a request without it is what it always was
+        extra = {"top_k": params.top_k} if params.top_k else {}
         if self.api == "chat":
             messages = list(getattr(prompt, "messages", ()))
             if not messages:  # raw text: the user's turn
                 messages = [{"role": "user", "content": str(prompt)}]
             # a partial answer is continued where it stops, not answered in a new turn
             # (vLLM's and SGLang's continue_final_message; transformers' chat templates)
-            extra = ({"continue_final_message": True, "add_generation_prompt": False}
-                     if messages[-1]["role"] == "assistant" else None)
-            response = self.client.chat.completions.create(messages=messages, extra_body=extra,
-                                                           **common)
+            if messages[-1]["role"] == "assistant":
+                extra |= {"continue_final_message": True, "add_generation_prompt": False}
+            response = self.client.chat.completions.create(messages=messages,
+                                                           extra_body=extra or None, **common)
             texts = {c.index: (c.message.content or "", c.finish_reason)
                      for c in response.choices}
         else:
-            response = self.client.completions.create(prompt=str(prompt), **common)
+            response = self.client.completions.create(prompt=str(prompt),
+                                                      extra_body=extra or None, **common)
             texts = {c.index: (c.text or "", c.finish_reason) for c in response.choices}
         usage = getattr(response, "usage", None)
         per_sample = (usage.completion_tokens // max(1, len(texts))) if usage else 0

@@ -38,7 +38,9 @@ class VLLMBackend:
         sampling = [self._vllm.SamplingParams(
             n=params.n, temperature=params.temperature, top_p=params.top_p,
             max_tokens=params.max_new_tokens, stop=list(params.stop) or None,
-            seed=params.row_seed(text, 0) % (2**31)) for text in texts]
+            seed=params.row_seed(text, 0) % (2**31),
+            # only when asked for: vLLM before 0.8 refuses 0, its "off" is -1 there
+            **({"top_k": params.top_k} if params.top_k else {})) for text in texts]
         results = self.llm.generate(texts, sampling, use_tqdm=False)
         outputs = [[Completion(text=o.text, num_tokens=len(o.token_ids),
                                finish_reason="length" if o.finish_reason == "length" else "stop")

@@ -7,12 +7,14 @@ written, with the counts); 2 for bad input (``prmkit.errors.InputError``)."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from prmkit import evaluate, rundir
+from prmkit.backends import BackendConfig
 from prmkit.cli import console
 from prmkit.cli.options import command, extra, file_options, force_option, load_configs
 from prmkit.evaluate.benchmark import Benchmark
@@ -23,12 +25,23 @@ OPTIONAL_OUT = extra("out", Optional[Path], typer.Option(None, "--out", help=(
     "none: print only.")))
 
 
+def generates(bench: Benchmark) -> bool:
+    """Whether a benchmark runs a model of its own (ProcessBench's critics): its ``run`` takes
+    ``backend=``, and its command the backend flags every generating command takes."""
+    return "backend" in inspect.signature(bench.run).parameters
+
+
 def _handler(bench: Benchmark):
     def evaluate_and_show(given: dict, *, out: Optional[Path], force: bool, config_file,
                           set_) -> None:
-        cfg, = load_configs(given, bench.config, config_file, set_)
+        if generates(bench):
+            cfg, backend = load_configs(given, bench.config, config_file, set_, BackendConfig)
+            options = {"backend": backend}
+        else:
+            cfg, = load_configs(given, bench.config, config_file, set_)
+            options = {}
         before = rundir.marker_time(out) if out else None
-        metrics = bench.run(cfg, out, force=force)
+        metrics = bench.run(cfg, out, force=force, **options)
         show = console()
         if out is not None and before is not None and rundir.marker_time(out) == before:
             show.print(f"{out} is complete for this config; showing its metrics (--force "
@@ -50,5 +63,6 @@ def nothing_fit(metrics: dict) -> bool:
 
 for _name in evaluate.names():
     _bench = evaluate.benchmark(_name)
-    command(eval_app, _name, [_bench.config], _handler(_bench), help=_bench.help,
+    command(eval_app, _name, [_bench.config, *([BackendConfig] if generates(_bench) else [])],
+            _handler(_bench), help=_bench.help,
             extras=[OPTIONAL_OUT, force_option(), *file_options()])

@@ -9,11 +9,14 @@ and the headline is the mean F1 over subsets.
 Predictions come from either
   * step scores: the earliest step scored *at or below* the threshold is the predicted error
     (-1 when none is): ``prmkit.labels``' one threshold rule, or
-  * critiques: the last ``\\boxed{k}`` of each generated critique, parsed and voted on by
-    ``prmkit.labels`` (ties: the earliest error). A critique with no boxed integer is counted
-    as unparseable; one whose index is not -1 or a step index is counted as out of range;
-    neither votes. A solution whose critiques all fail to parse has no prediction and so counts
-    as a miss.
+  * critiques (a file of them, or written here by a critic model: ``prmkit.evaluate.critic``,
+    with ProcessBench's sampling settings), voted on as ProcessBench's official script votes
+    (the default, so that a critic's numbers compare with the paper's Table 7: the most common
+    raw ``\\boxed{}`` string, ties to the first seen, read as an integer; one that names no
+    paragraph is simply wrong) or as prmkit votes (``prmkit.labels``: only step indices vote,
+    ties to the earliest error). Each critique's outcome (ok, no index, out of range, cut off
+    by the token limit) and each item's are counted per subset; a solution without a
+    prediction counts as a miss.
 
 We also report accuracy on erroneous samples whose final answer is nevertheless correct, the
 paper's "correct answer, flawed process" samples that outcome-based labels miss.
@@ -41,8 +44,10 @@ import numpy as np
 from rich.table import Table
 
 from prmkit import config
+from prmkit.backends import BackendConfig, BackendWorkerFactory, stage_backend
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
+from prmkit.evaluate import critic as critics
 from prmkit.evaluate.benchmark import (
     Benchmark,
     PipelineRun,
@@ -54,9 +59,9 @@ from prmkit.evaluate.benchmark import (
 from prmkit.evaluate.paired import BOOTSTRAP, interval, resampled_sums
 from prmkit.evaluate.ranking import past_context
 from prmkit.formats.processbench import read as read_processbench
-from prmkit.labels import parse_critique, positive, vote
+from prmkit.labels import positive
 from prmkit.records import read_records_with_lines, write_jsonl
-from prmkit.runner import stage_config
+from prmkit.runner import ShardedStage, executor_options, stage_config
 
 DEFAULT_THRESHOLD = 0.5
 SWEEP = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
@@ -169,31 +174,37 @@ def evaluate(benchmark: list[dict], *, step_scores: Mapping[str, list[float]] | 
              critiques: Mapping[str, list[str]] | None = None,
              threshold: float = DEFAULT_THRESHOLD, tune_on: str | None = None,
              subsets: Iterable[str] | None = None, source: str = "<predictions>",
-             lines: Mapping[str, int] | None = None, per_item: bool = False) -> dict:
+             lines: Mapping[str, int] | None = None, per_item: bool = False,
+             vote: str = "official",
+             finish_reasons: Mapping[str, list[str]] | None = None) -> dict:
     """ProcessBench metrics for step scores or critiques (exactly one of them).
 
     ``benchmark``: solution records with ``label``, ``final_answer_correct`` and ``subset``.
     ``tune_on``: a subset on which to pick the best-F1 threshold, then used for all subsets.
     ``per_item``: also ``items``, every item's prediction (at the threshold used) beside its
     label, for error analysis. Steps scored null (past a PRM's context) are unknown
-    (``predicted_error``) and counted (``past_context``)."""
+    (``predicted_error``) and counted (``past_context``). Critiques are voted ``vote``
+    (``official``: ProcessBench's script; ``prmkit``: ``prmkit.labels``); with their
+    ``finish_reasons`` (id -> one a critique), those cut off by the token limit are counted."""
     result = _evaluate(benchmark, step_scores=step_scores, critiques=critiques,
                        threshold=threshold, tune_on=tune_on, subsets=subsets, source=source,
-                       lines=lines)
+                       lines=lines, vote=vote, finish_reasons=finish_reasons)
     chosen = result.pop("_predictions")
+    details = result.pop("_details", {})
     if per_item:
         result["items"] = [{"id": r["id"], "subset": r.get("subset", "all"), "label": r["label"],
                             "prediction": chosen[r["id"]],
-                            "hit": chosen[r["id"]] == r["label"]} for r in result.pop("_items")]
+                            "hit": chosen[r["id"]] == r["label"], **details.get(r["id"], {})}
+                           for r in result.pop("_items")]
     else:
         result.pop("_items")
     return result
 
 
-def _evaluate(benchmark: list[dict], *, step_scores, critiques, threshold, tune_on, subsets,
-              source, lines) -> dict:
-    if (step_scores is None) == (critiques is None):
-        raise InputError("give either step scores or critiques, not both or neither")
+def select(benchmark: list[dict], subsets: Iterable[str] | None,
+           source: str = "<predictions>") -> list[dict]:
+    """The items of the subsets asked for (all with None); an unknown subset or an empty
+    benchmark is an error."""
     if subsets is not None:
         wanted = set(subsets)
         unknown = wanted - {r.get("subset", "all") for r in benchmark}
@@ -202,10 +213,19 @@ def _evaluate(benchmark: list[dict], *, step_scores, critiques, threshold, tune_
         benchmark = [r for r in benchmark if r.get("subset", "all") in wanted]
     if not benchmark:
         raise InputError("the benchmark is empty", path=source)
+    return benchmark
+
+
+def _evaluate(benchmark: list[dict], *, step_scores, critiques, threshold, tune_on, subsets,
+              source, lines, vote="official", finish_reasons=None) -> dict:
+    if (step_scores is None) == (critiques is None):
+        raise InputError("give either step scores or critiques, not both or neither")
+    benchmark = select(benchmark, subsets, source)
 
     if critiques is not None:
         check_alignment(benchmark, critiques, what="critiques", source=source, lines=lines)
-        return {**_evaluate_critiques(benchmark, critiques), "_items": benchmark}
+        return {**_evaluate_critiques(benchmark, critiques, vote, finish_reasons or {}),
+                "_items": benchmark}
 
     check_alignment(benchmark, step_scores, what="step scores", source=source, lines=lines,
                     per_step=True)
@@ -240,25 +260,39 @@ def _evaluate(benchmark: list[dict], *, step_scores, critiques, threshold, tune_
     }
 
 
-def _evaluate_critiques(benchmark: list[dict], critiques: Mapping[str, list[str]]) -> dict:
-    stats = Counter()
+def _evaluate_critiques(benchmark: list[dict], critiques: Mapping[str, list[str]], how: str,
+                        finish_reasons: Mapping[str, list[str]]) -> dict:
+    """Every item's prediction voted ``how``, the subsets' metrics (as for step scores), and
+    per subset the outcome of every critique and of every prediction
+    (``critic.CRITIQUE_OUTCOMES``, ``critic.PREDICTION_OUTCOMES``)."""
     predictions: dict[str, int | None] = {}
+    details: dict[str, dict] = {}
+    read: dict[str, Counter] = {}
+    voted: dict[str, Counter] = {}
     for r in benchmark:
-        indices = []
-        for text in critiques[r["id"]]:
-            index, status = parse_critique(text, len(r["steps"]))
-            stats["critiques"] += 1
-            stats[{"ok": "ok", "no-index": "unparseable", "out-of-range": "out_of_range"}[
-                status]] += 1
-            indices.append(index)
-        predictions[r["id"]] = vote(indices)
-        if predictions[r["id"]] is None:
-            stats["solutions_without_prediction"] += 1
-    subsets = {name: subset_metrics(items, predictions)
-               for name, items in _by_subset(benchmark).items()}
-    return {"_predictions": predictions, "mode": "critiques", "subsets": subsets, "average_f1": _average_f1(subsets),
-            "critique_stats": {k: stats[k] for k in ("critiques", "unparseable", "out_of_range",
-                                                      "solutions_without_prediction")}}
+        n = len(r["steps"])
+        prediction, outcomes = critics.predict(critiques[r["id"]], n, how=how,
+                                               finish_reasons=finish_reasons.get(r["id"]))
+        predictions[r["id"]] = prediction
+        subset = r.get("subset", "all")
+        read.setdefault(subset, Counter()).update(outcomes)
+        voted.setdefault(subset, Counter())[critics.outcome(prediction, n)] += 1
+        details[r["id"]] = {"critique_outcomes": outcomes}
+        if how == "official":  # the strings that voted, as the official script read them
+            details[r["id"]]["answers"] = [critics.boxed_string(t) for t in critiques[r["id"]]]
+    subsets = {}
+    for name, items in _by_subset(benchmark).items():
+        subsets[name] = {**subset_metrics(items, predictions),
+                         "critiques": {k: read[name][k] for k in critics.CRITIQUE_OUTCOMES},
+                         "predictions": {k: voted[name][k] for k in critics.PREDICTION_OUTCOMES}}
+    total = sum(read.values(), Counter())
+    return {"_predictions": predictions, "_details": details, "mode": "critiques", "vote": how,
+            "subsets": subsets, "average_f1": _average_f1(subsets),
+            "critique_stats": {"critiques": total.total(),
+                               "unparseable": total["no-index"] + total["truncated"],
+                               "out_of_range": total["out-of-range"],
+                               "solutions_without_prediction": sum(
+                                   p is None for p in predictions.values())}}
 
 
 def best_threshold(items: list[dict], step_scores: Mapping[str, list[float]]) -> float:
@@ -357,26 +391,63 @@ def _predictions(source, kind: str, field: str) -> tuple[dict, dict, str]:
     return ({r["id"]: r[field] for _, r in rows}, {r["id"]: line for line, r in rows}, str(source))
 
 
+def critiques_file(source):
+    """A critiques file, or the one a ``--critic`` run wrote into its folder."""
+    if isinstance(source, (str, Path)) and Path(source).is_dir():
+        return str(Path(source) / "critiques.jsonl")
+    return source
+
+
+def _finish_reasons(source) -> dict[str, list[str]]:
+    """The finish reasons a critiques file gives (``finish_reasons``, one a critique; optional),
+    checked: a wrong count or a value that is not a string names the file, line and field."""
+    if isinstance(source, Mapping):
+        return {}
+    out = {}
+    for line, r in read_records_with_lines(source, "critique"):
+        reasons = r.get("finish_reasons")
+        if reasons is None:
+            continue
+        if not isinstance(reasons, list) or len(reasons) != len(r["critiques"]) or \
+                not all(isinstance(x, str) for x in reasons):
+            raise InputError(f"expected one finish reason (a string) for each of the "
+                             f"{len(r['critiques'])} critiques", path=source, line=line,
+                             field="finish_reasons")
+        out[r["id"]] = reasons
+    return out
+
+
 def metrics(benchmark: str | Path | list[dict], *,
             step_scores: str | Path | Mapping | None = None,
             critiques: str | Path | Mapping | None = None, threshold: float = DEFAULT_THRESHOLD,
             tune_on: str | None = None, subsets: Iterable[str] | None = None,
-            per_item: bool = False) -> dict:
+            per_item: bool = False, vote: str = "official",
+            finish_reasons: Mapping[str, list[str]] | None = None) -> dict:
     """ProcessBench metrics of per-step scores (id -> [score]) or critiques (id -> [text]),
     each a mapping or a JSONL file; with ``per_item``, every item's prediction too
-    (``items``)."""
+    (``items``). Critiques are voted ``vote`` (``official`` or ``prmkit``); their finish
+    reasons come from the file (``finish_reasons``) or the mapping given."""
     items = load_items(benchmark)
     if step_scores is not None:
         scores, lines, source = _predictions(step_scores, "step_scores", "step_scores")
         return evaluate(items, step_scores=scores, threshold=threshold, tune_on=tune_on,
                         subsets=subsets, source=source, lines=lines, per_item=per_item)
+    critiques = critiques_file(critiques)
     texts, lines, source = (_predictions(critiques, "critique", "critiques")
                             if critiques is not None else (None, {}, "<predictions>"))
+    if finish_reasons is None and critiques is not None:
+        finish_reasons = _finish_reasons(critiques)
     return evaluate(items, critiques=texts, subsets=subsets, source=source, lines=lines,
-                    per_item=per_item)
+                    per_item=per_item, vote=vote, finish_reasons=finish_reasons)
 
 
 # --- the command: prmkit eval processbench --------------------------------------------------------
+
+# the settings that only a critic's generation reads: out of the config of the other modes
+CRITIC_FIELDS = ("critic", "critic_settings", "samples", "temperature", "top_p", "top_k",
+                 "max_new_tokens", "seed", "critic_prompt", "chat", "shard_size")
+SCORE_FIELDS = ("scores", "threshold", "tune_on")
+
 
 @dataclass(frozen=True)
 class ProcessBenchConfig:
@@ -384,7 +455,41 @@ class ProcessBenchConfig:
                              "files, or hub:Qwen/ProcessBench.", short="-b")
     scores: str | None = setting(None, "JSONL of {id, step_scores}, or a `prmkit score` "
                                  "folder.")
-    critiques: str | None = setting(None, "JSONL of {id, critiques: [text]}.")
+    critiques: str | None = setting(None, "JSONL of {id, critiques, finish_reasons?} (lists, "
+                                    "one entry a critique), or a --critic run's folder.")
+    critic: str | None = setting(None, "A critic model that writes the critiques here, "
+                                 "resumably, into --out (critiques.jsonl), on any backend "
+                                 "(--backend ...): a folder or hub id (hf, vllm), or the served "
+                                 "model's name (openai).")
+    critic_settings: str = setting("processbench", "The critic's sampling: processbench (8 "
+                                   "samples, temperature 1.0, top-p 0.9: ProcessBench's) or "
+                                   "qwen-math (8 samples, temperature 0.7, top-p 0.8, top-k 20: "
+                                   "ProcessBench's for Qwen2.5-Math models); at most 8192 new "
+                                   "tokens. The flags below override single values.",
+                                   choices=tuple(critics.PRESETS))
+    samples: int | None = setting(None, "Critiques a solution (default: the settings', 8).",
+                                  ge=1)
+    temperature: float | None = setting(None, "Sampling temperature (default: the "
+                                        "settings').", ge=0)
+    top_p: float | None = setting(None, "Nucleus mass (default: the settings').", gt=0, le=1)
+    top_k: int | None = setting(None, "Sample among the k likeliest tokens, 0 = all (default: "
+                                "the settings').", ge=0)
+    max_new_tokens: int | None = setting(None, "Tokens a critique at most (default 8192, "
+                                         "ProcessBench's; it gives QwQ 32768).", ge=1)
+    seed: int = setting(0, "Seed of the critiques (each solution and sample its own).")
+    critic_prompt: str = setting("processbench", "The critique prompt, the user turn: "
+                                 "processbench (prmkit's, in ProcessBench's style) or a template "
+                                 "file (a format string with {problem} and {tagged_response} or "
+                                 "{tagged_paragraphs}: ProcessBench's official template as it "
+                                 "is).")
+    chat: bool = setting(True, "Send the critique prompt through the critic's chat template "
+                         "(as ProcessBench does); false: as raw text.")
+    vote: str = setting("official", "How critiques are voted: official (ProcessBench's script: "
+                        "the most common raw \\boxed{} string, ties to the first seen; an "
+                        "index naming no paragraph is wrong) or prmkit (prmkit.labels: only "
+                        "step indices vote, ties to the earliest error).",
+                        choices=critics.VOTES)
+    shard_size: int = setting(64, "Solutions a resumable shard of the critic.", ge=1)
     threshold: float = setting(0.5, "A step scored at or below this is an error "
                                "(prmkit.labels' one threshold rule).", ge=0, le=1)
     tune_on: str | None = setting(None, "Pick the best-F1 threshold on this subset.")
@@ -392,25 +497,89 @@ class ProcessBenchConfig:
 
     def validate(self) -> "ProcessBenchConfig":
         config.check_values(self)
-        if (self.scores is None) == (self.critiques is None):
-            raise InputError("give exactly one of --scores and --critiques", field="scores")
+        given = [s for s in (self.scores, self.critiques, self.critic) if s is not None]
+        if len(given) != 1:
+            raise InputError("give exactly one of --scores, --critiques and --critic",
+                             field="scores")
+        if self.critic is None:
+            stray = [f for f in ("samples", "temperature", "top_p", "top_k", "max_new_tokens")
+                     if getattr(self, f) is not None]
+            if stray:
+                raise InputError(f"--{stray[0].replace('_', '-')} sets how a critic samples: "
+                                 "it needs --critic", field=stray[0])
         return self
 
+    @property
+    def sampling(self) -> critics.CriticSampling:
+        """The critic's sampling: its preset, with the values given in place."""
+        return critics.sampling(self.critic_settings, samples=self.samples,
+                                temperature=self.temperature, top_p=self.top_p,
+                                top_k=self.top_k, max_new_tokens=self.max_new_tokens,
+                                seed=self.seed)
 
-def run(cfg: ProcessBenchConfig, out: str | Path | None = None, *, force: bool = False) -> dict:
-    """The metrics of a ``prmkit eval processbench`` config (into ``out`` if given)."""
+
+def run(cfg: ProcessBenchConfig, out: str | Path | None = None, *, force: bool = False,
+        backend: BackendConfig | None = None, progress: bool = True) -> dict:
+    """The metrics of a ``prmkit eval processbench`` config (into ``out`` if given; a critic
+    needs it, and ``backend`` says where the critic runs)."""
     cfg.validate()
-    scores = cfg.scores
+    if cfg.critic is not None:
+        return run_critic(cfg, out, force=force, backend=backend, progress=progress)
+    scores, critiques = cfg.scores, critiques_file(cfg.critiques)
     if scores is not None and Path(scores).is_dir():  # a `prmkit score` folder
         scores = str(Path(scores) / "scores.jsonl")
-    settings = stage_config("eval.processbench", cfg)
+    # a setting that cannot change the metrics stays out of the config hash: a folder made
+    # before it existed is still complete for its config
+    settings = stage_config("eval.processbench", cfg, drop=CRITIC_FIELDS + (
+        ("vote",) if scores is not None else SCORE_FIELDS))
     return into(out, settings, {"benchmark": cfg.benchmark,
-                                "predictions": scores or cfg.critiques}, force,
+                                "predictions": scores or critiques}, force,
                 lambda per_item: metrics(cfg.benchmark, step_scores=scores,
-                                         critiques=cfg.critiques, threshold=cfg.threshold,
+                                         critiques=critiques, threshold=cfg.threshold,
                                          tune_on=cfg.tune_on, subsets=cfg.subset,
-                                         per_item=per_item),
+                                         per_item=per_item, vote=cfg.vote),
                 lambda measured: measured.pop("items"))
+
+
+def run_critic(cfg: ProcessBenchConfig, out: str | Path | None, *, force: bool = False,
+               backend: BackendConfig | None = None, progress: bool = True) -> dict:
+    """A critic's critiques of the benchmark (``cfg.critic``, in resumable shards), written to
+    ``out/critiques.jsonl``, then evaluated: ``metrics.json`` and ``predictions.jsonl``.
+
+    The folder's config is the critic's (model, prompt, sampling, backend), the vote and the
+    subsets; to vote otherwise on the same critiques, evaluate the file
+    (``--critiques OUT/critiques.jsonl --vote prmkit``)."""
+    if out is None:
+        raise InputError("a critic writes its critiques into a folder: give --out",
+                         field="out")
+    critic = critics.Critic(model=cfg.critic, sampling=cfg.sampling, prompt=cfg.critic_prompt,
+                            chat=cfg.chat)
+    prompt = critics.check_prompt(cfg.critic_prompt)  # before the model is fetched or asked
+    backend = stage_backend(backend, cfg.critic)
+    held: list[list[dict]] = []
+
+    def read() -> list[dict]:
+        held.append(select(load_items(cfg.benchmark), cfg.subset, cfg.benchmark))
+        return held[-1]
+
+    def finish(folder: Path, records: list[dict]) -> dict:
+        write_jsonl(folder / "critiques.jsonl", records)
+        measured = evaluate(
+            held[-1], critiques={r["id"]: r["critiques"] for r in records},
+            finish_reasons={r["id"]: r["finish_reasons"] for r in records}, vote=cfg.vote,
+            source=str(folder / "critiques.jsonl"), per_item=True)
+        write_jsonl(folder / "predictions.jsonl", measured.pop("items"))
+        return {**measured, "critic": critics.generation_summary(critic, records)}
+
+    return ShardedStage(
+        config=stage_config("eval.processbench.critic", critic, benchmark=cfg.benchmark,
+                            subset=cfg.subset, vote=cfg.vote,
+                            backend=backend.output_relevant()),
+        inputs={"benchmark": cfg.benchmark, "critic_prompt": str(prompt)},
+        read=read, factory=BackendWorkerFactory(critics.CriticWorker, critic, backend),
+        finish=finish, shard_size=cfg.shard_size, executor=executor_options(backend),
+        label=f"critiques ({cfg.critic})",
+    ).run(out, force=force, progress=progress)
 
 
 def _fmt(value) -> str:
@@ -422,6 +591,8 @@ def show(measured: dict, console) -> None:
     title = "ProcessBench"
     if measured["mode"] == "step_scores":
         title += f" (threshold {measured['threshold']:g}, {measured['threshold_source']})"
+    else:  # metrics saved before votes had a name were voted as prmkit votes
+        title += f" (critiques, {measured.get('vote', 'prmkit')} vote)"
     table = Table(title=title)
     for column in ("subset", "n", "error acc", "correct acc", "F1",
                    "flawed-process, right answer"):
@@ -433,7 +604,7 @@ def show(measured: dict, console) -> None:
     table.add_row("average", "", "", "", _fmt(measured["average_f1"]), "", style="bold")
     console.print(table)
     if measured["mode"] != "step_scores":
-        console.print(f"critiques: {measured['critique_stats']}")
+        show_critiques(measured, console)
         return
     for line in past_context_warnings(measured):
         console.print(f"warning: {line}", style="bold yellow", markup=False, highlight=False)
@@ -448,6 +619,34 @@ def show(measured: dict, console) -> None:
     sweep.add_row("best", *(f"{_fmt(best[s]['f1'])} @{best[s]['threshold']:g}"
                             for s in subsets), "", style="bold")
     console.print(sweep)
+
+
+def show_critiques(measured: dict, console) -> None:
+    """What the critiques said, per subset: each critique's outcome and each prediction's; and
+    for a critic, how it wrote them."""
+    subsets = measured["subsets"]
+    if not all("critiques" in m for m in subsets.values()):  # metrics of an older prmkit
+        console.print(f"critiques: {measured['critique_stats']}", markup=False,
+                      highlight=False)
+        return
+    title = "What the critiques gave" + (" (read as ProcessBench's script reads them)"
+                                          if measured.get("vote") == "official" else "")
+    table = Table(title=title)
+    for column in ("", *subsets):
+        table.add_column(column, justify="left" if not column else "right")
+    for kind, outcomes in (("critiques", critics.CRITIQUE_OUTCOMES),
+                           ("predictions", critics.PREDICTION_OUTCOMES)):
+        for k in outcomes:
+            table.add_row(f"{kind} {k}", *(str(m[kind][k]) for m in subsets.values()))
+    console.print(table)
+    made = measured.get("critic")
+    if made:
+        sampling = made["sampling"]
+        console.print(f"critic {made['model']}: {made['critiques']} critiques "
+                      f"({sampling['samples']} a solution, temperature {sampling['temperature']:g}, "
+                      f"top-p {sampling['top_p']:g}, top-k {sampling['top_k'] or 'off'}, at most "
+                      f"{sampling['max_new_tokens']} tokens); finish reasons "
+                      f"{made['finish_reasons']}", markup=False, highlight=False)
 
 
 def past_context_warnings(measured: dict) -> list[str]:

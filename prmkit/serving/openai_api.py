@@ -7,8 +7,9 @@ Every field is checked with OpenAI's own bounds (and the server's limits on ``n`
 neutral value (clients often send defaults explicitly) and refused otherwise; unknown ones are
 refused, as OpenAI does.
 
-Beyond OpenAI, as vLLM and SGLang: ``add_generation_prompt`` and ``continue_final_message`` on
-the chat API (a partial assistant message continued where it stops). Text content parts
+Beyond OpenAI, as vLLM and SGLang: ``top_k`` on both APIs (an integer; -1 or 0: off, k: the
+k most likely tokens), and ``add_generation_prompt`` and ``continue_final_message`` on the chat
+API (a partial assistant message continued where it stops). Text content parts
 (``[{"type": "text", "text": ...}]``) are joined with newlines, as vLLM joins them; other parts
 (images, audio, files) are refused: the model reads text only.
 
@@ -31,8 +32,9 @@ ROLES = ("system", "developer", "user", "assistant", "tool")
 MAX_STOP_STRINGS = 4            # OpenAI's limit
 SEED_RANGE = (-2**63, 2**63 - 1)
 
-COMMON_FIELDS = {"model", "n", "max_tokens", "temperature", "top_p", "seed", "stop", "stream",
-                 "stream_options", "user"}
+COMMON_FIELDS = {"model", "n", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop",
+                 "stream", "stream_options", "user"}
+TOP_K_MAX = 2**31 - 1           # any k past the vocabulary keeps every token
 COMPLETION_FIELDS = COMMON_FIELDS | {"prompt"}
 CHAT_FIELDS = COMMON_FIELDS | {"messages", "max_completion_tokens", "add_generation_prompt",
                                "continue_final_message"}
@@ -211,6 +213,8 @@ def _sampling(body: dict, bounds: Bounds, limit_field: str) -> SamplingParams:
                                 limit="--max-tokens"),
         temperature=_number(body, "temperature", 0, 2, default=1.0),
         top_p=_number(body, "top_p", 0, 1, default=1.0, above_low=True),
+        # vLLM's meaning: -1 or 0 is off (every token), k >= 1 the k most likely
+        top_k=max(0, _integer(body, "top_k", -1, TOP_K_MAX, default=0)),
         seed=_integer(body, "seed", *SEED_RANGE, default=0),
         stop=_stop(body.get("stop")))
 
