@@ -110,6 +110,24 @@ CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
+def tiny_chat_policy(folder, context: int = 2048):
+    """A tiny random Qwen2 causal LM with Qwen2.5's vocabulary and a ChatML template, saved in
+    ``folder``: the stand-in for a served policy, judge or critic. Returns (folder,
+    tokenizer)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    tokenizer = qwen_tokenizer()
+    tokenizer.chat_template = CHATML
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                         max_position_embeddings=context, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    Qwen2ForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder, tokenizer
+
+
 def tiny_qwen2(tokenizer, **extra):
     from transformers import Qwen2Config
     return Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,

@@ -8,6 +8,7 @@ import random
 from collections import Counter
 
 import pytest
+from helpers import tiny_chat_policy
 
 from prmkit.backends import BackendConfig, Completion, SamplingParams, load_backend
 from prmkit.backends.hf import HFBackend, _sample
@@ -16,10 +17,6 @@ from prmkit.errors import InputError
 from prmkit.evaluate import critic, processbench
 from prmkit.evaluate.processbench import ProcessBenchConfig
 from prmkit.prompting import PROMPTS
-
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
 
 # --- the official vote, on tables of outputs ---------------------------------------------------
 
@@ -218,20 +215,7 @@ def bench(processbench_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory):
     """A tiny random Qwen2 with Qwen2.5's vocabulary and a ChatML template."""
-    import torch
-    from helpers import qwen_tokenizer
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-    tokenizer = qwen_tokenizer()
-    tokenizer.chat_template = CHATML
-    folder = tmp_path_factory.mktemp("critic")
-    torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
-                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                         max_position_embeddings=4096, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    Qwen2ForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder, tokenizer
+    return tiny_chat_policy(tmp_path_factory.mktemp("critic"), context=4096)
 
 
 class ScriptedCritic:

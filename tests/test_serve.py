@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from helpers import qwen_tokenizer
+from helpers import tiny_chat_policy
 
 from prmkit.cli import main
 from prmkit.prompting import PROMPTS
@@ -29,8 +29,6 @@ from prmkit.records import write_jsonl
 from prmkit.serve import serve_in_background
 from prmkit.steps import STEP_SEPARATOR, join_steps
 
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 SOLUTIONS = [
     {"id": "a", "problem": "Janet has 3 apples and buys 4 more. How many now?",
      "steps": ["She starts with 3 apples.", "3 + 4 = 7.", "The answer is \\boxed{7}."],
@@ -45,19 +43,7 @@ SOLUTIONS = [
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory):
     """A tiny random Qwen2 causal LM with Qwen2.5's vocabulary and a ChatML template."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-    tokenizer = qwen_tokenizer()
-    tokenizer.chat_template = CHATML
-    folder = tmp_path_factory.mktemp("policy")
-    torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
-                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                         max_position_embeddings=2048, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    Qwen2ForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder, tokenizer
+    return tiny_chat_policy(tmp_path_factory.mktemp("policy"))
 
 
 @pytest.fixture(scope="module")
