@@ -3,6 +3,7 @@ judge's votes and log, and an OpenAI-compatible server."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import pytest
 from helpers import solution
@@ -61,26 +62,26 @@ def test_model_judge_votes_and_logs_every_call_without_crashing():
     assert v["log"][0]["prompt_sha256"] == v["prompt_sha256"]
 
 
-def test_openai_backend_against_a_local_compatible_server(tmp_path, monkeypatch):
-    pytest.importorskip("openai")
+@contextmanager
+def chat_server(answer):
+    """A local OpenAI-compatible chat server: ``answer(body)`` writes every choice's content;
+    yields its base URL and the (path, Authorization header, body) of every request."""
     import http.server
     import threading
-
     seen = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append((self.path, self.headers.get("Authorization"), body))
-            content = "Paragraph 1 is wrong. \\boxed{1}" if "2+2=5" in \
-                body["messages"][0]["content"] else "fine \\boxed{-1}"
-            reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                     "choices": [{"index": i, "finish_reason": "stop",
-                                  "message": {"role": "assistant", "content": content}}
-                                 for i in range(body["n"])],
-                     "usage": {"prompt_tokens": 1, "completion_tokens": 2 * body["n"],
-                               "total_tokens": 3}}
-            data = json.dumps(reply).encode()
+            n = body.get("n", 1)
+            data = json.dumps({"id": "x", "object": "chat.completion", "created": 0,
+                               "model": body["model"], "choices": [
+                                   {"index": i, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": answer(body)}}
+                                   for i in range(n)],
+                               "usage": {"prompt_tokens": 1, "completion_tokens": 2 * n,
+                                         "total_tokens": 1 + 2 * n}}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -92,16 +93,28 @@ def test_openai_backend_against_a_local_compatible_server(tmp_path, monkeypatch)
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_openai_backend_against_a_local_compatible_server(tmp_path, monkeypatch):
+    pytest.importorskip("openai")
+
+    def answer(body):
+        return "Paragraph 1 is wrong. \\boxed{1}" if "2+2=5" in \
+            body["messages"][0]["content"] else "fine \\boxed{-1}"
+
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
     write_jsonl(tmp_path / "in.jsonl", [solution("bad", ["1+1=2.", "2+2=5."]),
                                         solution("good", ["1+1=2."])])
     cfg = judge.JudgeConfig(solutions=str(tmp_path / "in.jsonl"), kind="model",
                             model="judge-model", samples=3, temperature=0.7)
-    try:
-        metrics = judge.run(cfg, tmp_path / "out", progress=False, backend=BackendConfig(
-            backend="openai", base_url=f"http://127.0.0.1:{server.server_port}/v1"))
-    finally:
-        server.shutdown()
+    with chat_server(answer) as (url, seen):
+        metrics = judge.run(cfg, tmp_path / "out", progress=False,
+                            backend=BackendConfig(backend="openai", base_url=url))
     records = read_records(tmp_path / "out" / "annotated.jsonl", "solution")
     assert [r["judge"]["first_error"] for r in records] == [1, -1]
     assert metrics["calls"] == 6 and metrics["output_statuses"] == {"ok": 6}
@@ -195,45 +208,23 @@ def test_the_judges_prompts_reach_an_openai_server_as_filled(tmp_path, monkeypat
     """Through the openai backend: ProcessBench's official template arrives with single
     braces, and recorded critiques in the paper's format give the right first error."""
     pytest.importorskip("openai")
-    import http.server
-    import threading
-    received = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            prompt = body["messages"][0]["content"]
-            received.append(prompt)
-            wrong = "2+2=5" in prompt
-            content = ("<analysis_1>ok</analysis_1><analysis_2>2+2 is 4</analysis_2>"
-                       "<conclusion>Incorrect</conclusion>" if wrong else
-                       "<analysis_1>ok</analysis_1><conclusion>Correct</conclusion>")
-            if "\\boxed{}" in prompt:  # the official template: answered its way
-                content = "\\boxed{1}" if wrong else "\\boxed{-1}"
-            data = json.dumps({"id": "x", "object": "chat.completion", "created": 0,
-                               "model": body["model"], "choices": [
-                                   {"index": 0, "finish_reason": "stop",
-                                    "message": {"role": "assistant", "content": content}}],
-                               "usage": {"prompt_tokens": 1, "completion_tokens": 1,
-                                         "total_tokens": 2}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(body):
+        prompt = body["messages"][0]["content"]
+        wrong = "2+2=5" in prompt
+        if "\\boxed{}" in prompt:  # the official template: answered its way
+            return "\\boxed{1}" if wrong else "\\boxed{-1}"
+        return ("<analysis_1>ok</analysis_1><analysis_2>2+2 is 4</analysis_2>"
+                "<conclusion>Incorrect</conclusion>" if wrong else
+                "<analysis_1>ok</analysis_1><conclusion>Correct</conclusion>")
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     write_jsonl(tmp_path / "in.jsonl", [solution("bad", ["1+1=2.", "2+2=5."]),
                                         solution("good", ["1+1=2."])])
     official = tmp_path / "official.txt"
     official.write_text("{problem}\n\n{tagged_response}\n\nPut the index in \\boxed{{}}.")
-    backend = BackendConfig(backend="openai", base_url=f"http://127.0.0.1:{server.server_port}/v1")
-    try:
+    with chat_server(answer) as (url, seen):
+        backend = BackendConfig(backend="openai", base_url=url)
         for name, prompt in (("paper", "paper"), ("official", str(official))):
             cfg = judge.JudgeConfig(solutions=str(tmp_path / "in.jsonl"), kind="model",
                                     model="judge-model", judge_prompt=prompt)
@@ -241,9 +232,7 @@ def test_the_judges_prompts_reach_an_openai_server_as_filled(tmp_path, monkeypat
             verdicts = {r["id"]: r["judge"]["first_error"] for r in read_records(
                 tmp_path / name / "annotated.jsonl", "solution")}
             assert verdicts == {"bad": 1, "good": -1}, name
-    finally:
-        server.shutdown()
-        server.server_close()
+    received = [body["messages"][0]["content"] for _, _, body in seen]
     paper, official_prompts = received[:2], received[2:]
     assert all("<paragraph_1>\n1+1=2.\n</paragraph_1>" in p for p in paper)
     assert all(p.endswith("Put the index in \\boxed{}.") and "{{" not in p
