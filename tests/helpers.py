@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 
 import pytest
@@ -136,11 +137,16 @@ def tiny_qwen2(tokenizer, **extra):
                        **extra)
 
 
-def model_card_scores(folder, problem: str, steps: list[str]) -> list[float]:
-    """Qwen2.5-Math-PRM's model-card procedure, with transformers alone: the whole conversation
-    (the steps joined by <extra_0>) as one string, tokenized at once, the two-label head's
-    softmax at every <extra_0>, positive class. The card's AutoModel with remote code is the
-    Qwen2 backbone plus the head ``score`` = Linear, ReLU, Linear, read from the weights."""
+def _card_model(folder):
+    """What a model card's code loads, once a folder (until its weights change): its
+    tokenizer, the Qwen2 backbone (transformers alone) and the head's tensors."""
+    from pathlib import Path
+    folder = Path(folder)
+    return _card_model_at(folder, (folder / "model.safetensors").stat().st_mtime_ns)
+
+
+@functools.cache
+def _card_model_at(folder, weights_written: int):
     import torch
     from safetensors import safe_open
     from transformers import AutoModel, PreTrainedTokenizerFast
@@ -148,6 +154,16 @@ def model_card_scores(folder, problem: str, steps: list[str]) -> list[float]:
     backbone = AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
         w = {k: f.get_tensor(k).float() for k in f.keys() if k.startswith("score.")}
+    return tokenizer, backbone, w
+
+
+def model_card_scores(folder, problem: str, steps: list[str]) -> list[float]:
+    """Qwen2.5-Math-PRM's model-card procedure, with transformers alone: the whole conversation
+    (the steps joined by <extra_0>) as one string, tokenized at once, the two-label head's
+    softmax at every <extra_0>, positive class. The card's AutoModel with remote code is the
+    Qwen2 backbone plus the head ``score`` = Linear, ReLU, Linear, read from the weights."""
+    import torch
+    tokenizer, backbone, w = _card_model(folder)
     messages = [{"role": "system", "content": QWEN_SYSTEM}, {"role": "user", "content": problem},
                 {"role": "assistant", "content": "<extra_0>".join(steps) + "<extra_0>"}]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
@@ -160,20 +176,40 @@ def model_card_scores(folder, problem: str, steps: list[str]) -> list[float]:
     return torch.softmax(logits, -1)[ids[0] == step_token][:, 1].tolist()
 
 
-def release_folder(tmp_path, tokenizer):
-    """A Qwen2.5-Math-PRM release written by hand, without prmkit: random weights."""
+def release_folder(tmp_path, tokenizer, architecture: str = "Qwen2ForProcessRewardModel",
+                   outputs: int = 2, name: str = "release"):
+    """A Qwen2.5-Math-PRM release written by hand, without prmkit: random weights. With
+    ``architecture="Qwen2ForRewardModel", outputs=1``: Qwen2.5-Math-RM-72B's layout, an
+    outcome model with the same two-layer head and one output."""
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModel
-    config = tiny_qwen2(tokenizer, architectures=["Qwen2ForProcessRewardModel"], num_labels=2)
+    config = tiny_qwen2(tokenizer, architectures=[architecture], num_labels=outputs)
     torch.manual_seed(0)
     backbone = AutoModel.from_config(config)
-    head = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+    head = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.ReLU(),
+                               torch.nn.Linear(32, outputs))
     state = {f"model.{k}": v for k, v in backbone.state_dict().items()}
     state.update({f"score.{k}": v for k, v in head.state_dict().items()})
-    folder = tmp_path / "release"
+    folder = tmp_path / name
     folder.mkdir()
     config.save_pretrained(folder)
     save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def outcome_model_card_reward(folder, problem: str, response: str) -> float:
+    """Qwen2.5-Math-RM-72B's model-card procedure, with transformers alone: the system prompt,
+    the problem and the response as one conversation (no generation prompt), tokenized at once;
+    the reward is the head's scalar at the last token."""
+    import torch
+    tokenizer, backbone, w = _card_model(folder)
+    messages = [{"role": "system", "content": QWEN_SYSTEM}, {"role": "user", "content": problem},
+                {"role": "assistant", "content": response}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    ids = torch.tensor([tokenizer.encode(text, add_special_tokens=False)])
+    with torch.no_grad():
+        hidden = backbone(input_ids=ids).last_hidden_state[0, -1]
+        hidden = torch.relu(hidden @ w["score.0.weight"].T + w["score.0.bias"])
+        return float(hidden @ w["score.2.weight"].T + w["score.2.bias"])

@@ -15,11 +15,13 @@ from helpers import (
     bpe_tokenizer,
     char_tokenizer,
     model_card_scores,
+    outcome_model_card_reward,
     qwen_tokenizer,
     release_folder,
     tiny_qwen2,
 )
 
+from prmkit.errors import InputError
 from prmkit.prm.checks import check_prm_folder
 from prmkit.prm.model import build_prm, load_prm, save_prm
 from prmkit.prm.score import encode, padded_batch, score
@@ -61,6 +63,36 @@ def test_a_qwen_prm_release_scores_as_its_model_card_on_real_processbench(tmp_pa
         card = model_card_scores(folder, item["problem"], item["steps"])
         assert len(card) == len(item["steps"]) == len(mine), item["id"]
         assert max(abs(a - b) for a, b in zip(mine, card)) < 1e-4, item["id"]
+
+
+def test_an_outcome_model_is_read_per_step_prefix_as_its_model_card_scores_a_response(
+        tmp_path, processbench_items):
+    """Qwen2.5-Math-RM-72B's layout (the paper's ORM baseline): step k's score is the sigmoid of
+    the card's reward for the response cut after step k; prefixes past the context get None."""
+    import math
+    tokenizer = qwen_prm_tokenizer()
+    folder = release_folder(tmp_path, tokenizer, "Qwen2ForRewardModel", outputs=1, name="orm")
+    check_prm_folder(folder)
+    orm = load_prm(folder, dtype="float32", device="cpu")
+    assert orm.format.name == "qwen2.5-math-rm" and orm.module.head == "bce"
+    items = real_items(processbench_items, n=4)
+    ours = score([i["problem"] for i in items], [i["steps"] for i in items], orm, batch_size=3)
+    for item, mine in zip(items, ours):
+        card = [1 / (1 + math.exp(-outcome_model_card_reward(
+            folder, item["problem"], "\n\n".join(item["steps"][:k]))))
+            for k in range(1, len(item["steps"]) + 1)]
+        assert len(mine) == len(card), item["id"]
+        assert max(abs(a - b) for a, b in zip(mine, card)) < 1e-4, item["id"]
+    # a context that holds the first prefixes only: the rest are never scored
+    item = max(items, key=lambda i: len(i["steps"]))
+    lengths = [len(tokenizer(tokenizer.apply_chat_template(
+        [{"role": "system", "content": QWEN_SYSTEM}, {"role": "user", "content": item["problem"]},
+         {"role": "assistant", "content": "\n\n".join(item["steps"][:k])}], tokenize=False),
+        add_special_tokens=False)["input_ids"]) for k in (1, 2)]
+    [cut] = score([item["problem"]], [item["steps"]], orm, max_length=lengths[1] - 1)
+    assert cut[0] is not None and all(s is None for s in cut[1:])
+    with pytest.raises(InputError, match="choose one of"):
+        TrainConfig(data="x", labels="mc.hard", model="m", format="qwen2.5-math-rm").validate()
 
 
 @pytest.mark.slow

@@ -40,7 +40,7 @@ from prmkit.prm.folder import (
     prm_json,
     recorded_format,
 )
-from prmkit.prm.formats import PRM_FORMATS, get_format
+from prmkit.prm.formats import get_format, trainable_formats
 
 # tensors checkpoints carry that no model class holds (older Llama-style checkpoints saved
 # their rotary tables); transformers ignores them on load, so do we
@@ -130,7 +130,7 @@ def _checked_prm_json(folder: Path) -> dict:
     if not (folder / "prm.json").exists():
         return meta
     file, modules = folder / "prm.json", _modules()
-    known = {"format": [n for n, f in PRM_FORMATS.items() if f.score_from == "head"],
+    known = {"format": trainable_formats(),
              "layout": list(LAYOUTS), "head": list(modules.HEADS),
              "readout": list(modules.READOUTS), "head_layers": [1, 2]}
     if "format" not in meta:

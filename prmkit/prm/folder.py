@@ -23,6 +23,7 @@ from prmkit.errors import InputError
 from prmkit.prm.formats import LEGACY_FORMAT_NAMES
 
 QWEN_PRM_ARCHITECTURE = "Qwen2ForProcessRewardModel"
+QWEN_RM_ARCHITECTURE = "Qwen2ForRewardModel"  # Qwen2.5-Math-RM-72B: an outcome model
 PRMKIT_ARCHITECTURE = "PrmkitStepRewardModel"  # no transformers class: prmkit reads it
 
 LAYOUTS = ("qwen2.5-math-prm", "token-classification", "prmkit-head")
@@ -66,6 +67,8 @@ def recorded_format(meta: dict, raw_config: dict) -> str | None:
     architectures = raw_config.get("architectures") or []
     if QWEN_PRM_ARCHITECTURE in architectures:
         return "qwen2.5-math-prm"
+    if QWEN_RM_ARCHITECTURE in architectures:
+        return "qwen2.5-math-rm"  # read per step prefix (prmkit.prm.formats)
     if any(str(a).endswith("ForTokenClassification") for a in architectures):
         return "trl"  # TRL's PRMTrainer trains AutoModelForTokenClassification
     return None

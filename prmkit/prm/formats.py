@@ -21,6 +21,16 @@ architecture in ``config.json``), never from a model id.
                       after the tokenizer's BOS, as the model card's ``tokenizer.encode`` has it
                       (with SentencePiece, tokens depend on their neighbours); score =
                       softmax over the LM's logits of the ``+`` and ``-`` tokens at each ``ки``
+    qwen2.5-math-rm   an outcome reward model read as a PRM (Qwen2.5-Math-RM-72B's layout:
+                      architecture Qwen2ForRewardModel, a Qwen2 backbone and a two-layer head
+                      with one output): every step prefix is a whole conversation of its own
+                      (the system prompt above, the problem, the steps so far joined by blank
+                      lines as the assistant's turn, tokenized whole as the model card does),
+                      and the step's score is the sigmoid of the scalar reward at its last
+                      token. One forward pass a prefix, since the closing tokens of the chat
+                      template follow each prefix; sigmoid maps the unbounded reward into
+                      (0, 1), so a reward of 0 is the threshold 0.5 and every threshold of a
+                      ProcessBench sweep is a reward threshold too (the paper's ORM baseline)
     trl               a PRM trained by TRL's PRMTrainer (``AutoModelForTokenClassification``,
                       two labels): the tokenizer's BOS if it has one, the prompt, then every step
                       followed by the step separator ("\\n"), each piece tokenized on its own as
@@ -51,6 +61,8 @@ class PRMFormat:
     bos: bool = False              # the tokenizer's BOS token first, where it has one
     whole_text: bool = False       # tokenize the whole text at once, as the model card does
                                    # (else each piece alone: prmkit.steps.encode_steps)
+    per_prefix: bool = False       # an outcome model: each step prefix is a text of its own,
+                                   # read at its last token (no separator; never trained here)
 
 
 PRM_FORMATS = {
@@ -65,6 +77,9 @@ PRM_FORMATS = {
     "math-shepherd": PRMFormat("math-shepherd", "ки", prompt="shepherd",
                                score_from="lm-tokens", before="Step {index}: {step} ",
                                after="\n", good_bad="+ -", bos=True, whole_text=True),
+    # the steps are the assistant's response, joined as a policy writes them
+    "qwen2.5-math-rm": PRMFormat("qwen2.5-math-rm", "", prompt="chat", score_from="head",
+                                 whole_text=True, per_prefix=True),
     "trl": PRMFormat("trl", "\n", prompt="raw", score_from="token-classification", bos=True),
 }
 # names a PRM folder's prm.json may hold from before a rename: "prmkit" was also the name of
@@ -80,6 +95,29 @@ def get_format(name: str) -> PRMFormat:
     return PRM_FORMATS[name]
 
 
+def trainable_formats() -> list[str]:
+    """The formats prmkit trains: a step head read at a separator."""
+    return [k for k, f in PRM_FORMATS.items() if f.score_from == "head" and not f.per_prefix]
+
+
+def chat_messages(problem: str) -> list[dict]:
+    return [{"role": "system", "content": QWEN_SYSTEM}, {"role": "user", "content": problem}]
+
+
+def _chat_template(fmt: PRMFormat, tokenizer) -> None:
+    if not getattr(tokenizer, "chat_template", None):
+        raise InputError(f"the {fmt.name} format needs a tokenizer with a chat template",
+                         field="format")
+
+
+def conversation_text(fmt: PRMFormat, problem: str, steps: list[str], tokenizer) -> str:
+    """A per-prefix format's whole text of one prefix: the conversation closed after the
+    assistant's response, as the outcome model's card builds it."""
+    _chat_template(fmt, tokenizer)
+    messages = [*chat_messages(problem), {"role": "assistant", "content": "\n\n".join(steps)}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+
+
 def prefix_text(fmt: PRMFormat, problem: str, tokenizer) -> str:
     if fmt.prompt == "raw":
         return problem
@@ -87,15 +125,16 @@ def prefix_text(fmt: PRMFormat, problem: str, tokenizer) -> str:
         return problem + "\n\n"
     if fmt.prompt == "shepherd":
         return problem + " "
-    if not getattr(tokenizer, "chat_template", None):
-        raise InputError(f"the {fmt.name} format needs a tokenizer with a chat template",
-                         field="format")
-    messages = [{"role": "system", "content": QWEN_SYSTEM}, {"role": "user", "content": problem}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    _chat_template(fmt, tokenizer)
+    return tokenizer.apply_chat_template(chat_messages(problem), tokenize=False,
+                                         add_generation_prompt=True)
 
 
 def separator_id(fmt: PRMFormat, tokenizer) -> int:
-    """The separator's token id; a format that owns its separator adds it when missing."""
+    """The separator's token id; a format that owns its separator adds it when missing. A
+    per-prefix format has none: -1."""
+    if fmt.per_prefix:
+        return -1
     if fmt.in_text:
         return tokenizer(fmt.separator, add_special_tokens=False)["input_ids"][0]
     vocab = tokenizer.get_vocab()

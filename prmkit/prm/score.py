@@ -6,6 +6,10 @@ the same numbers as one pass per step prefix (how RLHFlow's and OpenR's scripts 
 fraction of the cost. Solutions are batched by length, longest first, so padding stays small;
 right padding never changes a causal model's outputs at real positions.
 
+An outcome model read as a PRM (the ``qwen2.5-math-rm`` format: the paper's ORM baseline) reads
+each step prefix as a conversation of its own, closed after it, so it costs one pass a prefix;
+all the prefixes are batched together by length.
+
 Steps that do not fit the context are dropped whole from the end (``prmkit.steps``) and get
 ``None``: never a made-up score. ``prmkit score`` counts them (solutions and steps, with a
 warning), and every evaluation counts them again and says what it did with them
@@ -25,7 +29,7 @@ from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
 from prmkit.formats import read_as
 from prmkit.prm.checks import check_prm
-from prmkit.prm.formats import PRM_FORMATS, after_text, prefix_text
+from prmkit.prm.formats import PRM_FORMATS, after_text, conversation_text, prefix_text
 from prmkit.prm.model import load_prm
 from prmkit.progress import Bar
 from prmkit.records import write_jsonl
@@ -52,6 +56,22 @@ def encode(prm, problem: str, steps: list[str], max_length: int | None = None) -
         return tokens
     return StepTokens([bos] + tokens.input_ids, [p + 1 for p in tokens.positions],
                       tokens.dropped, [s + 1 for s in tokens.starts])
+
+
+def encode_prefixes(prm, problem: str, steps: list[str], max_length: int | None = None
+                    ) -> list[StepTokens]:
+    """An outcome model's texts (a per-prefix format): one for every step prefix, each read
+    at its last token. The prefixes past ``max_length`` are left out, with all after them."""
+    if max_length is None:
+        max_length = getattr(prm.module.config, "max_position_embeddings", None)
+    encoded = []
+    for k in range(1, len(steps) + 1):
+        text = conversation_text(prm.format, problem, steps[:k], prm.tokenizer)
+        ids = prm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if max_length is not None and len(ids) > max_length:
+            break
+        encoded.append(StepTokens(ids, [len(ids) - 1], 0))
+    return encoded
 
 
 def _batches(lengths: list[int], batch_size: int, max_tokens: int) -> list[list[int]]:
@@ -136,10 +156,27 @@ def score(problems: list[str], steps: list[list[str]], prm, *, batch_size: int =
     ``prm`` is a PRM folder or a loaded PRM (``prmkit.prm.model.load_prm``)."""
     if isinstance(prm, (str, Path)):
         prm = load_prm(prm)
+    if prm.format.per_prefix:
+        return _score_prefixes(problems, steps, prm, batch_size=batch_size,
+                               max_tokens=max_tokens, max_length=max_length, progress=progress)
     encoded = [encode(prm, p, s, max_length) for p, s in zip(problems, steps, strict=True)]
     scores = score_encoded(prm, encoded, batch_size=batch_size, max_tokens=max_tokens,
                            progress=progress)
     return [s + [None] * e.dropped for s, e in zip(scores, encoded)]
+
+
+def _score_prefixes(problems: list[str], steps: list[list[str]], prm, *, batch_size: int,
+                    max_tokens: int, max_length: int | None, progress: bool
+                    ) -> list[list[float | None]]:
+    """An outcome model's step scores: every prefix of every solution scored as a text of its
+    own, all of them batched together by length."""
+    per_solution = [encode_prefixes(prm, p, s, max_length)
+                    for p, s in zip(problems, steps, strict=True)]
+    flat = [e for prefixes in per_solution for e in prefixes]
+    scored = iter(score_encoded(prm, flat, batch_size=batch_size, max_tokens=max_tokens,
+                                progress=progress))
+    return [[next(scored)[0] for _ in prefixes] + [None] * (len(s) - len(prefixes))
+            for prefixes, s in zip(per_solution, steps)]
 
 
 def score_per_prefix(prm, problem: str, steps: list[str]) -> list[float]:
@@ -156,7 +193,7 @@ def same_backbone(prms: list) -> bool:
     trained head-only from one policy do."""
     import torch
     first = prms[0]
-    if any(p.format.score_from != "head" for p in prms):
+    if any(p.format.score_from != "head" or p.format.per_prefix for p in prms):
         return False
 
     def backbone(prm) -> dict:  # the weights the features come from: backbone and LM head
@@ -212,8 +249,9 @@ class ScoreConfig:
     solutions: str = setting(REQUIRED, "Solutions: prmkit JSONL, or another --format (a "
                              "ProcessBench file or folder).", positional=True)
     model: str = setting(REQUIRED, "The PRM: a folder or hub id of a prmkit PRM, a "
-                         "Qwen2.5-Math-PRM, a TRL token-classification PRM, or a causal LM "
-                         "with --model-format math-shepherd.")
+                         "Qwen2.5-Math-PRM, a TRL token-classification PRM, an outcome "
+                         "reward model in Qwen2.5-Math-RM's layout (scored a step prefix at "
+                         "a time), or a causal LM with --model-format math-shepherd.")
     format: str = setting("prmkit", "Format of the solutions file (see `prmkit formats`).")
     model_format: str | None = setting(None, f"The PRM's input format: "
                                        f"{', '.join(PRM_FORMATS)} (default: from the folder; "

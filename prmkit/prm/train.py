@@ -65,7 +65,7 @@ from prmkit.prm.adapters import (
     load_adapter_state,
     merge_lora,
 )
-from prmkit.prm.formats import PRM_FORMATS, get_format, separator_id
+from prmkit.prm.formats import get_format, separator_id, trainable_formats
 from prmkit.prm.logs import TrainLog
 from prmkit.prm.memory import estimate
 from prmkit.prm.model import build_prm, default_head_layers, load_prm, save_prm
@@ -101,8 +101,7 @@ class TrainConfig:
     head: str = setting("ce", "ce (two outputs, softmax) or bce (one output, sigmoid).",
                         choices=("ce", "bce"))
     format: str = setting("step-token", "The PRM's input format (prmkit.prm.formats), one with "
-                          "a step head: " + ", ".join(
-                              k for k, f in PRM_FORMATS.items() if f.score_from == "head")
+                          "a step head: " + ", ".join(trainable_formats())
                           + "; step-token adds a <|step|> token after each step, plain reads "
                           "the steps as written.")
     readout: str = setting("separator", "separator (the hidden state at each step's end) or "
@@ -160,7 +159,7 @@ class TrainConfig:
             Source.parse(self.labels)
         except InputError as e:
             raise InputError(e.message, field="labels") from None
-        trainable = sorted(k for k, f in PRM_FORMATS.items() if f.score_from == "head")
+        trainable = sorted(trainable_formats())
         if self.format not in trainable:
             raise InputError(f"{self.format!r}: choose one of {trainable} (a step head is "
                              "trained)", field="format")
