@@ -185,7 +185,9 @@ def typed(cls, values: Mapping[str, Any], path=None, where: str = "") -> dict:
             if not isinstance(value, Mapping):
                 raise InputError("expected a mapping of names to sections", path=path,
                                  field=name)
-            out[key] = {k: typed(each, v or {}, path, f"{name}.{k}.") for k, v in value.items()}
+            # null drops an entry a layer below set (a recipe's base)
+            out[key] = {k: None if v is None else typed(each, v, path, f"{name}.{k}.")
+                        for k, v in value.items()}
             continue
         out[key] = coerce(value, types[key], name, path)
         choices = known[key].metadata.get("choices")
@@ -228,7 +230,7 @@ def build(cls, values: Mapping[str, Any], path=None, where: str = ""):
             values[f.name] = build(section, values.get(f.name) or {}, path, f"{where}{f.name}.")
         elif each is not None and values.get(f.name):  # kept as mappings, defaults filled in
             values[f.name] = {k: to_dict(build(each, v, path, f"{where}{f.name}.{k}."))
-                              for k, v in values[f.name].items()}
+                              for k, v in values[f.name].items() if v is not None}
         elif f.name not in values and default_of(f) is REQUIRED:
             raise InputError("required setting missing", path=path, field=f"{where}{f.name}")
     made = check_values(cls(**values), path, where)

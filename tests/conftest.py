@@ -49,6 +49,12 @@ HUB_COPIES = {
     **{f"hub:Qwen/ProcessBench:{s}": f"processbench/{s}.json"
        for s in ("gsm8k", "math", "olympiadbench", "omnimath")},
 }
+# hub data sets in TRL's stepwise format, stood for by the real samples of their source data
+# (PRM800K's raw labeler lines, Math-Shepherd's tagged steps), written as TRL's rows
+HUB_CONVERTED = {
+    "hub:trl-lib/prm800k:train": ("formats/prm800k_raw_samples.jsonl", "prm800k"),
+    "hub:trl-lib/math_shepherd:train": ("formats/math_shepherd_samples.jsonl", "math_shepherd"),
+}
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +64,7 @@ def hub_cache(tmp_path_factory) -> Path:
     import json
     import os
 
-    from prmkit.formats import hub_cache_file
+    from prmkit.formats import hub_cache_file, read_as, trl_stepwise
     folder = tmp_path_factory.mktemp("hub")
     before = os.environ.get("PRMKIT_HUB_CACHE")
     os.environ["PRMKIT_HUB_CACHE"] = str(folder)
@@ -71,6 +77,8 @@ def hub_cache(tmp_path_factory) -> Path:
                               encoding="utf-8")
         else:
             target.symlink_to(local)
+    for source, (relative, fmt) in HUB_CONVERTED.items():
+        trl_stepwise.write(read_as(shared(relative), fmt, "solution"), hub_cache_file(source))
     yield folder
     if before is None:
         os.environ.pop("PRMKIT_HUB_CACHE", None)

@@ -15,6 +15,7 @@ from test_serve import policy  # noqa: F401  (the tiny policy fixture)
 
 from prmkit import config
 from prmkit.cli import main
+from prmkit.pipeline.recipe import load as load_recipe
 
 RECIPES = Path(__file__).resolve().parents[1] / "prmkit" / "recipes"
 # every shipped recipe of real data (the demo's is the toy world's: tests/test_pipeline.py)
@@ -24,7 +25,7 @@ REAL_RECIPES = sorted(p.name for p in RECIPES.glob("*.yaml") if p.name != "demo.
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", REAL_RECIPES)
 def test_every_shipped_recipe_runs_as_shipped_with_stand_in_models(
-        recipe, policy, hub_cache, tmp_path, monkeypatch):  # noqa: F811
+        recipe, policy, reward_models, hub_cache, tmp_path, monkeypatch):  # noqa: F811
     """Each recipe file as shipped, its data the hub data sets it names (their local copies in
     the hub cache) and its own --quick sizes: only its models are stand-ins."""
     pytest.importorskip("openai", reason="needs the openai extra")
@@ -33,7 +34,8 @@ def test_every_shipped_recipe_runs_as_shipped_with_stand_in_models(
     httpd, url = serve_in_background(str(policy[0]), name="policy", device="cpu",
                                      dtype="float32")
     command = ["run", str(RECIPES / recipe), "--quick", "--out", str(tmp_path / "run"),
-               *stand_in_models(policy[0], url)]
+               *stand_in_models(policy[0], url),
+               *stand_in_reward_models(RECIPES / recipe, reward_models)]
     try:
         assert main(command) == 0
         _check_run(tmp_path / "run", solutions=16)
@@ -50,6 +52,36 @@ def test_every_shipped_recipe_runs_as_shipped_with_stand_in_models(
 
 
 SHIPPED = RECIPES / "qwen2.5-math.yaml"
+
+
+@pytest.fixture(scope="module")
+def reward_models(tmp_path_factory) -> dict[str, Path]:
+    """Stand-ins for the released reward models a recipe compares, written without prmkit in
+    their releases' layouts (random weights, the real Qwen2.5 vocabulary): a Qwen2.5-Math-PRM
+    and an outcome model in Qwen2.5-Math-RM-72B's layout."""
+    from helpers import CHATML, qwen_tokenizer, release_folder
+    tokenizer = qwen_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<extra_0>"]})
+    tokenizer.chat_template = CHATML
+    root = tmp_path_factory.mktemp("reward-models")
+    return {"Qwen2ForProcessRewardModel": release_folder(root, tokenizer),
+            "Qwen2ForRewardModel": release_folder(root, tokenizer, "Qwen2ForRewardModel",
+                                                  outputs=1, name="orm")}
+
+
+# the released models a shipped recipe compares, by the architecture of their releases
+RELEASED = {"Qwen/Qwen2.5-Math-PRM-7B": "Qwen2ForProcessRewardModel",
+            "Qwen/Qwen2.5-Math-PRM-72B": "Qwen2ForProcessRewardModel",
+            "Qwen/Qwen2.5-Math-RM-72B": "Qwen2ForRewardModel"}
+
+
+def stand_in_reward_models(recipe_file: Path, reward_models: dict[str, Path]) -> list[str]:
+    """A --set that replaces each compared model of the recipe (its base's too) by the
+    stand-in of its layout; the names, formats and everything else stay as shipped."""
+    recipe = load_recipe(recipe_file)  # its layers merged, the base's included
+    compare = {name: {"model": str(reward_models[RELEASED[spec["model"]]])}
+               for name, spec in recipe["prms"]["compare"].items()}
+    return ["--set", f"prms.compare={json.dumps(compare)}"] if compare else []
 
 
 def served(policy_folder: Path, url: str, api: str) -> dict:
@@ -101,7 +133,11 @@ def _check_run(run: Path, solutions: int) -> None:
     trained = set(results["training"])
     assert "MC-hard" in trained  # the random policy never succeeds: every step negative
     named = {name for name, field in results["prm_sources"].items() if field is not None}
-    assert trained | set(results["skipped_prms"]) == named | set(results["baselines"])
+    outside = set(json.loads((run / "recipe.json").read_text())["prms"]["outside"])
+    assert trained | set(results["skipped_prms"]) == \
+        named | set(results["baselines"]) | outside
+    for name in results["references"]:  # compared as they are: measured, never trained
+        assert name in results["prms"] and name not in trained
     for name in trained:
         measured = results["prms"][name]
         assert set(measured["processbench"]["subsets"]) == {

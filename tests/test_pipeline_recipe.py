@@ -96,6 +96,14 @@ def test_overrides_keep_their_types_and_null_drops_a_prm():
      "prms.sources.judge", "no stage before it writes judge.first_error"),
     (["problems.path=hub:openai/gsm8k:main:train", "problems.format=gsm8k"],
      "prms.sources.exact truth", "no stage before it writes truth.step_labels"),
+    # reward models compared as they are, and PRMs trained on outside labels
+    (["prms.compare.ORM.format=qwen2.5-math-orm"], "prms.compare.ORM.format", "choose one of"),
+    (["prms.compare.ORM.format=qwen2.5-math-rm"], "prms.compare.ORM.model", "required"),
+    (["prms.compare.MC-hard.model=m"], "prms", "share the folder prm-mc-hard"),
+    (["prms.outside.human.format=prm800k"], "prms.outside.human.path", "required"),
+    (["prms.outside.human.path=nowhere.jsonl"], "prms.outside.human.path", "not found"),
+    (["prms.outside.human.path=hub:trl-lib/prm800k:train", "prms.outside.human.labels=:0.5"],
+     "prms.outside.human.labels", ""),
 ])
 def test_a_recipe_is_checked_whole_before_any_work(overrides, field, words):
     with pytest.raises(InputError) as e:
@@ -127,6 +135,7 @@ def test_quick_on_a_recipe_without_a_quick_section_is_an_error(tmp_path):
     (["policy.model=/nowhere/model"], "policy.model", "model folder not found"),
     (["policy.prompt=nowhere.txt"], "policy.prompt", "prompt template not found"),
     (["prms.model=/nowhere/model"], "prms.model", "model folder not found"),
+    (["prms.compare.ORM.model=/nowhere/orm"], "prms.compare.ORM.model", "not found"),
     (["labels.judge.kind=model", "labels.judge.model=/nowhere/judge"], "labels.judge.model",
      "model folder not found"),
     (["labels.judge.kind=model", "labels.judge.model=judge", "labels.judge.backend.backend="
@@ -251,3 +260,27 @@ def test_an_experiment_recipe_says_only_what_it_changes_over_its_base(tmp_path):
         with pytest.raises(InputError) as e:
             pipeline.load(tmp_path / name)
         assert e.value.field == "base" and words in str(e.value), str(e.value)
+
+
+def test_the_label_sources_experiment_trains_outside_labels_and_compares_released_models():
+    """The base recipe is the paper's label-source experiment (Tables 3-4): PRMs on MC, judge
+    and consensus labels, the same PRM on PRM800K's human labels and on Math-Shepherd's, the
+    untrained baseline, and the released PRM and the ORM scored as they are (Tables 6-7). An
+    experiment built on it drops what it does not run with null, and its base's quick section
+    never brings a dropped entry back."""
+    real = pipeline.load(REAL)
+    assert real["prms"]["outside"]["human (PRM800K)"] == {
+        "path": "hub:trl-lib/prm800k:train", "format": "trl_stepwise", "labels": "step_labels",
+        "limit": None}
+    assert real["prms"]["compare"]["ORM (Qwen2.5-Math-RM-72B)"]["model"] == \
+        "Qwen/Qwen2.5-Math-RM-72B"
+    assert real["prms"]["baseline"] == "untrained"
+    assert pipeline.load(REAL, quick=True)["prms"]["outside"]["human (PRM800K)"]["limit"] == 16
+    for quick in (False, True):
+        cells = pipeline.load(pipeline.shipped("paper-label-cells"), quick=quick)
+        assert cells["prms"]["outside"] == {} and cells["prms"]["compare"] == {}
+    # --set still brings one back: it is the user's own word, after every file
+    revived = pipeline.load(pipeline.shipped("paper-label-cells"), [
+        "prms.outside.human (PRM800K)={path: hub:trl-lib/prm800k:train, format: trl_stepwise}"],
+        quick=True)
+    assert revived["prms"]["outside"]["human (PRM800K)"]["limit"] is None

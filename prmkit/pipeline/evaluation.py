@@ -35,11 +35,14 @@ def benchmarks(recipe: dict) -> dict:
             for name in evaluate.names() if name in recipe["evaluate"]}
 
 
-def evaluate_prms(run, prms: dict[str, Path], viewer: list[dict]) -> Evaluation:
+def evaluate_prms(run, prms: dict[str, Path | str], viewer: list[dict],
+                  formats: dict[str, str | None] | None = None) -> Evaluation:
+    """``prms``: name -> a PRM folder or hub id; ``formats``: name -> its PRM format, where the
+    folder's own is not the one (a compared model's)."""
     chosen = benchmarks(run.recipe)
     for name, (bench, section) in chosen.items():
         run.groups[name] = bench.solutions(section, run)
-    scores, viewer_scores = score_everything(run, prms, run.groups, viewer)
+    scores, viewer_scores = score_everything(run, prms, run.groups, viewer, formats or {})
 
     def measure(force: bool) -> dict:
         return {prm: {name: bench.measure(section, run.groups[name], scores[prm][name])
@@ -50,8 +53,8 @@ def evaluate_prms(run, prms: dict[str, Path], viewer: list[dict]) -> Evaluation:
     return Evaluation(measured, summaries, run.groups, scores, viewer_scores, viewer)
 
 
-def score_everything(run, prms: dict[str, Path], groups: dict[str, dict],
-                     viewer: list[dict]) -> tuple[dict, dict]:
+def score_everything(run, prms: dict[str, Path | str], groups: dict[str, dict],
+                     viewer: list[dict], formats: dict[str, str | None]) -> tuple[dict, dict]:
     """Every PRM's step scores of every group's solutions and of the viewer's. Solutions with
     the same problem and steps (a ProcessBench built from Best-of-N candidates) are scored
     once: ``scores/solutions.jsonl`` holds each once, in order of first use."""
@@ -73,7 +76,7 @@ def score_everything(run, prms: dict[str, Path], groups: dict[str, dict],
     path = write_jsonl(run.out / "scores" / "solutions.jsonl", scored_file)
     scores, viewer_scores = {}, {}
     for prm, folder in prms.items():
-        by_place = _score(run, prm, folder, path)
+        by_place = _score(run, prm, folder, path, formats.get(prm))
         scores[prm] = {name: {group: {sid: by_place[p] for sid, p in ids.items()}
                               for group, ids in by_group.items()}
                        for name, by_group in places.items()}
@@ -81,9 +84,12 @@ def score_everything(run, prms: dict[str, Path], groups: dict[str, dict],
     return scores, viewer_scores
 
 
-def _score(run, prm: str, folder: Path, solutions: Path) -> dict[str, list]:
-    cfg = config.load(ScoreConfig, given={**run.recipe["score"], "solutions": str(solutions),
-                                          "model": str(folder)})
+def _score(run, prm: str, folder: Path | str, solutions: Path, fmt: str | None
+           ) -> dict[str, list]:
+    given = {**run.recipe["score"], "solutions": str(solutions), "model": str(folder)}
+    if fmt is not None:
+        given["model_format"] = fmt
+    cfg = config.load(ScoreConfig, given=given)
     out = run.out / "scores" / rundir.slug(prm)
     run.stages(f"scores ({prm})", out, lambda force: score.run(cfg, out, force=force,
                                                                progress=run.progress))

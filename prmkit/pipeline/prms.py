@@ -1,5 +1,7 @@
-"""One PRM a label source, each trained from the same backbone with the same settings, and the
-same PRM before any training (the baseline that says what the labels add)."""
+"""One PRM a label source, each trained from the same backbone with the same settings; one a
+labelled set from outside the run (``prms.outside``: PRM800K's human labels), trained the same
+way; the same PRM before any training (the baseline that says what the labels add); and the
+reward models compared as they are (``prms.compare``: a released PRM, an outcome model)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ import json
 from pathlib import Path
 
 from prmkit import config, plugins, rundir
+from prmkit.formats import read_as
 from prmkit.labels import MISSING, Source
 from prmkit.prm.train import TrainConfig, train, untrained
+from prmkit.records import write_jsonl
 
 
 def _has_labels(records: list[dict], field: str) -> bool:
@@ -39,6 +43,17 @@ def train_prms(run, annotated: Path, records: list[dict]) -> dict[str, Path]:
         run.stages(f"PRM ({name})", folder, lambda force, cfg=cfg, folder=folder: train(
             cfg, folder, progress=run.progress, force=force))
         folders[name] = folder / "final"
+    for name, data in spec["outside"].items():
+        # the outside set as prmkit records, in the run folder: what the stage hashes
+        labelled = write_jsonl(run.out / "outside" / f"{rundir.slug(name)}.jsonl",
+                               read_as(data["path"], data["format"],
+                                       "solution")[:data["limit"] or None])
+        cfg = config.load(TrainConfig, given={**shared, "data": str(labelled),
+                                              "labels": data["labels"], "loss": "hard"})
+        folder = run.out / f"prm-{rundir.slug(name)}"
+        run.stages(f"PRM ({name})", folder, lambda force, cfg=cfg, folder=folder: train(
+            cfg, folder, progress=run.progress, force=force))
+        folders[name] = folder / "final"
     if spec["baseline"]:
         name = spec["baseline"]
         # a training config needs labels; the untrained PRM reads none
@@ -47,6 +62,13 @@ def train_prms(run, annotated: Path, records: list[dict]) -> dict[str, Path]:
         run.stages(f"PRM ({name})", folder, lambda force: untrained(cfg, folder, force=force))
         folders[name] = folder / "final"
     return folders
+
+
+def compared_models(recipe: dict) -> tuple[dict[str, str], dict[str, str | None]]:
+    """The reward models of ``prms.compare``: name -> model, and name -> its PRM format."""
+    compare = recipe["prms"]["compare"]
+    return ({name: m["model"] for name, m in compare.items()},
+            {name: m["format"] for name, m in compare.items()})
 
 
 def training_record(folder: Path) -> dict:

@@ -28,6 +28,8 @@ from prmkit.formats.processbench import read as read_processbench
 from prmkit.labels import Source
 from prmkit.models import model_folder
 from prmkit.pipeline.labels import LABELERS
+from prmkit.prm.checks import check_prm
+from prmkit.prm.formats import PRM_FORMATS
 from prmkit.prm.score import ScoreConfig
 from prmkit.prm.train import SOFT_LOSSES, TrainConfig
 from prmkit.records import read_yaml_mapping
@@ -49,6 +51,28 @@ class PolicySection:
 
 
 @dataclass(frozen=True)
+class ComparedModel:
+    model: str = setting(REQUIRED, "A reward model's folder or hub id: a released PRM "
+                         "(Qwen/Qwen2.5-Math-PRM-7B), an outcome model in Qwen2.5-Math-RM's "
+                         "layout (Qwen/Qwen2.5-Math-RM-72B, read a step prefix at a time), a "
+                         "PRM trained elsewhere.")
+    format: str | None = setting(None, "Its PRM format (prmkit.prm.formats; default: what the "
+                                 "folder records; math-shepherd must be named).",
+                                 choices=tuple(PRM_FORMATS))
+
+
+@dataclass(frozen=True)
+class OutsideData:
+    path: str = setting(REQUIRED, "Labelled solutions from outside the run: a file or folder, "
+                        "or hub:NAME[:CONFIG]:SPLIT.")
+    format: str = setting("prmkit", "Its format (prm800k: human labels; math-shepherd; "
+                          "trl-stepwise; prmkit).")
+    labels: str = setting("step_labels", "The label source in it (the readers write "
+                          "step_labels).")
+    limit: int | None = setting(None, "The first N solutions (all: null).", ge=1)
+
+
+@dataclass(frozen=True)
 class PRMsSection:
     sources: dict = setting(REQUIRED, "PRM name -> label source: a field of the labelled "
                             "solutions (mc.hard, mc.values, judge.first_error, "
@@ -66,6 +90,13 @@ class PRMsSection:
                                   "exact truth), named as the reference in the findings.")
     baseline: str | None = setting(None, "A name: also the same PRM before training (no "
                                    "labels), which says what the labels add.")
+    outside: dict = setting({}, "Name -> {path, format, labels, limit}: a PRM trained with the "
+                            "same backbone and settings on labelled data from outside the run "
+                            "(PRM800K's human labels: the paper's human-annotation source).",
+                            each=OutsideData)
+    compare: dict = setting({}, "Name -> {model, format}: a reward model scored as it is, "
+                            "beside the PRMs trained here (a reference: never trained, never "
+                            "set against the untrained baseline).", each=ComparedModel)
     train: dict = setting({}, "prmkit train settings shared by every PRM.",
                           schema=config.section_of(TrainConfig,
                                                    drop=("data", "labels", "model", "loss")))
@@ -111,6 +142,7 @@ def load(path: str | Path | None = None, overrides: list[str] = (), *, quick: bo
     layer checked on its own (so an error names where the bad key came from); returned as a
     plain mapping with every section and default filled in, checked whole."""
     layers = file_layers(path) if path is not None else [({}, None)]
+    quick_from = len(layers)
     if quick:
         quick_layers = [(values["quick"], f"{where} (quick)") for values, where in layers
                         if values.get("quick")]
@@ -118,11 +150,14 @@ def load(path: str | Path | None = None, overrides: list[str] = (), *, quick: bo
             raise InputError("--quick: this recipe has no quick section", path=path,
                              field="quick")
         layers += quick_layers
+    quick_to = len(layers)
     layers += [(config.parse_overrides([item]), "--set") for item in overrides]
     merged: dict = {}
     origins: dict[str, str] = {}  # a dotted key -> the layer that set it last
-    for values, where in layers:
+    for index, (values, where) in enumerate(layers):
         checked = config.typed(Recipe, values, where)
+        if quick_from <= index < quick_to:
+            checked = _not_reviving(checked, merged)
         for key, registry in (("labels", _labeler_section), ("evaluate", _benchmark_section)):
             for name, settings in (checked.get(key) or {}).items():
                 checked[key][name] = config.typed(registry(name, where), settings or {},
@@ -140,6 +175,20 @@ def load(path: str | Path | None = None, overrides: list[str] = (), *, quick: bo
     except InputError as e:
         raise _blamed(e, origins, path) from None
     return recipe
+
+
+def _not_reviving(update: dict, merged: dict) -> dict:
+    """A quick section's values, but those inside an entry the recipe dropped (``name: null``,
+    in a file that names this one as its base): a smoke run only shrinks what the recipe
+    runs."""
+    out = {}
+    for key, value in update.items():
+        if key in merged and merged[key] is None and isinstance(value, dict):
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = _not_reviving(value, merged[key])
+        out[key] = value
+    return out
 
 
 def swept_sources(sweep: dict, path=None) -> dict[str, str]:
@@ -234,7 +283,13 @@ def check(recipe: dict, path=None) -> None:
         _exists(recipe["evaluate"]["processbench"]["path"], path, "evaluate.processbench.path")
     prms = recipe["prms"]
     names = [k for k, v in prms["sources"].items() if v is not None] + \
-        ([prms["baseline"]] if prms["baseline"] else [])
+        ([prms["baseline"]] if prms["baseline"] else []) + list(prms["outside"])
+    for name, data in prms["outside"].items():
+        _exists(data["path"], path, f"prms.outside.{name}.path")
+        try:
+            Source.parse(data["labels"])
+        except InputError as e:
+            raise InputError(str(e), path=path, field=f"prms.outside.{name}.labels") from None
     for name, field in prms["sources"].items():
         if field is not None:
             try:
@@ -246,7 +301,7 @@ def check(recipe: dict, path=None) -> None:
             if name is not None and name not in names:
                 raise InputError(f"{name!r} is not a PRM of prms.sources", path=path,
                                  field=f"prms.{key}")
-    _unique("prms", names, "prm-", path)
+    _unique("prms", names + list(prms["compare"]), "prm-", path)
     sets = (recipe["evaluate"].get("bon") or {}).get("sets") or {}
     _unique("evaluate.bon.sets", list(sets), "bon-", path)
     truth = (recipe["evaluate"].get("processbench") or {}).get("from_truth")
@@ -332,6 +387,9 @@ def _check_models(recipe: dict, path) -> None:
     if backbone and plugins.policy_resolver(backbone) is None:
         with _located(path, "prms"):
             model_folder(backbone)
+    for name, compared in recipe["prms"]["compare"].items():
+        with _located(path, f"prms.compare.{name}", field="model"):
+            check_prm(compared["model"], compared["format"])
 
 
 def _check_data(recipe: dict, path) -> None:
@@ -344,6 +402,10 @@ def _check_data(recipe: dict, path) -> None:
         with _located(path, f"evaluate.bon.sets.{name}"):
             if not read_as(data["path"], data["format"], "problem"):
                 raise InputError("no problems here", field="path")
+    for name, data in recipe["prms"]["outside"].items():
+        with _located(path, f"prms.outside.{name}"):
+            if not read_as(data["path"], data["format"], "solution"):
+                raise InputError("no solutions here", field="path")
     processbench = (recipe["evaluate"].get("processbench") or {}).get("path")
     if processbench:
         with _located(path, "evaluate.processbench"):

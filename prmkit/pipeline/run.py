@@ -18,7 +18,7 @@ from prmkit.evaluate.diagnostics import final_step_errors
 from prmkit.formats.data import first_problems
 from prmkit.pipeline import labels
 from prmkit.pipeline.evaluation import evaluate_prms
-from prmkit.pipeline.prms import train_prms, training_record
+from prmkit.pipeline.prms import compared_models, train_prms, training_record
 from prmkit.pipeline.recipe import check_available
 from prmkit.pipeline.stages import Stages
 from prmkit.records import read_records, write_json
@@ -131,7 +131,8 @@ def _run(recipe: dict, progress: bool, console: Console, force: bool) -> dict:
                              run.sampled["sample"]["n_solutions"])
     viewer = viewer_subset(training, list(label_results["sources"].values()),
                            recipe["report"]["viewer_solutions"])
-    evaluation = evaluate_prms(run, prms, viewer)
+    compared, formats = compared_models(recipe)
+    evaluation = evaluate_prms(run, {**prms, **compared}, viewer, formats)
     results = {
         "policy": run.policy,
         "judge": (recipe["labels"].get("judge") or {}).get("model"),
@@ -142,6 +143,7 @@ def _run(recipe: dict, progress: bool, console: Console, force: bool) -> dict:
         "benchmarks": evaluation.summaries,
         "ceiling": recipe["prms"]["ceiling"],
         "baselines": [recipe["prms"]["baseline"]] if recipe["prms"]["baseline"] else [],
+        "references": list(compared),
         "skipped_prms": stages.skipped,
         "mc_sources": [name for name, field in recipe["prms"]["sources"].items()
                        if field and field.startswith("mc.")],

@@ -134,7 +134,8 @@ def pairs(results: dict) -> list[tuple[str, str]]:
     """(first, second): every trained PRM against each baseline, consensus against MC-hard,
     judge against MC-hard."""
     baselines = [b for b in results.get("baselines", []) if b in results["prms"]]
-    trained = [k for k in results["prms"] if k not in baselines]
+    trained = [k for k in results["prms"]
+               if k not in baselines and k not in results.get("references", [])]
     out = [(k, b) for b in baselines for k in trained]
     mc_hard = _by_field(results, "mc.hard")
     for prefix in ("consensus.", "judge."):

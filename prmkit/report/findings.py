@@ -196,8 +196,10 @@ def verification(results: dict) -> str:
 
 
 def _trained(results: dict) -> list[str]:
-    """The PRMs trained on labels: the lessons compare these (a baseline has no labels)."""
-    return [k for k in results["prms"] if k not in results.get("baselines", [])]
+    """The PRMs trained on labels: the lessons compare these (a baseline has no labels, a
+    compared model was trained elsewhere)."""
+    untrained = {*results.get("baselines", []), *results.get("references", [])}
+    return [k for k in results["prms"] if k not in untrained]
 
 
 def _join(names: list[str]) -> str:
