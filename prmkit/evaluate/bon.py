@@ -9,7 +9,8 @@ Methods
              not beat it within problems ranks nothing.
   last, min, prod, mean
              the response whose aggregated step score is highest.
-  response   the response with the highest response-level ``score``.
+  response   the response with the highest response-level ``score`` (an outcome score, or a
+             judge's: ``prmkit.evaluate.judge_bon``); one without a score is never picked.
   vote_<agg> PRM-weighted majority vote: answers grouped as for ``maj``, each group weighted by
              the sum of its members' aggregated scores; the heaviest group wins.
 Ties between responses always go to the earliest one (Qwen's rm@k uses ``list.index(max)``).
@@ -210,7 +211,8 @@ def _picks(cands: list[dict], answers: list[str | None], n: int, group_by: str,
             if picks[method] is None:  # nothing readable: the first response stands
                 picks[method] = 0
         elif method == "response":
-            picks[method] = argmax_first([c["score"] for c in cands])
+            # a candidate without a score (a judge with no verdict) is never picked
+            picks[method] = argmax_scored([c["score"] for c in cands])
         elif method in AGGREGATIONS:  # None (no pick) when no candidate was scored whole
             picks[method] = argmax_scored([aggregate(method, s) for s in steps])
         elif method.startswith("vote_"):
@@ -313,7 +315,8 @@ def _pick_record(pick: int | None, answers: list, outcome: list) -> dict:
     """A method's pick for predictions.jsonl; no pick (nothing scored whole) is a miss."""
     if pick is None:
         return {"index": None, "answer": None, "correct": False,
-                "reason": "no candidate fits the PRM's context"}
+                "reason": "no candidate has a score (none fits the PRM's context, or the "
+                          "judge gave none a verdict)"}
     return {"index": pick, "answer": answers[pick], "correct": outcome[pick] is Outcome.CORRECT}
 
 
