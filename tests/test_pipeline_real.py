@@ -126,19 +126,24 @@ def stand_in_recipe(policy_folder: Path, url: str, out: Path) -> dict:
 
 def _check_run(run: Path, solutions: int) -> None:
     results = json.loads((run / "results.json").read_text())
+    recipe = json.loads((run / "recipe.json").read_text())
     assert len([json.loads(x) for x in (run / "sample" / "solutions.jsonl").read_text()
                 .splitlines()]) == solutions
-    assert results["labels"]["agreement"]["n_solutions"] == solutions
+    consensus = "consensus" in recipe["labels"]
+    if consensus:
+        assert results["labels"]["agreement"]["n_solutions"] == solutions
     assert results["labels"]["quality"] is None  # real data: no step truth to measure against
     trained = set(results["training"])
-    assert "MC-hard" in trained  # the random policy never succeeds: every step negative
     named = {name for name, field in results["prm_sources"].items() if field is not None}
-    outside = set(json.loads((run / "recipe.json").read_text())["prms"]["outside"])
+    if "MC-hard" in named:
+        assert "MC-hard" in trained  # the random policy never succeeds: every step negative
+        config = json.loads((run / "prm-mc-hard" / "final" / "config.json").read_text())
+        assert config["architectures"] == ["Qwen2ForProcessRewardModel"]
     assert trained | set(results["skipped_prms"]) == \
-        named | set(results["baselines"]) | outside
+        named | set(results["baselines"]) | set(recipe["prms"]["outside"])
     for name in results["references"]:  # compared as they are: measured, never trained
-        assert name in results["prms"] and name not in trained
-    for name in trained:
+        assert name not in trained
+    for name in trained | set(results["references"]):
         measured = results["prms"][name]
         assert set(measured["processbench"]["subsets"]) == {
             "gsm8k", "math", "olympiadbench", "omnimath"}
@@ -146,19 +151,31 @@ def _check_run(run: Path, solutions: int) -> None:
         for bon in measured["bon"].values():
             assert bon["bon"]["n_problems"] == 4 and "auc" in bon["ranking"]["answer"]
             assert "process" not in bon["ranking"]
-        config = json.loads((run / "prm-mc-hard" / "final" / "config.json").read_text())
-        assert config["architectures"] == ["Qwen2ForProcessRewardModel"]
     report = (run / "report.md").read_text()
-    for heading in ("## Label sources (compared with each other)", "## What the labels cost",
-                    "## PRM training", "## ProcessBench (8 items",
-                    "## Best-of-N: gsm8k (4 problems x 2 candidates)",
-                    "## Best-of-N: math500 (4 problems x 2 candidates)",
-                    "## How the PRMs rank the solutions of one problem: gsm8k"):
+    headings = ["## What the labels cost", "## ProcessBench (8 items",
+                "## Best-of-N: gsm8k (4 problems x 2 candidates)",
+                "## Best-of-N: math500 (4 problems x 2 candidates)",
+                "## How the PRMs rank the solutions of one problem: gsm8k"]
+    headings += ["## PRM training"] if trained else []
+    headings += ["## Label sources (compared with each other)"] if consensus else []
+    judged = recipe["judge_eval"]
+    if judged["processbench"]:
+        headings.append("## The judge as a ProcessBench critic (policy)")
+        critic = results["judge_eval"]["processbench"]
+        samples = judged["samples"] or 8
+        assert critic["critique_stats"]["critiques"] == 8 * samples  # every item's, counted
+        assert set(critic["subsets"]) == {"gsm8k", "math", "olympiadbench", "omnimath"}
+    if judged["bon"]:
+        headings.append("## The judge picks Best-of-2 itself (policy)")
+        assert set(results["judge_eval"]["bon"]) == set(judged["bon"])
+    for heading in headings:
         assert heading in report, heading
-    assert sorted(p.name for p in (run / "plots").iterdir()) == [
-        "bon.png", "label_agreement.png", "min_on_final_step.png",
-        "processbench_threshold.png", "training.png"]
-    rendered_in_chromium(run / "report.html")
+    plots = {"bon.png", "min_on_final_step.png", "processbench_threshold.png"}
+    plots |= {"training.png"} if trained else set()
+    plots |= {"label_agreement.png"} if consensus else set()
+    assert {p.name for p in (run / "plots").iterdir()} == plots
+    rendered_in_chromium(run / "report.html", [h.lstrip("# ") for h in headings]
+                         + ["Plots", "Step viewer"], figures=len(plots))
 
 
 @pytest.fixture(scope="module")
@@ -239,9 +256,11 @@ def test_a_real_data_run_killed_in_any_stage_resumes_to_the_same_files(served_po
     assert ours["prms"] == theirs["prms"]
 
 
-def rendered_in_chromium(page: Path) -> None:
-    """Every section of the page, its five figures, and the step viewer built by its script
-    (cards exist only if the script ran) in headless Chromium; skipped without Chromium."""
+def rendered_in_chromium(page: Path, headings: list[str] | None = None,
+                         figures: int = 5) -> None:
+    """Every section of the page (``headings``), its figures, and the step viewer built by its
+    script (cards exist only if the script ran) in headless Chromium; skipped without
+    Chromium."""
     import shutil
     import subprocess
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -250,9 +269,9 @@ def rendered_in_chromium(page: Path) -> None:
     dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
                           "--virtual-time-budget=5000", "--dump-dom", page.resolve().as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
-    for heading in ("How the PRMs rank the solutions of one problem",
-                    "Label sources (compared with each other)", "ProcessBench (",
-                    "Plots", "Step viewer"):
+    for heading in headings or ("How the PRMs rank the solutions of one problem",
+                                "Label sources (compared with each other)", "ProcessBench (",
+                                "Plots", "Step viewer"):
         assert heading in dom, heading
-    assert dom.count("<img") == 5
+    assert dom.count("<img") == figures
     assert dom.count('class="solution"') > 0 and "first error at step" in dom

@@ -104,6 +104,11 @@ def test_overrides_keep_their_types_and_null_drops_a_prm():
     (["prms.outside.human.path=nowhere.jsonl"], "prms.outside.human.path", "not found"),
     (["prms.outside.human.path=hub:trl-lib/prm800k:train", "prms.outside.human.labels=:0.5"],
      "prms.outside.human.labels", ""),
+    # the label judge evaluated on its own needs a model judge and the benchmarks it reads
+    (["judge_eval.processbench=true"], "judge_eval", "needs labels.judge with kind: model"),
+    (["labels.judge.kind=model", "labels.judge.model=m", "judge_eval.bon=[pointwise]",
+      "evaluate.bon=null", "evaluate.processbench=null"], "judge_eval.bon", "needs evaluate.bon"),
+    (["judge_eval.bon=[listwise]"], "judge_eval.bon", "choose among"),
 ])
 def test_a_recipe_is_checked_whole_before_any_work(overrides, field, words):
     with pytest.raises(InputError) as e:
@@ -260,6 +265,16 @@ def test_an_experiment_recipe_says_only_what_it_changes_over_its_base(tmp_path):
         with pytest.raises(InputError) as e:
             pipeline.load(tmp_path / name)
         assert e.value.field == "base" and words in str(e.value), str(e.value)
+
+
+def test_the_critics_experiment_drops_what_it_does_not_run_from_its_base():
+    critics = pipeline.load(pipeline.shipped("paper-critics"), quick=True)
+    assert list(critics["labels"]) == ["judge"]  # mc and consensus dropped, never revived
+    assert not any(critics["prms"]["sources"].values()) and critics["prms"]["outside"] == {}
+    assert critics["judge_eval"]["processbench"] and critics["judge_eval"]["bon"] == [
+        "pointwise", "pairwise"]
+    assert set(critics["prms"]["compare"]) == {"Qwen2.5-Math-PRM-7B",
+                                               "ORM (Qwen2.5-Math-RM-72B)"}
 
 
 def test_the_label_sources_experiment_trains_outside_labels_and_compares_released_models():

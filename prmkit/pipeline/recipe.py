@@ -27,6 +27,8 @@ from prmkit.formats.data import DataSection
 from prmkit.formats.processbench import read as read_processbench
 from prmkit.labels import Source
 from prmkit.models import model_folder
+from prmkit.pipeline import judges
+from prmkit.pipeline.judges import JudgeEvalSection
 from prmkit.pipeline.labels import LABELERS
 from prmkit.prm.checks import check_prm
 from prmkit.prm.formats import PRM_FORMATS
@@ -127,6 +129,9 @@ class Recipe:
                               ScoreConfig, drop=("solutions", "model", "format")))
     evaluate: dict = setting({}, "The benchmarks, each with its settings: "
                              f"{', '.join(evaluate.BENCHMARKS)}.")
+    judge_eval: JudgeEvalSection = setting(None, "The label judge evaluated on its own: as a "
+                                           "ProcessBench critic, and picking Best-of-N "
+                                           "candidates itself (prmkit.pipeline.judges).")
     report: ReportSection = setting(None, "The report.")
     quick: dict = setting({}, "Overrides applied by --quick (a recipe layer of their own).")
 
@@ -160,10 +165,14 @@ def load(path: str | Path | None = None, overrides: list[str] = (), *, quick: bo
             checked = _not_reviving(checked, merged)
         for key, registry in (("labels", _labeler_section), ("evaluate", _benchmark_section)):
             for name, settings in (checked.get(key) or {}).items():
-                checked[key][name] = config.typed(registry(name, where), settings or {},
-                                                  where, f"{key}.{name}.")
+                registry(name, where)  # a known stage or benchmark, even to drop it
+                if settings is not None or index == 0:  # null drops one a base recipe ran
+                    checked[key][name] = config.typed(registry(name, where), settings or {},
+                                                      where, f"{key}.{name}.")
         merged = config.merge(merged, checked)
         origins.update(dict.fromkeys(_dotted_keys(checked), str(where)))
+    for key in ("labels", "evaluate"):
+        merged[key] = {k: v for k, v in (merged.get(key) or {}).items() if v is not None}
     try:
         recipe = config.to_dict(config.build(Recipe, merged, path))
         recipe["prms"]["sources"] = {**recipe["prms"]["sources"],
@@ -310,6 +319,7 @@ def check(recipe: dict, path=None) -> None:
                          field="evaluate.processbench.from_truth")
     _check_stage_settings(recipe, path)
     _check_label_fields(recipe, path)
+    judges.check(recipe, path)
 
 
 def check_available(recipe: dict, path=None) -> None:

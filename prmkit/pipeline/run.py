@@ -18,6 +18,7 @@ from prmkit.evaluate.diagnostics import final_step_errors
 from prmkit.formats.data import first_problems
 from prmkit.pipeline import labels
 from prmkit.pipeline.evaluation import evaluate_prms
+from prmkit.pipeline.judges import evaluate_judge
 from prmkit.pipeline.prms import compared_models, train_prms, training_record
 from prmkit.pipeline.recipe import check_available
 from prmkit.pipeline.stages import Stages
@@ -79,8 +80,9 @@ def run(recipe: dict, *, progress: bool = True, console: Console | None = None,
         return _run(recipe, progress, console or Console(), force)
 
 
-# what may change on a folder without redoing any stage: where it is, how the report looks
-FREE = ("out", "report", "quick")
+# what may change on a folder without redoing any stage: where it is, how the report looks,
+# and the judge's own evaluation (stages of its own, each refused alone when its settings change)
+FREE = ("out", "report", "quick", "judge_eval")
 
 
 def refuse_another_recipe(out: Path, recipe: dict) -> None:
@@ -133,6 +135,7 @@ def _run(recipe: dict, progress: bool, console: Console, force: bool) -> dict:
                            recipe["report"]["viewer_solutions"])
     compared, formats = compared_models(recipe)
     evaluation = evaluate_prms(run, {**prms, **compared}, viewer, formats)
+    judge_evaluation = evaluate_judge(run)
     results = {
         "policy": run.policy,
         "judge": (recipe["labels"].get("judge") or {}).get("model"),
@@ -148,6 +151,7 @@ def _run(recipe: dict, progress: bool, console: Console, force: bool) -> dict:
         "mc_sources": [name for name, field in recipe["prms"]["sources"].items()
                        if field and field.startswith("mc.")],
         "prm_sources": recipe["prms"]["sources"],
+        "judge_eval": judge_evaluation,
     }
     write_json(out / "results.json", results)
     stages("report", None, lambda force: report.write(out, results, evaluation, stages.timings,

@@ -85,3 +85,58 @@ def training_table(results: dict) -> list[ReportTable]:
                      _share(t["final_held_out"].get("step_accuracy"))])
     return [ReportTable("PRM training", ["PRM", "steps", "first loss", "last loss",
                                          "held-out step accuracy"], rows)]
+
+
+def _by_n(accuracy: dict, n: int):
+    """An accuracy at N, whether its keys are numbers (just measured) or strings (read back
+    from a stage's metrics.json)."""
+    return accuracy.get(n, accuracy.get(str(n)))
+
+
+def judge_tables(results: dict) -> list[ReportTable]:
+    """The label judge on its own (``judge_eval``): as a ProcessBench critic, and picking
+    Best-of-N candidates itself beside maj@N, pass@N and a random pick."""
+    judged = results.get("judge_eval") or {}
+    tables = []
+    critic = judged.get("processbench")
+    if critic:
+        rows = [[subset, str(m["n"]), percent(m["error_acc"]), percent(m["correct_acc"]),
+                 percent(m["f1"])] for subset, m in critic["subsets"].items()]
+        rows.append(["average", "", "", "", percent(critic["average_f1"])])
+        stats = critic.get("critique_stats") or {}
+        tables.append(ReportTable(
+            f"The judge as a ProcessBench critic ({judged['model']})",
+            ["subset", "items", "error acc", "correct acc", "F1"], rows,
+            "ProcessBench's critique prompt, sampling and official vote (the paper's Table 7 "
+            "rows for critic models); compare its average F1 with the PRMs' above. "
+            + (f"Of {stats['critiques']} critiques, {stats['unparseable']} named no paragraph "
+               f"and {stats['out_of_range']} one out of range; "
+               f"{stats['solutions_without_prediction']} items got no prediction."
+               if stats else "")))
+    modes = judged.get("bon") or {}
+    if modes:
+        first = next(iter(modes.values()))
+        sets = list(first["benchmarks"])
+        n = max(int(k) for k in first["benchmarks"][sets[0]]["ns"])
+        head = ["method", *sets, *(["average"] if len(sets) > 1 else [])]
+
+        def row(label: str, measured: dict, method: str) -> list[str]:
+            values = [_by_n(measured["benchmarks"][s]["accuracy"][method], n) for s in sets]
+            if len(sets) > 1:
+                values.append(_by_n(measured["average"].get(method, {}), n))
+            return [label, *(percent(v) for v in values)]
+        rows = [row(f"judge ({mode})", measured, "response") for mode, measured in modes.items()]
+        rows += [row(label, first, method) for label, method in
+                 ((f"maj@{n}", "maj"), ("random pick", "random"), (f"pass@{n}", "pass"))]
+        verdicts = "; ".join(
+            f"{mode}: " + (f"{m['judge']['no_verdict']} candidates without a verdict"
+                           if mode == "pointwise" else
+                           f"{m['judge']['no_verdict_to_first']} comparisons without a "
+                           "verdict (the first went through)")
+            for mode, m in modes.items())
+        tables.append(ReportTable(
+            f"The judge picks Best-of-{n} itself ({judged['model']})", head, rows,
+            "Pointwise: each candidate critiqued alone, scored by the share of its steps "
+            "judged correct; pairwise: a single-elimination tournament (the paper's Tables "
+            f"11-12). {verdicts}."))
+    return tables
