@@ -74,6 +74,16 @@ def _local_or_hub(name: str | Path, field: str, kind: _FolderKind) -> Path:
     return folder
 
 
+def model_as_input(model: str | Path) -> tuple[str | None, dict]:
+    """How a stage that reads a model records it: a local folder as an input (its files
+    hashed), a hub id by the snapshot it resolves to, in the stage's config (hashing a
+    downloaded 72B model's files would take longer than using it). Returns (the input path or
+    None, what the config adds)."""
+    if Path(model).exists():
+        return str(model), {}
+    return None, {"model_snapshot": model_folder(model).name}
+
+
 def load_tokenizer(path: str | Path, *, padding_side: str = "left"):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
     path = Path(path)

@@ -93,6 +93,18 @@ def test_pairwise_runs_a_tournament_and_a_rerun_asks_nothing_again(files, tmp_pa
         backend = BackendConfig(backend="openai", base_url=url)
         metrics = judge_bon.run(cfg, tmp_path / "out", progress=False, backend=backend)
         asked = len(seen)
+        # a run cut short after its comparisons: resumed from the log, nothing asked again
+        (tmp_path / "out" / "COMPLETE").unlink()
+        seen.clear()
+        again = judge_bon.run(cfg, tmp_path / "out", progress=False, backend=backend)
+        assert seen == []
+        # another judge in the same unfinished folder is asked anew: answers are the judge's
+        (tmp_path / "out" / "COMPLETE").unlink()
+        judge_bon.run(judge_bon.JudgeBonConfig(candidates=[str(files)], judge="other",
+                                               mode="pairwise"), tmp_path / "out",
+                      progress=False, backend=backend)
+        assert len(seen) == 6 and seen[0][2]["model"] == "other"
+    assert again["benchmarks"] == metrics["benchmarks"]
     judge = metrics["judge"]
     # 4 candidates: 3 comparisons a problem in 2 rounds
     assert judge["comparisons"] == 6 and judge["rounds"] == 2 and asked == 6
@@ -105,13 +117,24 @@ def test_pairwise_runs_a_tournament_and_a_rerun_asks_nothing_again(files, tmp_pa
     final = [e for e in log if e["id"] == "p1" and e["round"] == 1]
     assert len(final) == 1 and (final[0]["first"], final[0]["second"]) == (0, 2)
     assert final[0]["winner"] == 1
-    # a run cut short after its comparisons: resumed from the log, nothing asked again
-    (tmp_path / "out" / "COMPLETE").unlink()
-    with chat_server(pairwise_verdict) as (url, seen):
-        again = judge_bon.run(cfg, tmp_path / "out", progress=False,
-                              backend=BackendConfig(backend="openai", base_url=url))
-        assert seen == []
-    assert again["benchmarks"] == metrics["benchmarks"]
+
+
+def test_an_empty_candidate_is_never_read_and_never_picked(files, tmp_path):
+    sets = [{**SETS[0], "candidates": [{"text": "", "answer": "5"}, *SETS[0]["candidates"][:3]]}]
+    path = write_jsonl(tmp_path / "empty.jsonl", sets)
+    for mode, answer in (("pointwise", paper_critique), ("pairwise", pairwise_verdict)):
+        cfg = judge_bon.JudgeBonConfig(candidates=[str(path)], judge="judge", mode=mode)
+        with chat_server(answer) as (url, seen):
+            metrics = judge_bon.run(cfg, tmp_path / mode, progress=False,
+                                    backend=BackendConfig(backend="openai", base_url=url))
+        assert metrics["judge"]["empty_candidates"] == 1, mode
+        # the empty one (with the right answer) is never the pick; the sound candidate is
+        assert metrics["benchmarks"]["empty"]["accuracy"]["response"][4] == 100.0, mode
+        assert metrics["benchmarks"]["empty"]["accuracy"]["response"][1] == 0.0, mode
+        assert all("2+3" in json.dumps(body) or "paragraph" in json.dumps(body)
+                   for _, _, body in seen)
+        assert set(metrics["benchmarks"]["empty"]["accuracy"]) == {
+            "maj", "response", "pass", "random"}, mode
 
 
 def test_a_comparison_without_a_verdict_goes_to_the_first_and_is_counted(files, tmp_path):

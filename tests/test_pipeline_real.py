@@ -77,7 +77,9 @@ RELEASED = {"Qwen/Qwen2.5-Math-PRM-7B": "Qwen2ForProcessRewardModel",
 
 def stand_in_reward_models(recipe_file: Path, reward_models: dict[str, Path]) -> list[str]:
     """A --set that replaces each compared model of the recipe (its base's too) by the
-    stand-in of its layout; the names, formats and everything else stay as shipped."""
+    stand-in of its layout; the names, formats and everything else stay as shipped. The quick
+    section drops the 72B ORM (a smoke run fetches no 72B model): its tiny stand-in comes
+    back, so that an outcome model runs through the pipeline too."""
     recipe = load_recipe(recipe_file)  # its layers merged, the base's included
     compare = {name: {"model": str(reward_models[RELEASED[spec["model"]]])}
                for name, spec in recipe["prms"]["compare"].items()}

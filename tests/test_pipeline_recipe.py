@@ -273,8 +273,10 @@ def test_the_critics_experiment_drops_what_it_does_not_run_from_its_base():
     assert not any(critics["prms"]["sources"].values()) and critics["prms"]["outside"] == {}
     assert critics["judge_eval"]["processbench"] and critics["judge_eval"]["bon"] == [
         "pointwise", "pairwise"]
-    assert set(critics["prms"]["compare"]) == {"Qwen2.5-Math-PRM-7B",
-                                               "ORM (Qwen2.5-Math-RM-72B)"}
+    # a smoke run fetches no 72B model: the ORM is the full run's
+    assert set(critics["prms"]["compare"]) == {"Qwen2.5-Math-PRM-7B"}
+    assert set(pipeline.load(pipeline.shipped("paper-critics"))["prms"]["compare"]) == {
+        "Qwen2.5-Math-PRM-7B", "ORM (Qwen2.5-Math-RM-72B)"}
 
 
 def test_the_label_sources_experiment_trains_outside_labels_and_compares_released_models():

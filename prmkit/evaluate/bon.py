@@ -80,6 +80,7 @@ from prmkit.evaluate.ranking import (
 from prmkit.formats import read_as
 from prmkit.formats.data import DataSection
 from prmkit.grading import Outcome, equivalent, extract_answer, grade_many
+from prmkit.models import model_as_input
 from prmkit.prm.checks import check_prm
 from prmkit.prm.model import load_prm
 from prmkit.prm.score import score
@@ -256,9 +257,11 @@ def min_on_final_step(sets: list[dict]) -> dict:
 
 def evaluate_set(sets: list[dict], *, ns: Sequence[int] | None = None,
                  group_by: str = GROUP_BY, processes: int = 1,
-                 per_item: bool = False) -> dict:
+                 per_item: bool = False, methods: Sequence[str] | None = None) -> dict:
     """Best-of-N metrics of one benchmark's candidate sets; with ``per_item``, also ``items``:
-    each problem's pick by every method at the largest N (for error analysis)."""
+    each problem's pick by every method at the largest N (for error analysis). ``methods``:
+    only these of the available ones (a judge's score is no step score: ``response`` alone);
+    pass@N and the random pick are always measured."""
     if not sets:
         raise InputError("no candidate sets")
     available = min(len(r["candidates"]) for r in sets)
@@ -267,7 +270,7 @@ def evaluate_set(sets: list[dict], *, ns: Sequence[int] | None = None,
     if too_big:
         raise InputError(f"N={too_big[0]} but some problem has only {available} candidates",
                          field="n")
-    methods = available_methods(sets)
+    methods = [m for m in available_methods(sets) if methods is None or m in methods]
     ranked_by_prm = prm_methods(methods)
     outcomes = _correctness(sets, processes)
     hits = {m: {n: [] for n in ns} for m in methods + ["pass", "random"]}
@@ -339,11 +342,11 @@ def average(per: Mapping[str, dict]) -> dict[str, dict[int, float | None]]:
 
 def evaluate(benchmarks: Mapping[str, list[dict]], *, ns: Sequence[int] | None = None,
              group_by: str = GROUP_BY, processes: int = 1,
-             per_item: bool = False) -> dict:
+             per_item: bool = False, methods: Sequence[str] | None = None) -> dict:
     """Best-of-N metrics per benchmark and their ``average`` over benchmarks (see the module
     docstring)."""
     per = {name: evaluate_set(sets, ns=ns, group_by=group_by, processes=processes,
-                              per_item=per_item)
+                              per_item=per_item, methods=methods)
            for name, sets in benchmarks.items()}
     return {"benchmarks": per, "average": average(per), "past_context": {
         "candidates": sum(m["past_context"]["candidates"] for m in per.values()),
@@ -423,9 +426,10 @@ def run(cfg: BonConfig, out: str | Path | None = None, *, force: bool = False) -
         check_prm(cfg.model, cfg.model_format)
     files = {Path(p).stem: p for p in cfg.candidates}
     # how fast and where it runs changes no number
+    model, snapshot = model_as_input(cfg.model) if cfg.model else (None, {})
     settings = stage_config("eval.bon", cfg,
-                            drop=("processes", "batch_size", "device", "device_map"))
-    inputs = {**files, **({"model": cfg.model} if cfg.model else {})}
+                            drop=("processes", "batch_size", "device", "device_map"), **snapshot)
+    inputs = {**files, **({"model": model} if model else {})}
 
     def compute(per_item: bool) -> dict:
         sets = {name: load_candidates(path, cfg.format) for name, path in files.items()}

@@ -17,16 +17,20 @@
                of their own), so the highest score among the first N is the winner of their own
                tournament at every power of two N: the only N pairwise measures.
 
-Both go through Best-of-N as a response-level score (``bon``'s ``response`` method): the
-highest score is the pick, ties to the earliest, beside maj@N, pass@N and a random pick. A
-candidate without a verdict (pointwise: none of its critiques parsed) has no score and is never
-picked (counted: ``judge.no_verdict``); a comparison without a verdict goes to the first of
-the pair (counted in ``judge.outcomes``). Position bias is left as it is: the order is the
-candidates' own, as the paper gives no other.
+Both go through Best-of-N as a response-level score (``bon``'s ``response`` method, with
+maj@N, pass@N and a random pick; a judge's score is no step score, so no PRM aggregation is
+reported): the highest score is the pick, ties to the earliest. A candidate without a verdict
+(pointwise: none of its critiques parsed) has no score and is never picked (counted:
+``judge.no_verdict``); a comparison without a verdict goes to the first of the pair (counted in
+``judge.outcomes``). An empty candidate (no steps, no text) is never read: it has no score, and
+in a tournament it loses unasked (``judge.empty_candidates``). Position bias is left as it is:
+the order is the candidates' own, as the paper gives no other.
 
-Resumable: pointwise runs the judge stage in shards (``OUT/judge``); pairwise writes every
-comparison to ``OUT/comparisons.jsonl`` after each round, and a re-run reuses each one whose
-prompt and sampling settings it holds.
+Resumable: pointwise runs the judge stage in shards (``OUT/judge``), reused whenever its
+settings are the same (a change of N or of the grouping redoes the measurement alone); pairwise
+writes every comparison to ``OUT/comparisons.jsonl`` after each round, and a re-run reuses each
+answer given by the same judge, served the same way, to the same prompt with the same sampling
+settings. N larger than some problem's candidates is refused before any verdict is asked.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from prmkit.errors import InputError
 from prmkit.evaluate import bon
 from prmkit.prompting import PROMPTS, Prompt, chat_prompt, read_template
 from prmkit.records import read_records, write_jsonl
-from prmkit.rundir import run_stage
+from prmkit.rundir import StaleFolder, run_stage
 from prmkit.runner import stage_config
 from prmkit.steps import split_steps
 
@@ -78,6 +82,8 @@ class JudgeBonConfig:
                                   "solution is long).", ge=1)
     seed: int = setting(0, "Seed of the verdicts.")
     chat: bool = setting(True, "Wrap the prompt in the judge's chat template as the user turn.")
+    critique_format: str | None = setting(None, "pointwise: how critiques are read, boxed or "
+                                          "conclusion (default: the prompt's own style).")
     n: list[int] | None = setting(None, "N values (default: 1, 2, 4, ... up to the set size; "
                                   "pairwise: powers of two only).", ge=1)
     group_by: str = bon.group_by_setting()
@@ -148,11 +154,12 @@ def bracket(alive: list[int]) -> tuple[list[tuple[int, int]], list[int]]:
 # --- running the judge ----------------------------------------------------------------------------
 
 def _candidate_steps(record: dict, candidate: dict, path) -> list[str]:
-    steps = candidate.get("steps") or split_steps(candidate.get("text") or "")
-    if not steps or not record.get("problem"):
-        raise InputError(f"set {record['id']!r}: every candidate needs its steps (or text) and "
-                         "the set its problem", path=path, field="candidates")
-    return steps
+    """A candidate's steps (its text split on blank lines); [] for an empty one, which the
+    judge never reads: it has no score (pointwise) or loses unasked (pairwise)."""
+    if not record.get("problem"):
+        raise InputError(f"set {record['id']!r} has no problem text for the judge", path=path,
+                         field="problem")
+    return candidate.get("steps") or split_steps(candidate.get("text") or "")
 
 
 def critique_config(cfg: JudgeBonConfig, solutions: str | Path = "-"
@@ -162,32 +169,49 @@ def critique_config(cfg: JudgeBonConfig, solutions: str | Path = "-"
         solutions=str(solutions), kind="model", model=cfg.judge, samples=cfg.samples,
         temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
         seed=cfg.seed, chat=cfg.chat, judge_prompt=cfg.judge_prompt or "paper",
-        shard_size=cfg.shard_size).validate()
+        critique_format=cfg.critique_format, shard_size=cfg.shard_size).validate()
 
 
 def pointwise(sets: dict[str, list[dict]], cfg: JudgeBonConfig, folder: Path,
               backend: BackendConfig, files: dict, force: bool, progress: bool) -> dict:
     """Each candidate critiqued by the label judge's stage (``folder/judge``); its ``score``
     set in place. Returns what the judge did."""
-    solutions, candidates = [], []
+    solutions, candidates, empty = [], [], 0
     for name, records in sets.items():
         for record in records:
             for i, c in enumerate(record["candidates"]):
+                steps = _candidate_steps(record, c, files[name])
+                c["score"] = None
+                if not steps:
+                    empty += 1
+                    continue
                 solutions.append({"id": f"{name}/{record['id']}/{i}",
-                                  "problem": record["problem"],
-                                  "steps": _candidate_steps(record, c, files[name])})
+                                  "problem": record["problem"], "steps": steps})
                 candidates.append(c)
     path = write_jsonl(folder / "candidates.jsonl", solutions)
-    metrics = label_judge.run(critique_config(cfg, path), folder / "judge", backend=backend,
-                              force=force, progress=progress)
+    metrics = _reused_unless_stale(lambda again: label_judge.run(
+        critique_config(cfg, path), folder / "judge", backend=backend, force=again,
+        progress=progress), force)
     verdicts = {r["id"]: r["judge"]["first_error"]
                 for r in read_records(folder / "judge" / "annotated.jsonl", "solution")}
     for solution, candidate in zip(solutions, candidates):
         # a candidate the judge stage skipped (no steps) has no verdict, like one unparsed
         candidate["score"] = share_correct(verdicts.get(solution["id"]), len(solution["steps"]))
-    return {"mode": "pointwise", "no_verdict": metrics["no_verdict"],
-            "calls": metrics["calls"], "outcomes": metrics.get("output_statuses", {}),
-            "skipped": metrics["skipped"]}
+    return {"mode": "pointwise", "no_verdict": metrics["no_verdict"] + empty,
+            "empty_candidates": empty, "calls": metrics["calls"],
+            "outcomes": metrics.get("output_statuses", {}), "skipped": metrics["skipped"]}
+
+
+def _reused_unless_stale(run_judge, force: bool):
+    """The critiques' own stage: reused whenever its settings are the same (a change of N or
+    of the grouping redoes the measurement, never the critiques); redone with ``force`` when
+    they differ."""
+    try:
+        return run_judge(False)
+    except StaleFolder:
+        if not force:
+            raise
+        return run_judge(True)
 
 
 class PairwiseJudge:
@@ -196,6 +220,9 @@ class PairwiseJudge:
 
     def __init__(self, cfg: JudgeBonConfig, backend: BackendConfig, cache: dict):
         self.cfg, self.cache, self.log = cfg, cache, []
+        # an answer is reused only from the same judge, served the same way, sampled alike
+        self.asked_of = json.dumps({"judge": cfg.judge, "backend": backend.output_relevant()},
+                                   sort_keys=True)
         self.template = read_template(str(cfg.judge_prompt or PAIRWISE_PROMPT))
         self.params = SamplingParams(n=cfg.samples, temperature=cfg.temperature,
                                      top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
@@ -205,9 +232,10 @@ class PairwiseJudge:
     def prompt(self, problem: str, first: list[str], second: list[str]) -> Prompt:
         text = self.template.format(problem=problem, response_1="\n\n".join(first),
                                     response_2="\n\n".join(second))
-        if not self.cfg.chat:
-            return Prompt(text)
         tokenizer = getattr(self.backend, "tokenizer", None) if self.backend else None
+        if not self.cfg.chat or (tokenizer is not None
+                                 and not getattr(tokenizer, "chat_template", None)):
+            return Prompt(text)  # raw text: a base model, as the label judge sends it
         return chat_prompt([{"role": "user", "content": text}], tokenizer)
 
     def decide(self, asked: list[tuple[dict, str, list[str], list[str], dict]]) -> list[int]:
@@ -218,7 +246,8 @@ class PairwiseJudge:
                                         **self.backend_config.options())
         prompts = [self.prompt(record["problem"], a, b) for record, _, a, b, _ in asked]
         settings = json.dumps(asdict(self.params), sort_keys=True)
-        keys = [hashlib.sha256(f"{settings}\0{p}".encode()).hexdigest() for p in prompts]
+        keys = [hashlib.sha256(f"{self.asked_of}\0{settings}\0{p}".encode()).hexdigest()
+                for p in prompts]
         new = [i for i, k in enumerate(keys) if k not in self.cache]
         outputs = self.backend.generate([prompts[i] for i in new], self.params) if new else []
         for i, out in zip(new, outputs):
@@ -255,16 +284,19 @@ def pairwise(sets: dict[str, list[dict]], cfg: JudgeBonConfig, folder: Path,
     round_ = 0
     while any(len(a) > 1 for a in alive):
         asked, owners = [], []
+        won: dict[int, list[int]] = {}
         for p, ((name, record), still) in enumerate(zip(problems, alive)):
             pairs, _ = bracket(still)
             for a, b in pairs:
+                if not (steps[p][a] and steps[p][b]):  # an empty candidate loses unasked
+                    won.setdefault(p, []).append(b if steps[p][b] and not steps[p][a] else a)
+                    continue
                 asked.append((record, f"{name}/{record['id']}",
                               steps[p][a], steps[p][b],
                               {"set": name, "id": record["id"], "round": round_,
                                "first": a, "second": b}))
                 owners.append((p, a, b))
-        winners = judge.decide(asked)
-        won: dict[int, list[int]] = {}
+        winners = judge.decide(asked) if asked else []
         for (p, a, b), w in zip(owners, winners):
             won.setdefault(p, []).append(b if w else a)
         for p, still in enumerate(alive):
@@ -276,11 +308,12 @@ def pairwise(sets: dict[str, list[dict]], cfg: JudgeBonConfig, folder: Path,
                 survived[p][c] += 1
         write_jsonl(log_file, judge.log)  # a round done is never asked again
         round_ += 1
-    for (_, record), scores in zip(problems, survived):
-        for c, s in zip(record["candidates"], scores):
-            c["score"] = float(s)
+    for (_, record), scores, pieces in zip(problems, survived, steps):
+        for c, s, read in zip(record["candidates"], scores, pieces):
+            c["score"] = float(s) if read else None  # an empty candidate is never picked
     statuses = Counter(s for e in judge.log for s in e["statuses"])
     return {"mode": "pairwise", "comparisons": len(judge.log), "rounds": round_,
+            "empty_candidates": sum(not st for row in steps for st in row),
             "outcomes": {k: statuses.get(k, 0) for k in COMPARISON_OUTCOMES},
             "no_verdict_to_first": sum(all(v is None for v in e["verdicts"])
                                        for e in judge.log)}
@@ -309,11 +342,16 @@ def run(cfg: JudgeBonConfig, out: str | Path | None, *, force: bool = False,
             for record in records:  # the judge's score alone: no PRM's step scores
                 for c in record["candidates"]:
                     c.pop("step_scores", None)
+        ns = cfg.n or (_powers_of_two(sets) if cfg.mode == "pairwise" else None)
+        smallest = min(len(r["candidates"]) for records in sets.values() for r in records)
+        if ns and max(ns) > smallest:  # before any verdict is paid for
+            raise InputError(f"N={max(ns)} but some problem has only {smallest} candidates",
+                             field="n")
         did = (pointwise(sets, cfg, folder, backend, files, force, progress)
                if cfg.mode == "pointwise" else pairwise(sets, cfg, folder, backend, files))
-        ns = cfg.n or (_powers_of_two(sets) if cfg.mode == "pairwise" else None)
+        # the judge's pick beside the baselines; its score is no PRM's step score
         measured = bon.evaluate(sets, ns=ns, group_by=cfg.group_by, processes=cfg.processes,
-                                per_item=True)
+                                per_item=True, methods=("maj", "response"))
         write_jsonl(folder / "predictions.jsonl",
                     [{"benchmark": name, **item} for name, m in measured["benchmarks"].items()
                      for item in m.pop("items")])

@@ -36,13 +36,13 @@ def benchmarks(recipe: dict) -> dict:
 
 
 def evaluate_prms(run, prms: dict[str, Path | str], viewer: list[dict],
-                  formats: dict[str, str | None] | None = None) -> Evaluation:
-    """``prms``: name -> a PRM folder or hub id; ``formats``: name -> its PRM format, where the
-    folder's own is not the one (a compared model's)."""
+                  own_settings: dict[str, dict] | None = None) -> Evaluation:
+    """``prms``: name -> a PRM folder or hub id; ``own_settings``: name -> the score settings
+    of that PRM alone, over the recipe's (a compared model's format, its device map)."""
     chosen = benchmarks(run.recipe)
     for name, (bench, section) in chosen.items():
         run.groups[name] = bench.solutions(section, run)
-    scores, viewer_scores = score_everything(run, prms, run.groups, viewer, formats or {})
+    scores, viewer_scores = score_everything(run, prms, run.groups, viewer, own_settings or {})
 
     def measure(force: bool) -> dict:
         return {prm: {name: bench.measure(section, run.groups[name], scores[prm][name])
@@ -54,7 +54,7 @@ def evaluate_prms(run, prms: dict[str, Path | str], viewer: list[dict],
 
 
 def score_everything(run, prms: dict[str, Path | str], groups: dict[str, dict],
-                     viewer: list[dict], formats: dict[str, str | None]) -> tuple[dict, dict]:
+                     viewer: list[dict], own_settings: dict[str, dict]) -> tuple[dict, dict]:
     """Every PRM's step scores of every group's solutions and of the viewer's. Solutions with
     the same problem and steps (a ProcessBench built from Best-of-N candidates) are scored
     once: ``scores/solutions.jsonl`` holds each once, in order of first use."""
@@ -76,7 +76,7 @@ def score_everything(run, prms: dict[str, Path | str], groups: dict[str, dict],
     path = write_jsonl(run.out / "scores" / "solutions.jsonl", scored_file)
     scores, viewer_scores = {}, {}
     for prm, folder in prms.items():
-        by_place = _score(run, prm, folder, path, formats.get(prm))
+        by_place = _score(run, prm, folder, path, own_settings.get(prm) or {})
         scores[prm] = {name: {group: {sid: by_place[p] for sid, p in ids.items()}
                               for group, ids in by_group.items()}
                        for name, by_group in places.items()}
@@ -84,12 +84,9 @@ def score_everything(run, prms: dict[str, Path | str], groups: dict[str, dict],
     return scores, viewer_scores
 
 
-def _score(run, prm: str, folder: Path | str, solutions: Path, fmt: str | None
-           ) -> dict[str, list]:
-    given = {**run.recipe["score"], "solutions": str(solutions), "model": str(folder)}
-    if fmt is not None:
-        given["model_format"] = fmt
-    cfg = config.load(ScoreConfig, given=given)
+def _score(run, prm: str, folder: Path | str, solutions: Path, own: dict) -> dict[str, list]:
+    cfg = config.load(ScoreConfig, given={**run.recipe["score"], **own,
+                                          "solutions": str(solutions), "model": str(folder)})
     out = run.out / "scores" / rundir.slug(prm)
     run.stages(f"scores ({prm})", out, lambda force: score.run(cfg, out, force=force,
                                                                progress=run.progress))

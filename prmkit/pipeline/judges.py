@@ -17,12 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from prmkit import config
+from prmkit import config, rundir
 from prmkit.annotate import judge as label_judge
 from prmkit.backends import BackendConfig
 from prmkit.config import setting
 from prmkit.errors import InputError
 from prmkit.evaluate import judge_bon
+from prmkit.evaluate.bon import BestOfNSection
 from prmkit.evaluate.critic import PRESETS
 from prmkit.evaluate.processbench import ProcessBenchConfig, run_critic
 from prmkit.records import write_jsonl
@@ -91,14 +92,20 @@ def evaluate_judge(run) -> dict | None:
         labeller = config.load(label_judge.JudgeConfig, given={
             **{k: v for k, v in judge.items() if k != "backend" and v is not None},
             "solutions": "-"})
+        bon = config.build(BestOfNSection, recipe["evaluate"]["bon"])
         out["bon"] = {}
         for mode in spec["bon"]:
+            # the PRMs' N values and grouping, so that the tables read alike (a tournament
+            # measures the powers of two among them)
+            ns = bon.ns if mode == "pointwise" or not bon.ns else \
+                [n for n in bon.ns if not n & (n - 1)] or None
             cfg = judge_bon.JudgeBonConfig(
                 candidates=[str(f) for f in files], judge=judge["model"], mode=mode,
                 judge_prompt=labeller.judge_prompt if mode == "pointwise" else None,
+                critique_format=labeller.critique_format if mode == "pointwise" else None,
                 samples=labeller.samples, temperature=labeller.temperature,
                 top_p=labeller.top_p, max_new_tokens=labeller.max_new_tokens,
-                seed=labeller.seed, chat=labeller.chat)
+                seed=labeller.seed, chat=labeller.chat, n=ns, group_by=bon.group_by)
             folder = root / f"bon-{mode}"
             out["bon"][mode] = run.stages(
                 f"judge picks Best-of-N ({mode})", folder,
@@ -128,5 +135,5 @@ def _candidate_files(groups: dict[str, list[dict]], folder: Path) -> list[Path]:
                 "gold_answer": s["gold_answer"], "candidates": []})
             entry["candidates"].append({"answer": s["final_answer"], "steps": s["steps"],
                                         "correct": s["final_answer_correct"]})
-        files.append(write_jsonl(folder / f"{name}.jsonl", list(sets.values())))
+        files.append(write_jsonl(folder / f"{rundir.slug(name)}.jsonl", list(sets.values())))
     return files

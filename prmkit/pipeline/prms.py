@@ -64,11 +64,14 @@ def train_prms(run, annotated: Path, records: list[dict]) -> dict[str, Path]:
     return folders
 
 
-def compared_models(recipe: dict) -> tuple[dict[str, str], dict[str, str | None]]:
-    """The reward models of ``prms.compare``: name -> model, and name -> its PRM format."""
+def compared_models(recipe: dict) -> tuple[dict[str, str], dict[str, dict]]:
+    """The reward models of ``prms.compare``: name -> model, and name -> its own score
+    settings (its PRM format, and what it changes of the recipe's score section)."""
     compare = recipe["prms"]["compare"]
     return ({name: m["model"] for name, m in compare.items()},
-            {name: m["format"] for name, m in compare.items()})
+            {name: {**(m.get("score") or {}),
+                    **({"model_format": m["format"]} if m["format"] else {})}
+             for name, m in compare.items()})
 
 
 def training_record(folder: Path) -> dict:

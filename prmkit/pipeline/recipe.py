@@ -61,14 +61,18 @@ class ComparedModel:
     format: str | None = setting(None, "Its PRM format (prmkit.prm.formats; default: what the "
                                  "folder records; math-shepherd must be named).",
                                  choices=tuple(PRM_FORMATS))
+    score: dict = setting({}, "prmkit score settings for this model alone, over the recipe's "
+                          "score section (a 72B model: device_map: auto).",
+                          schema=config.section_of(ScoreConfig, drop=(
+                              "solutions", "model", "format", "model_format")))
 
 
 @dataclass(frozen=True)
 class OutsideData:
     path: str = setting(REQUIRED, "Labelled solutions from outside the run: a file or folder, "
                         "or hub:NAME[:CONFIG]:SPLIT.")
-    format: str = setting("prmkit", "Its format (prm800k: human labels; math-shepherd; "
-                          "trl-stepwise; prmkit).")
+    format: str = setting("prmkit", "Its format (prm800k: PRM800K's raw human labels; "
+                          "math_shepherd; trl_stepwise; prmkit; see `prmkit formats`).")
     labels: str = setting("step_labels", "The label source in it (the readers write "
                           "step_labels).")
     limit: int | None = setting(None, "The first N solutions (all: null).", ge=1)
@@ -187,12 +191,11 @@ def load(path: str | Path | None = None, overrides: list[str] = (), *, quick: bo
 
 
 def _not_reviving(update: dict, merged: dict) -> dict:
-    """A quick section's values, but those inside an entry the recipe dropped (``name: null``,
-    in a file that names this one as its base): a smoke run only shrinks what the recipe
-    runs."""
+    """A quick section's values, but those of an entry the recipe dropped (``name: null``, in
+    a file that names this one as its base): a smoke run only shrinks what the recipe runs."""
     out = {}
     for key, value in update.items():
-        if key in merged and merged[key] is None and isinstance(value, dict):
+        if key in merged and merged[key] is None and value is not None:
             continue
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             value = _not_reviving(value, merged[key])
@@ -393,8 +396,9 @@ def _check_models(recipe: dict, path) -> None:
                         "labels.judge.backend.")
         with _located(path, "labels.judge", backend=True):
             served.check_model(judge["model"])
-    backbone = recipe["prms"]["model"]
-    if backbone and plugins.policy_resolver(backbone) is None:
+    backbone, prms = recipe["prms"]["model"], recipe["prms"]
+    trains = any(prms["sources"].values()) or prms["outside"] or prms["baseline"]
+    if trains and backbone and plugins.policy_resolver(backbone) is None:
         with _located(path, "prms"):
             model_folder(backbone)
     for name, compared in recipe["prms"]["compare"].items():

@@ -133,8 +133,8 @@ def _run(recipe: dict, progress: bool, console: Console, force: bool) -> dict:
                              run.sampled["sample"]["n_solutions"])
     viewer = viewer_subset(training, list(label_results["sources"].values()),
                            recipe["report"]["viewer_solutions"])
-    compared, formats = compared_models(recipe)
-    evaluation = evaluate_prms(run, {**prms, **compared}, viewer, formats)
+    compared, own_settings = compared_models(recipe)
+    evaluation = evaluate_prms(run, {**prms, **compared}, viewer, own_settings)
     judge_evaluation = evaluate_judge(run)
     results = {
         "policy": run.policy,

@@ -28,7 +28,7 @@ from prmkit import config
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
 from prmkit.formats import read_as
-from prmkit.models import model_folder
+from prmkit.models import model_as_input
 from prmkit.prm.checks import check_prm
 from prmkit.prm.formats import PRM_FORMATS, after_text, conversation_text, prefix_text
 from prmkit.prm.model import load_prm
@@ -298,13 +298,10 @@ def run(cfg: ScoreConfig, out: str | Path, *, force: bool = False,
                 "steps_past_context": sum(cut),
                 "solutions_past_context": sum(1 for n in cut if n)}
 
-    # a local folder is hashed; a hub id is named by the snapshot it resolves to (hashing a
-    # downloaded 72B model's files would take longer than scoring with it)
-    local = Path(cfg.model).exists()
-    snapshot = {} if local else {"model_snapshot": model_folder(cfg.model).name}
+    model, snapshot = model_as_input(cfg.model)
     return ShardedStage(
         config=stage_config("score", cfg, drop=SPEED_ONLY, **snapshot),
-        inputs={"solutions": cfg.solutions, "model": cfg.model if local else None},
+        inputs={"solutions": cfg.solutions, "model": model},
         read=lambda: _solutions(cfg),
         factory=partial(ScoreWorker, cfg), finish=finish, shard_size=cfg.shard_size,
         executor=executor_options(cfg), label="scoring",

@@ -117,7 +117,9 @@ def judge_tables(results: dict) -> list[ReportTable]:
     if modes:
         first = next(iter(modes.values()))
         sets = list(first["benchmarks"])
-        n = max(int(k) for k in first["benchmarks"][sets[0]]["ns"])
+        # the largest N every mode measured (a tournament measures powers of two only)
+        measured_ns = [{int(k) for k in m["benchmarks"][sets[0]]["ns"]} for m in modes.values()]
+        n = max(set.intersection(*measured_ns) or measured_ns[0])
         head = ["method", *sets, *(["average"] if len(sets) > 1 else [])]
 
         def row(label: str, measured: dict, method: str) -> list[str]:
