@@ -107,6 +107,8 @@ def stand_in_recipe(policy_folder: Path, url: str, out: Path) -> dict:
     problems, short generations, a few training steps): for the tests that kill a run."""
     shipped = yaml.safe_load(SHIPPED.read_text())
     del shipped["quick"]
+    # the kill tests need one PRM to kill in: no outside set, no compared model
+    del shipped["prms"]["outside"], shipped["prms"]["compare"]
     stand_ins = {
         "out": str(out),
         "policy": {"model": "policy", "backend": served(policy_folder, url, "completions")},

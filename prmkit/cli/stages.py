@@ -18,6 +18,7 @@ from prmkit.cli.options import (
     load_configs,
     out_option,
 )
+from prmkit.errors import InputError
 from prmkit.prm import score
 from prmkit.prm.score import ScoreConfig
 from prmkit.prm.train import TrainConfig, memory_estimate, train
@@ -95,28 +96,54 @@ command(app, "score", [ScoreConfig], _score,
 
 
 @app.command("serve")
-def serve(model: str = typer.Option(..., "--model", help="The model: a folder or hub id."),
+def serve(model: Optional[str] = typer.Option(None, "--model", help=(
+              "A policy to serve over OpenAI's completions and chat APIs: a folder or hub "
+              "id.")),
+          prm: Optional[str] = typer.Option(None, "--prm", help=(
+              "A PRM to serve instead: POST /v1/step_scores, and vLLM's POST /pooling (a "
+              "folder or hub id).")),
           host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
           port: int = typer.Option(8000, "--port", help="Port to listen on (0: a free one)."),
           name: Optional[str] = typer.Option(None, "--name", help=(
               "The model's name in requests (default: the folder's name).")),
           record: Optional[Path] = typer.Option(None, "--record", help=(
-              "Append every text the model is given to this JSON-lines file.")),
+              "--model: append every text the model is given to this JSON-lines file.")),
           device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
           dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16, float16."),
           max_n: int = typer.Option(16, "--max-n", help=(
-              "The most completions one request may ask for (n).")),
+              "--model: the most completions one request may ask for (n).")),
           max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help=(
-              "The most tokens one completion may have (max_tokens; default: the model's "
-              "context). A request without max_tokens gets 512, or this if less.")),
-          max_queue: int = typer.Option(64, "--max-queue", help=(
-              "Requests that may wait for the model; beyond, a request is answered 503."))
+              "--model: the most tokens one completion may have (max_tokens; default: the "
+              "model's context). A request without max_tokens gets 512, or this if less.")),
+          max_queue: Optional[int] = typer.Option(None, "--max-queue", help=(
+              "Requests that may wait for the model (default: 64 for --model, 256 for "
+              "--prm); beyond, a request is answered 503.")),
+          model_format: Optional[str] = typer.Option(None, "--model-format", help=(
+              "--prm: its input format (default: from the folder).")),
+          batch_size: int = typer.Option(16, "--batch-size", help=(
+              "--prm: solutions a forward pass at most.")),
+          max_batch: int = typer.Option(64, "--max-batch", help=(
+              "--prm: requests that share one round of forward passes at most (dynamic "
+              "batching)."))
           ) -> None:
-    """Serve a local model over an OpenAI-compatible API (completions and chat, with
-    continue_final_message, streaming), for CPU runs of what vLLM serves on a GPU."""
+    """Serve a local model: a policy over an OpenAI-compatible API (completions and chat, with
+    continue_final_message, streaming), for CPU runs of what vLLM serves on a GPU; or a PRM
+    (--prm) for search and RL loops elsewhere, with dynamic batching."""
+    if (model is None) == (prm is None):
+        raise InputError("give exactly one of --model (a policy) and --prm (a PRM)",
+                         field="model")
+
+    def announce(line: str) -> None:
+        console().print(line, markup=False, highlight=False, soft_wrap=True)
+    if prm is not None:
+        # the server's libraries (Starlette, uvicorn) load for this command alone
+        from prmkit.serving.reward import serve_prm
+        serve_prm(prm, host=host, port=port, name=name, model_format=model_format,
+                  device=device, dtype=dtype, batch_size=batch_size, max_batch=max_batch,
+                  max_queue=max_queue or 256, announce=announce)
+        return
     # the server's libraries (Starlette, uvicorn) load for this command alone, not for --help
     from prmkit.serve import serve as run_server
     run_server(model, host=host, port=port, name=name, record=record, device=device,
-               dtype=dtype, max_n=max_n, max_tokens=max_tokens, max_queue=max_queue,
-               announce=lambda line: console().print(line, markup=False, highlight=False,
-                                                soft_wrap=True))
+               dtype=dtype, max_n=max_n, max_tokens=max_tokens, max_queue=max_queue or 64,
+               announce=announce)

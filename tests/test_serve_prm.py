@@ -1,0 +1,161 @@
+"""The reward server (prmkit serve --prm, prmkit.serving.reward): a Qwen2.5-Math-PRM release
+(tiny, the real Qwen2.5 vocabulary) served over HTTP gives exactly prmkit score's step scores
+through /v1/step_scores and vLLM's /pooling; requests that arrive together share forward
+passes; every bad request is a 4xx naming its field, a full queue a 503, and the server keeps
+serving correct scores after them."""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from helpers import CHATML, QWEN_SYSTEM, qwen_tokenizer, release_folder
+from test_serve import SOLUTIONS, Client
+
+from prmkit.prm.model import load_prm
+from prmkit.prm.score import score
+from prmkit.serving.reward import serve_prm_in_background
+
+PROBLEMS = [s["problem"] for s in SOLUTIONS]
+STEPS = [s["steps"] for s in SOLUTIONS]
+
+
+@pytest.fixture(scope="module")
+def prms(tmp_path_factory):
+    tokenizer = qwen_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<extra_0>"]})
+    tokenizer.chat_template = CHATML
+    root = tmp_path_factory.mktemp("prms")
+    return {"prm": release_folder(root, tokenizer),
+            "orm": release_folder(root, tokenizer, "Qwen2ForRewardModel", outputs=1,
+                                  name="orm")}
+
+
+@pytest.fixture(scope="module")
+def served(prms):
+    httpd, url = serve_prm_in_background(str(prms["prm"]), name="prm", device="cpu",
+                                         dtype="float32")
+    yield Client(httpd.server_port), load_prm(prms["prm"], dtype="float32", device="cpu")
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def close(a, b, tolerance=1e-6) -> bool:
+    return len(a) == len(b) and all(
+        (x is None and y is None) or abs(x - y) <= tolerance for x, y in zip(a, b))
+
+
+def test_step_scores_are_prmkit_scores_one_solution_or_many(served):
+    client, prm = served
+    local = score(PROBLEMS, STEPS, prm)
+    status, one, _ = client.post("/v1/step_scores", {"problem": PROBLEMS[0], "steps": STEPS[0]})
+    assert status == 200 and close(one["step_scores"], local[0])
+    status, many, _ = client.post("/v1/step_scores", {"solutions": [
+        {"problem": p, "steps": s} for p, s in zip(PROBLEMS, STEPS)]})
+    assert status == 200 and all(close(a, b) for a, b in zip(many["step_scores"], local))
+
+
+def test_pooling_answers_as_vllm_serves_qwen_prm(served):
+    """The client lays the text out as Qwen2.5-Math-PRM's card does; the answer is the
+    [negative, positive] pair at every <extra_0>."""
+    client, prm = served
+    [local] = score(PROBLEMS[:1], STEPS[:1], prm)
+    messages = [{"role": "system", "content": QWEN_SYSTEM},
+                {"role": "user", "content": PROBLEMS[0]},
+                {"role": "assistant", "content": "<extra_0>".join(STEPS[0]) + "<extra_0>"}]
+    text = prm.tokenizer.apply_chat_template(messages, tokenize=False,
+                                             add_generation_prompt=False)
+    status, reply, _ = client.post("/pooling", {"model": "prm", "input": text})
+    assert status == 200 and reply["object"] == "list" and reply["model"] == "prm"
+    [item] = reply["data"]
+    assert item["object"] == "pooling" and item["index"] == 0
+    assert close([pos for _, pos in item["data"]], local)
+    assert all(abs(neg + pos - 1) < 1e-6 for neg, pos in item["data"])
+    assert reply["usage"]["prompt_tokens"] == len(prm.tokenizer(text)["input_ids"])
+    status, chat, _ = client.post("/pooling", {"model": "prm", "messages": messages})
+    assert status == 200 and chat["data"][0]["data"] == item["data"]
+    status, listed, _ = client.post("/pooling", {"input": [text, text]})
+    assert status == 200 and [d["index"] for d in listed["data"]] == [0, 1]
+
+
+def test_requests_that_arrive_together_share_forward_passes(served):
+    client, prm = served
+    local = score(PROBLEMS, STEPS, prm)
+    _, before = client.get("/health")
+    start = threading.Barrier(16)
+
+    def ask(i: int):
+        start.wait()
+        return client.post("/v1/step_scores", {"problem": PROBLEMS[i % 2],
+                                               "steps": STEPS[i % 2]})
+    with ThreadPoolExecutor(16) as pool:
+        replies = list(pool.map(ask, range(16)))
+    assert all(status == 200 and close(r["step_scores"], local[i % 2])
+               for i, (status, r, _) in enumerate(replies))
+    _, after = client.get("/health")
+    batches = after["batches"] - before["batches"]
+    assert batches < 16  # some requests were scored together
+
+
+@pytest.mark.parametrize("path,body,status,param", [
+    ("/v1/step_scores", {"problem": "p"}, 400, "body.steps"),
+    ("/v1/step_scores", {"problem": "p", "steps": []}, 400, "body.steps"),
+    ("/v1/step_scores", {"problem": 3, "steps": ["a"]}, 400, "body.problem"),
+    ("/v1/step_scores", {"problem": "p", "steps": ["a", 2]}, 400, "body.steps[1]"),
+    ("/v1/step_scores", {"problem": "p", "steps": ["a"], "temperature": 1}, 400, "body"),
+    ("/v1/step_scores", {"solutions": []}, 400, "solutions"),
+    ("/v1/step_scores", {"solutions": [{"problem": "p", "steps": ["a"]}] * 300}, 413,
+     "solutions"),
+    ("/v1/step_scores", [1, 2], 400, None),
+    ("/v1/step_scores", b"{not json", 400, None),
+    ("/pooling", {"model": "other", "input": "x"}, 404, "model"),
+    ("/pooling", {"input": "x", "messages": []}, 400, "input"),
+    ("/pooling", {"input": ""}, 400, "input"),
+    ("/pooling", {"input": [10**9]}, 400, "input"),
+    ("/pooling", {"input": "x", "encoding_format": "base64"}, 400, "encoding_format"),
+    ("/pooling", {"input": "x", "truncate_prompt_tokens": 5}, 400, "truncate_prompt_tokens"),
+    ("/pooling", {"input": {"a": 1}}, 400, "input"),
+    ("/pooling", {"messages": [{"role": "user"}]}, 400, "messages"),
+])
+def test_bad_requests_are_refused_naming_the_field_and_the_server_keeps_serving(
+        served, path, body, status, param):
+    client, prm = served
+    got, reply, _ = client.post(path, body)
+    assert got == status, reply
+    assert reply["error"]["param"] == param, reply
+    [local] = score(PROBLEMS[:1], STEPS[:1], prm)
+    _, ok, _ = client.post("/v1/step_scores", {"problem": PROBLEMS[0], "steps": STEPS[0]})
+    assert close(ok["step_scores"], local)
+
+
+def test_an_outcome_model_is_served_a_prefix_at_a_time_and_refused_on_pooling(prms):
+    httpd, _ = serve_prm_in_background(str(prms["orm"]), name="orm", device="cpu",
+                                       dtype="float32")
+    try:
+        client = Client(httpd.server_port)
+        local = score(PROBLEMS, STEPS, load_prm(prms["orm"], dtype="float32", device="cpu"))
+        status, many, _ = client.post("/v1/step_scores", {"solutions": [
+            {"problem": p, "steps": s} for p, s in zip(PROBLEMS, STEPS)]})
+        assert status == 200 and all(close(a, b) for a, b in zip(many["step_scores"], local))
+        status, reply, _ = client.post("/pooling", {"input": "x"})
+        assert status == 400 and "/v1/step_scores" in reply["error"]["message"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_full_queue_answers_503_and_nothing_is_lost(prms):
+    httpd, _ = serve_prm_in_background(str(prms["prm"]), name="prm", device="cpu",
+                                       dtype="float32", max_queue=1, max_batch=1)
+    try:
+        client = Client(httpd.server_port)
+        body = {"solutions": [{"problem": PROBLEMS[1], "steps": STEPS[1] * 40}] * 8}
+        with ThreadPoolExecutor(12) as pool:
+            statuses = [s for s, _, _ in pool.map(lambda _: client.post("/v1/step_scores",
+                                                                         body), range(12))]
+        assert 503 in statuses and 200 in statuses and set(statuses) <= {200, 503}
+        status, reply = client.get("/health")
+        assert status == 200 and reply["waiting"] == 0
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
