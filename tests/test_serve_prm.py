@@ -5,6 +5,7 @@ passes; every bad request is a 4xx naming its field, a full queue a 503, and the
 serving correct scores after them."""
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,8 +13,11 @@ import pytest
 from helpers import CHATML, QWEN_SYSTEM, qwen_tokenizer, release_folder
 from test_serve import SOLUTIONS, Client
 
+from prmkit.cli import main
+from prmkit.prm.layout import encode
 from prmkit.prm.model import load_prm
 from prmkit.prm.score import score
+from prmkit.records import write_jsonl
 from prmkit.serving.reward import serve_prm_in_background
 
 PROBLEMS = [s["problem"] for s in SOLUTIONS]
@@ -159,3 +163,27 @@ def test_a_full_queue_answers_503_and_nothing_is_lost(prms):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_prmkit_score_through_the_server_equals_local_scoring(served, prms, tmp_path):
+    """The served PRM as a scorer: laid out here, sent as token ids to /pooling (what vLLM
+    serves), every step's score the local one; a step past max_length is null, unsent."""
+    client, prm = served
+    write_jsonl(tmp_path / "s.jsonl", SOLUTIONS)
+    url = f"http://127.0.0.1:{client.port}/v1"
+    assert main(["score", str(tmp_path / "s.jsonl"), "--model", "prm", "--base-url", url,
+                 "--tokenizer", str(prms["prm"]), "--out", str(tmp_path / "out")]) == 0
+    scored = [json.loads(x) for x in (tmp_path / "out" / "scores.jsonl").open()]
+    local = score(PROBLEMS, STEPS, prm)
+    assert all(close(r["step_scores"], want) for r, want in zip(scored, local))
+    cut = len(encode(prm, PROBLEMS[0], STEPS[0][:2]).input_ids)
+    assert main(["score", str(tmp_path / "s.jsonl"), "--model", "prm", "--base-url", url,
+                 "--tokenizer", str(prms["prm"]), "--max-length", str(cut),
+                 "--out", str(tmp_path / "cut")]) == 0
+    [first, _] = [json.loads(x) for x in (tmp_path / "cut" / "scores.jsonl").open()]
+    assert close(first["step_scores"], local[0][:2] + [None])
+    # a format whose steps end in no token of their own cannot be served so: said at once
+    assert main(["score", str(tmp_path / "s.jsonl"), "--model", "prm", "--base-url", url,
+                 "--tokenizer", str(prms["prm"]), "--model-format", "plain",
+                 "--out", str(tmp_path / "plain")]) == 2
+    assert not (tmp_path / "plain").exists()

@@ -30,49 +30,14 @@ from prmkit.errors import InputError
 from prmkit.formats import read_as
 from prmkit.models import model_as_input
 from prmkit.prm.checks import check_prm
-from prmkit.prm.formats import PRM_FORMATS, after_text, conversation_text, prefix_text
+from prmkit.prm.formats import PRM_FORMATS
+from prmkit.prm.layout import encode, encode_prefixes
 from prmkit.prm.model import load_prm
+from prmkit.prm.served import ServedPRM, score_served
 from prmkit.progress import Bar
 from prmkit.records import write_jsonl
 from prmkit.runner import EXECUTOR_FIELDS, ShardedStage, executor_options, stage_config
-from prmkit.steps import StepTokens, encode_steps, encode_whole_text
-
-
-def encode(prm, problem: str, steps: list[str], max_length: int | None = None) -> StepTokens:
-    fmt = prm.format
-    if max_length is None:
-        max_length = getattr(prm.module.config, "max_position_embeddings", None)
-    bos = prm.tokenizer.bos_token_id if fmt.bos else None
-    room = None if max_length is None or bos is None else max_length - 1
-    prefix, after = prefix_text(fmt, problem, prm.tokenizer), after_text(fmt, prm.tokenizer)
-    if fmt.whole_text:
-        tokens = encode_whole_text(prm.tokenizer, prefix, steps, fmt.separator,
-                                   prm.separator_id, before=fmt.before, after=after,
-                                   max_length=room if bos is not None else max_length)
-    else:
-        tokens = encode_steps(prm.tokenizer, prefix, steps, prm.separator_id,
-                              before=fmt.before, after=after,
-                              max_length=room if bos is not None else max_length)
-    if bos is None:
-        return tokens
-    return StepTokens([bos] + tokens.input_ids, [p + 1 for p in tokens.positions],
-                      tokens.dropped, [s + 1 for s in tokens.starts])
-
-
-def encode_prefixes(prm, problem: str, steps: list[str], max_length: int | None = None
-                    ) -> list[StepTokens]:
-    """An outcome model's texts (a per-prefix format): one for every step prefix, each read
-    at its last token. The prefixes past ``max_length`` are left out, with all after them."""
-    if max_length is None:
-        max_length = getattr(prm.module.config, "max_position_embeddings", None)
-    encoded = []
-    for k in range(1, len(steps) + 1):
-        text = conversation_text(prm.format, problem, steps[:k], prm.tokenizer)
-        ids = prm.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if max_length is not None and len(ids) > max_length:
-            break
-        encoded.append(StepTokens(ids, [len(ids) - 1], 0))
-    return encoded
+from prmkit.steps import StepTokens
 
 
 def _batches(lengths: list[int], batch_size: int, max_tokens: int) -> list[list[int]]:
@@ -269,6 +234,16 @@ class ScoreConfig:
     shard_size: int = setting(512, "Solutions a resumable shard.", ge=1)
     executor: str = setting("local", "local (this process) or ray (RAY_ADDRESS or a local "
                             "Ray).", choices=("local", "ray"))
+    base_url: str | None = setting(None, "A served PRM instead: the URL of vLLM's pooling "
+                                   "server or of prmkit serve --prm; --model is its served "
+                                   "name, and the solutions are laid out here "
+                                   "(prmkit.prm.served).")
+    tokenizer: str | None = setting(None, "With --base-url: the PRM's tokenizer, a folder or "
+                                    "hub id (default: --model).")
+    max_length: int | None = setting(None, "With --base-url: tokens the served PRM reads at "
+                                     "most (default: its config.json's context, where the "
+                                     "tokenizer folder has one).", ge=1)
+    concurrency: int = setting(4, "With --base-url: requests in flight at once.", ge=1)
     actors: int = setting(1, "ray: actors, each loads the PRM once.", ge=1)
     actor_cpus: float = setting(1.0, "ray: CPUs each actor reserves.", ge=0)
     actor_gpus: float = setting(0.0, "ray: GPUs each actor reserves (1: one PRM copy on each "
@@ -279,7 +254,7 @@ class ScoreConfig:
 
 
 # where and how fast it runs changes nothing; the dtype changes the numbers
-SPEED_ONLY = ("device", "device_map", "batch_size", *EXECUTOR_FIELDS)
+SPEED_ONLY = ("device", "device_map", "batch_size", "concurrency", *EXECUTOR_FIELDS)
 
 
 def run(cfg: ScoreConfig, out: str | Path, *, force: bool = False,
@@ -288,7 +263,10 @@ def run(cfg: ScoreConfig, out: str | Path, *, force: bool = False,
     metrics: solutions, steps, and the steps past the context (scored ``None``) and the
     solutions that have them. The PRM folder is checked first (``check_prm``)."""
     cfg.validate()
-    check_prm(cfg.model, cfg.model_format)  # a broken folder: one line, before any work
+    if cfg.base_url is None:
+        check_prm(cfg.model, cfg.model_format)  # a broken folder: one line, before any work
+    else:
+        served(cfg).layout()  # its tokenizer and format, before any work
 
     def finish(folder: Path, scored: list[dict]) -> dict:
         write_jsonl(folder / "scores.jsonl", scored)
@@ -298,7 +276,8 @@ def run(cfg: ScoreConfig, out: str | Path, *, force: bool = False,
                 "steps_past_context": sum(cut),
                 "solutions_past_context": sum(1 for n in cut if n)}
 
-    model, snapshot = model_as_input(cfg.model)
+    # a served PRM is named by its server and name (what it serves is the server's)
+    model, snapshot = model_as_input(cfg.model) if cfg.base_url is None else (None, {})
     return ShardedStage(
         config=stage_config("score", cfg, drop=SPEED_ONLY, **snapshot),
         inputs={"solutions": cfg.solutions, "model": model},
@@ -313,13 +292,24 @@ class ScoreWorker:
 
     def __init__(self, cfg: ScoreConfig):
         self.cfg = cfg
-        self.prm = load_prm(cfg.model, fmt=cfg.model_format, dtype=cfg.dtype,
-                            device=cfg.device, device_map=cfg.device_map)
+        self.prm = None if cfg.base_url else load_prm(
+            cfg.model, fmt=cfg.model_format, dtype=cfg.dtype, device=cfg.device,
+            device_map=cfg.device_map)
 
     def __call__(self, records: list[dict], index: int) -> list[dict]:
-        scores = score([r["problem"] for r in records], [r["steps"] for r in records],
-                       self.prm, batch_size=self.cfg.batch_size)
+        problems, steps = [r["problem"] for r in records], [r["steps"] for r in records]
+        if self.prm is None:
+            scores = score_served(served(self.cfg), problems, steps,
+                                  batch_size=self.cfg.batch_size,
+                                  concurrency=self.cfg.concurrency)
+        else:
+            scores = score(problems, steps, self.prm, batch_size=self.cfg.batch_size)
         return [{"id": r["id"], "step_scores": s} for r, s in zip(records, scores)]
+
+
+def served(cfg: ScoreConfig) -> ServedPRM:
+    return ServedPRM(cfg.base_url, cfg.model, cfg.tokenizer or cfg.model, cfg.model_format,
+                     cfg.max_length)
 
 
 def _solutions(cfg: ScoreConfig) -> list[dict]:
