@@ -141,6 +141,8 @@ def test_quick_on_a_recipe_without_a_quick_section_is_an_error(tmp_path):
     (["policy.prompt=nowhere.txt"], "policy.prompt", "prompt template not found"),
     (["prms.model=/nowhere/model"], "prms.model", "model folder not found"),
     (["prms.compare.ORM.model=/nowhere/orm"], "prms.compare.ORM.model", "not found"),
+    (["prms.compare.ORM.model=orm", "prms.compare.ORM.score.base_url=http://127.0.0.1:9/v1"],
+     "prms.compare.ORM.score.base_url", "cannot list the server's models"),
     (["labels.judge.kind=model", "labels.judge.model=/nowhere/judge"], "labels.judge.model",
      "model folder not found"),
     (["labels.judge.kind=model", "labels.judge.model=judge", "labels.judge.backend.backend="

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prmkit import config, evaluate, plugins, prompting, rundir, runner
-from prmkit.backends import BackendConfig
+from prmkit.backends import BackendConfig, served_models_include
 from prmkit.config import REQUIRED, setting
 from prmkit.errors import InputError
 from prmkit.formats import read_as
 from prmkit.formats.data import DataSection
 from prmkit.formats.processbench import read as read_processbench
 from prmkit.labels import Source
-from prmkit.models import model_folder
+from prmkit.models import model_folder, tokenizer_folder
 from prmkit.pipeline import judges
 from prmkit.pipeline.judges import JudgeEvalSection
 from prmkit.pipeline.labels import LABELERS
@@ -402,8 +402,17 @@ def _check_models(recipe: dict, path) -> None:
         with _located(path, "prms"):
             model_folder(backbone)
     for name, compared in recipe["prms"]["compare"].items():
-        with _located(path, f"prms.compare.{name}", field="model"):
-            check_prm(compared["model"], compared["format"])
+        served = (compared.get("score") or {}).get("base_url")
+        if served is None:
+            with _located(path, f"prms.compare.{name}", field="model"):
+                check_prm(compared["model"], compared["format"])
+            continue
+        # served elsewhere: the server lists it, and its solutions are laid out here
+        with _located(path, f"prms.compare.{name}.score", field="base_url"):
+            served_models_include(served.rstrip("/").removesuffix("/v1") + "/v1",
+                                  compared["model"])
+            tokenizer_folder(compared["score"].get("tokenizer") or compared["model"],
+                             field="tokenizer")
 
 
 def _check_data(recipe: dict, path) -> None:
