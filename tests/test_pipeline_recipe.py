@@ -109,6 +109,7 @@ def test_overrides_keep_their_types_and_null_drops_a_prm():
     (["labels.judge.kind=model", "labels.judge.model=m", "judge_eval.bon=[pointwise]",
       "evaluate.bon=null", "evaluate.processbench=null"], "judge_eval.bon", "needs evaluate.bon"),
     (["judge_eval.bon=[listwise]"], "judge_eval.bon", "choose among"),
+    (["score.base_url=http://x/v1"], "score.base_url", "a compared one"),
 ])
 def test_a_recipe_is_checked_whole_before_any_work(overrides, field, words):
     with pytest.raises(InputError) as e:

@@ -320,6 +320,10 @@ def check(recipe: dict, path=None) -> None:
     if truth is not None and truth not in sets:
         raise InputError(f"{truth!r} is not a Best-of-N set (evaluate.bon.sets)", path=path,
                          field="evaluate.processbench.from_truth")
+    if recipe["score"].get("base_url"):  # the run's own PRMs are folders it trains
+        raise InputError("the run's own PRMs are scored where they are trained: a served "
+                         "model is a compared one (prms.compare.NAME.score.base_url)",
+                         path=path, field="score.base_url")
     _check_stage_settings(recipe, path)
     _check_label_fields(recipe, path)
     judges.check(recipe, path)
