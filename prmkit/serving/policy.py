@@ -47,9 +47,8 @@ from prmkit.serving.startup import (
     check_device,
     check_dtype,
     check_record_file,
-    listening_socket,
-    log_requests_to_stderr,
-    uvicorn_server,
+    run_in_background,
+    run_until_interrupted,
 )
 from prmkit.serving.text_stream import TextStreams
 from prmkit.serving.work import Cancelled, Job, WorkQueue
@@ -222,12 +221,6 @@ class ModelServer:
                                ensure_ascii=False) + "\n")
 
 
-def _max_connections(max_queue: int) -> int:
-    # room for every queued request, the clients refused with a 503, and idle keep-alives;
-    # beyond, uvicorn answers 503 itself before reading anything
-    return max(256, 4 * max_queue)
-
-
 def _check_positive(**limits: int | None) -> None:
     for option, value in limits.items():
         if value is not None and value < 1:
@@ -238,37 +231,12 @@ def serve_in_background(model: str, *, host: str = "127.0.0.1", port: int = 0,
                         **options) -> tuple[BackgroundServer, str]:
     """Start a server in a thread (port 0: a free one); returns it and its base URL (tests,
     recipes with stand-in models). ``options`` are ``ModelServer``'s."""
-    state, sock, server = _start(model, host, port, options)
-    running = BackgroundServer(server, sock, on_stop=state.close)
-    return running, f"http://{host}:{running.server_port}/v1"
+    return run_in_background(lambda: ModelServer(model, **options), host, port)
 
 
 def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, announce=print,
           **options) -> None:
     """Serve until interrupted (Ctrl-C), one log line a request on stderr."""
-    log_requests_to_stderr()
-    state, sock, server = _start(model, host, port, options)
-    announce(f"serving {model} as {state.name!r} at "
-             f"http://{host}:{sock.getsockname()[1]}/v1 (Ctrl-C stops)")
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it stopped on: the way to stop
-        pass
-    finally:
-        state.close()
-        sock.close()
-
-
-def _start(model: str, host: str, port: int, options: dict):
-    """The port is taken first, then the model loaded: a bad address fails before minutes of
-    loading, and clients that connect while the model loads wait for it."""
-    sock = listening_socket(host, port)
-    try:
-        state = ModelServer(model, **options)
-    except BaseException:
-        sock.close()
-        raise
-    # room for every queued request, the clients refused with a 503, and idle keep-alives;
-    # beyond, uvicorn answers 503 itself before reading anything
-    max_connections = max(256, 4 * state.queue.capacity)
-    return state, sock, uvicorn_server(state.app(), max_connections=max_connections)
+    run_until_interrupted(lambda: ModelServer(model, **options), host, port, lambda state, at:
+                          announce(f"serving {model} as {state.name!r} at "
+                                   f"http://{host}:{at}/v1 (Ctrl-C stops)"))

@@ -57,9 +57,8 @@ from prmkit.serving.startup import (
     BackgroundServer,
     check_device,
     check_dtype,
-    listening_socket,
-    log_requests_to_stderr,
-    uvicorn_server,
+    run_in_background,
+    run_until_interrupted,
 )
 from prmkit.serving.work import Job, WorkQueue
 from prmkit.steps import StepTokens
@@ -346,34 +345,13 @@ def serve_prm_in_background(prm: str, *, host: str = "127.0.0.1", port: int = 0,
                             **options) -> tuple[BackgroundServer, str]:
     """Start a reward server in a thread (port 0: a free one); returns it and its base URL
     (``.../v1``). ``options`` are ``RewardServer``'s."""
-    state, sock, server = _start(prm, host, port, options)
-    running = BackgroundServer(server, sock, on_stop=state.close)
-    return running, f"http://{host}:{running.server_port}/v1"
+    return run_in_background(lambda: RewardServer(prm, **options), host, port)
 
 
 def serve_prm(prm: str, *, host: str = "127.0.0.1", port: int = 8000, announce=print,
               **options) -> None:
     """Serve until interrupted (Ctrl-C), one log line a request on stderr."""
-    log_requests_to_stderr()
-    state, sock, server = _start(prm, host, port, options)
-    announce(f"serving the PRM {prm} as {state.name!r} at http://{host}:"
-             f"{sock.getsockname()[1]} (POST /v1/step_scores, POST /pooling; Ctrl-C stops)")
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass
-    finally:
-        state.close()
-        sock.close()
-
-
-def _start(prm: str, host: str, port: int, options: dict):
-    """The port first, then the PRM: a bad address fails before the PRM loads."""
-    sock = listening_socket(host, port)
-    try:
-        state = RewardServer(prm, **options)
-    except BaseException:
-        sock.close()
-        raise
-    return state, sock, uvicorn_server(state.app(),
-                                       max_connections=max(256, 2 * state.queue.capacity))
+    run_until_interrupted(lambda: RewardServer(prm, **options), host, port, lambda state, at:
+                          announce(f"serving the PRM {prm} as {state.name!r} at "
+                                   f"http://{host}:{at} (POST /v1/step_scores, POST /pooling; "
+                                   "Ctrl-C stops)"))

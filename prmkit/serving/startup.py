@@ -145,3 +145,45 @@ class BackgroundServer:
 
     def server_close(self) -> None:
         self._sock.close()
+
+
+# --- one way to run any prmkit server ------------------------------------------------------------
+
+def _start(make_state: Callable, host: str, port: int):
+    """The port is taken first, then the model loaded (``make_state()``: the server's state,
+    with ``app()``, ``close()`` and its ``queue``): a bad address fails before minutes of
+    loading, and clients that connect while the model loads wait for it."""
+    sock = listening_socket(host, port)
+    try:
+        state = make_state()
+    except BaseException:
+        sock.close()
+        raise
+    # room for every queued request, the clients refused with a 503, and idle keep-alives;
+    # beyond, uvicorn answers 503 itself before reading anything
+    max_connections = max(256, 4 * state.queue.capacity)
+    return state, sock, uvicorn_server(state.app(), max_connections=max_connections)
+
+
+def run_in_background(make_state: Callable, host: str, port: int
+                      ) -> tuple[BackgroundServer, str]:
+    """A server in a thread of this process (port 0: a free one), and its base URL."""
+    state, sock, server = _start(make_state, host, port)
+    running = BackgroundServer(server, sock, on_stop=state.close)
+    return running, f"http://{host}:{running.server_port}/v1"
+
+
+def run_until_interrupted(make_state: Callable, host: str, port: int,
+                          announce: Callable[[object, int], None]) -> None:
+    """Serve until Ctrl-C, one log line a request on stderr; ``announce(state, port)`` says
+    where, once the model is loaded."""
+    log_requests_to_stderr()
+    state, sock, server = _start(make_state, host, port)
+    announce(state, sock.getsockname()[1])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it stopped on: the way to stop
+        pass
+    finally:
+        state.close()
+        sock.close()
