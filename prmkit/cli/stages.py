@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from prmkit import sample
+from prmkit import sample, search
 from prmkit.backends import BackendConfig
 from prmkit.cli import app, console
 from prmkit.cli.options import (
@@ -23,6 +23,7 @@ from prmkit.prm import score
 from prmkit.prm.score import ScoreConfig
 from prmkit.prm.train import TrainConfig, memory_estimate, train
 from prmkit.sample import SampleConfig
+from prmkit.search import SearchConfig
 
 
 def _sample(given: dict, *, out: Path, force: bool, config_file, set_) -> None:
@@ -45,6 +46,23 @@ command(app, "sample", [SampleConfig, BackendConfig], _sample,
         help="Sample N step-by-step solutions a problem and grade them (resumable).",
         extras=[out_option("Output folder: solutions.jsonl, metrics.json, config.json, "
                            "COMPLETE."), force_option(), *file_options()])
+
+
+def _search(given: dict, *, out: Path, force: bool, config_file, set_) -> None:
+    cfg, backend = load_configs(given, SearchConfig, config_file, set_, BackendConfig)
+    metrics = search.run(cfg, out, backend=backend, force=force)
+    accuracy = "-" if metrics["accuracy"] is None else f"{100 * metrics['accuracy']:.1f}%"
+    console().print(f"{cfg.method}: {metrics['n_problems']} problems, accuracy {accuracy}, "
+                    f"{metrics['mean_tokens']:.0f} tokens and {metrics['mean_prm_calls']:.0f} "
+                    f"PRM calls a problem, {metrics['not_found']} without a finished solution "
+                    f"-> {out / 'solutions.jsonl'}", markup=False, highlight=False)
+
+
+command(app, "search", [SearchConfig, BackendConfig], _search,
+        help="PRM-guided search at test time: greedy (Table 8), beam, dvts, best_of_n "
+             "(resumable).",
+        extras=[out_option("Output folder: solutions.jsonl (each with its search tree), "
+                           "metrics.json."), force_option(), *file_options()])
 
 
 def _train(given: dict, *, out: Path, force: bool, dry_run: bool, processes, config_file,
