@@ -14,11 +14,14 @@ A step is the policy's text up to a blank line (``prmkit.steps``): every expansi
 the exact prefix the PRM scored (the prompt, the steps joined by blank lines, a blank line),
 as Monte Carlo rollouts do, through any backend (``hf``, ``vllm``, ``openai``). A solution is
 finished when its step holds a final answer (``\\boxed{}``, "The answer is", ``####``), when
-the policy writes nothing more (it had ended with EOS), or after ``max_steps``. Partial
-solutions are ranked by ``aggregation`` of their step scores (``last``: the newest step's,
-the default; ``min``; ``prod``), the PRM local (a folder or hub id) or served
-(``prm_base_url``: vLLM's pooling server or ``prmkit serve --prm``). The pick among finished
-solutions is the best by the same aggregation.
+the policy writes nothing more (it had ended with EOS: the backends report EOS and the blank
+line alike, so an empty next step is what tells), when its prompt fills the policy's context
+(where the backend can tell: ``hf``), or after ``max_steps``. Finished solutions keep their
+places among the kept ones (a beam narrows as its solutions finish), and identical beams are
+expanded alike. Partial solutions are ranked by ``aggregation`` of their step scores
+(``last``: the newest step's, the default; ``min``; ``prod``), the PRM local (a folder or hub
+id) or served (``prm_base_url``: vLLM's pooling server or ``prmkit serve --prm``). The pick
+among finished solutions is the best by the same aggregation.
 
 Each problem's record is a graded solution (``prmkit.sample``'s fields: the chosen steps, its
 answer and outcome) with ``search``: the method, the tokens the policy generated, the partial
@@ -80,6 +83,7 @@ class SearchConfig:
     temperature: float = setting(1.0, "Sampling temperature of the steps (Table 8: 1.0).", ge=0)
     top_p: float = setting(1.0, "Nucleus sampling mass (Table 8: 1.0).", gt=0, le=1)
     step_tokens: int = setting(512, "Tokens a step at most.", ge=1)
+    solution_tokens: int = setting(2048, "best_of_n: tokens a whole solution at most.", ge=1)
     max_steps: int = setting(30, "Steps a solution at most.", ge=1)
     seed: int = setting(0, "Seed; every completion has its own, derived from it.")
     prm_format: str | None = setting(None, "The PRM's input format (default: the folder's).")
@@ -148,8 +152,8 @@ class Searcher:
         """A completion's seed comes from the prompt and its sample index; DVTS's subtrees
         start from one prompt, so each group samples with a seed of its own."""
         return SamplingParams(n=n, temperature=self.cfg.temperature, top_p=self.cfg.top_p,
-                              max_new_tokens=self.cfg.step_tokens * (self.cfg.max_steps
-                                                                     if whole else 1),
+                              max_new_tokens=self.cfg.solution_tokens if whole
+                              else self.cfg.step_tokens,
                               seed=self.cfg.seed + 1_000_003 * group,
                               stop=() if whole else (STEP_SEPARATOR,))
 
@@ -188,6 +192,12 @@ class Searcher:
 
     def _expand(self, problem: str, active: list[Node], expand: int, nodes: list[Node],
                 counts: Counter) -> list[Node]:
+        fits = getattr(self.backend, "fits", None)
+        if fits is not None:  # a solution that fills the policy's context ends there
+            room = fits([self.prompt(problem, node.steps) for node in active])
+            for node, ok in zip(active, room):
+                node.finished = node.finished or not ok
+            active = [node for node, ok in zip(active, room) if ok]
         outputs = []
         for g in sorted({node.group for node in active}):  # one call a group: its own seed
             mine = [node for node in active if node.group == g]

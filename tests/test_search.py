@@ -21,7 +21,7 @@ from prmkit.serving.reward import serve_prm_in_background
 from prmkit.steps import STEP_SEPARATOR, join_steps
 from prmkit.toyworld.problems import PRESETS, make_problems
 
-SMALL = {"step_tokens": 6, "max_steps": 3, "temperature": 1.0}
+SMALL = {"step_tokens": 6, "max_steps": 3, "solution_tokens": 18, "temperature": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -35,20 +35,21 @@ def world(tmp_path_factory):
                          num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
                          max_position_embeddings=2048, pad_token_id=tokenizer.pad_token_id)
     prm = save_prm(build_prm(config, tokenizer, fmt="step-token"), root / "prm")
-    problems = write_jsonl(root / "problems.jsonl", [
-        {"id": p["id"], "problem": p["problem"], "answer": p["answer"]}
-        for p in make_problems(PRESETS["easy"], 2, seed=0, split="search")])
+    rows = [{"id": p["id"], "problem": p["problem"], "answer": p["answer"]}
+            for p in make_problems(PRESETS["easy"], 2, seed=0, split="search")]
+    problems = write_jsonl(root / "problems.jsonl", rows)
+    one = write_jsonl(root / "one.jsonl", rows[:1])
     record = root / "received.jsonl"
     httpd, url = serve_in_background(str(policy), name="policy", record=record, device="cpu",
                                      dtype="float32")
     yield {"policy": policy, "tokenizer": tokenizer, "prm": prm, "problems": problems,
-           "url": url, "record": record}
+           "one": one, "url": url, "record": record}
     httpd.shutdown()
     httpd.server_close()
 
 
-def searched(world, out, **settings) -> list[dict]:
-    cfg = SearchConfig(problems=str(world["problems"]), model="policy",
+def searched(world, out, problems: str = "one", **settings) -> list[dict]:
+    cfg = SearchConfig(problems=str(world[problems]), model="policy",
                        **{"prm": str(world["prm"]), **SMALL, **settings})
     backend = BackendConfig(backend="openai", base_url=world["url"], api="completions",
                             tokenizer=str(world["policy"]))
@@ -123,24 +124,24 @@ def test_best_of_n_and_a_served_prm_and_a_resumed_search(world, tmp_path):
     assert [r["steps"] for r in served] == [r["steps"] for r in local]
     # cut short after its first shard, the search resumes to the same files
     out = tmp_path / "resumed"
-    searched(world, out, method="dvts", n=4, width=2, shard_size=1)
+    searched(world, out, "problems", method="dvts", n=4, width=2, shard_size=1)
     whole = (out / "solutions.jsonl").read_text()
     (out / "COMPLETE").unlink()
     (out / "solutions.jsonl").unlink()
     for done in sorted((out / "shards").glob("*.done"))[1:]:
         done.unlink()
-    searched(world, out, method="dvts", n=4, width=2, shard_size=1)
+    searched(world, out, "problems", method="dvts", n=4, width=2, shard_size=1)
     assert (out / "solutions.jsonl").read_text() == whole
 
 
 def test_the_command_line_and_bad_settings(world, tmp_path):
-    assert main(["search", str(world["problems"]), "--model", "policy", "--prm",
+    assert main(["search", str(world["one"]), "--model", "policy", "--prm",
                  str(world["prm"]), "--method", "greedy", "--n", "2", "--step-tokens", "4",
                  "--max-steps", "2", "--backend", "openai", "--base-url", world["url"],
                  "--api", "completions", "--tokenizer", str(world["policy"]),
                  "--out", str(tmp_path / "cli")]) == 0
     metrics = json.loads((tmp_path / "cli" / "metrics.json").read_text())
-    assert metrics["n_problems"] == 2 and metrics["mean_tokens"] > 0
+    assert metrics["n_problems"] == 1 and metrics["mean_tokens"] > 0
     assert main(["search", str(world["problems"]), "--model", "policy", "--prm",
                  str(world["prm"]), "--method", "beam", "--n", "5", "--width", "2",
                  "--out", str(tmp_path / "bad")]) == 2

@@ -187,3 +187,30 @@ def test_prmkit_score_through_the_server_equals_local_scoring(served, prms, tmp_
                  "--tokenizer", str(prms["prm"]), "--model-format", "plain",
                  "--out", str(tmp_path / "plain")]) == 2
     assert not (tmp_path / "plain").exists()
+
+
+def test_a_prm_that_reads_step_likelihoods_is_served_on_step_scores_alone(tmp_path):
+    """/pooling's text marks no step's own tokens, which the likelihood readout reads: refused,
+    never answered with the features zeroed; /v1/step_scores lays the steps out itself."""
+    from transformers import Qwen2Config
+
+    from prmkit.prm.model import build_prm, save_prm
+    from prmkit.toyworld.tokenizer import build_char_tokenizer
+    tokenizer = build_char_tokenizer()
+    config = Qwen2Config(vocab_size=len(tokenizer) + 1, hidden_size=16, intermediate_size=32,
+                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                         max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id)
+    folder = save_prm(build_prm(config, tokenizer, fmt="plain", readout="likelihood"),
+                      tmp_path / "likelihood")
+    httpd, _ = serve_prm_in_background(str(folder), name="l", device="cpu", dtype="float32")
+    try:
+        client = Client(httpd.server_port)
+        status, reply, _ = client.post("/pooling", {"input": "1+1=2.\n\n"})
+        assert status == 400 and "/v1/step_scores" in reply["error"]["message"]
+        steps = ["1+1=2.", "2+2=4."]
+        [local] = score(["add"], [steps], load_prm(folder, dtype="float32", device="cpu"))
+        status, reply, _ = client.post("/v1/step_scores", {"problem": "add", "steps": steps})
+        assert status == 200 and close(reply["step_scores"], local)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -18,6 +18,7 @@ once (a server batches what arrives together), retried on connection errors and 
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import urllib.error
@@ -34,7 +35,7 @@ from prmkit.prm.formats import get_format, separator_id
 from prmkit.prm.layout import encode
 from prmkit.steps import StepTokens
 
-RETRIES = 3
+RETRIES = 8  # a busy server's 503s: about two minutes of retries at most
 
 
 @dataclass(frozen=True)
@@ -48,24 +49,29 @@ class ServedPRM:
     timeout: float = 600.0
 
     def layout(self):
-        """What ``encode`` needs of a PRM: its format, tokenizer, separator and context."""
-        folder = tokenizer_folder(self.tokenizer)
-        fmt = get_format(self.model_format or _recorded(folder))
-        if fmt.in_text or fmt.per_prefix or fmt.score_from == "lm-tokens":
-            raise InputError(f"the {fmt.name} format cannot be scored through a pooling "
-                             "server: its steps end in no token of their own",
-                             field="model_format")
-        tokenizer = load_tokenizer(folder, padding_side="right")
-        context = self.max_length or _context(folder)
-        return SimpleNamespace(format=fmt, tokenizer=tokenizer,
-                               separator_id=separator_id(fmt, tokenizer),
-                               module=SimpleNamespace(config=SimpleNamespace(
-                                   max_position_embeddings=context)))
+        """What ``encode`` needs of a PRM: its format, tokenizer, separator and context (made
+        once a process: a search asks at every step)."""
+        return _layout(self.tokenizer, self.model_format, self.max_length)
 
     @property
     def pooling_url(self) -> str:
         root = self.base_url.rstrip("/")
         return (root[:-3] if root.endswith("/v1") else root) + "/pooling"
+
+
+@functools.cache
+def _layout(tokenizer: str, model_format: str | None, max_length: int | None):
+    folder = tokenizer_folder(tokenizer)
+    fmt = get_format(model_format or _recorded(folder))
+    if fmt.in_text or fmt.per_prefix or fmt.score_from == "lm-tokens":
+        raise InputError(f"the {fmt.name} format cannot be scored through a pooling server: "
+                         "its steps end in no token of their own", field="model_format")
+    loaded = load_tokenizer(folder, padding_side="right")
+    context = max_length or _context(folder)
+    return SimpleNamespace(format=fmt, tokenizer=loaded,
+                           separator_id=separator_id(fmt, loaded),
+                           module=SimpleNamespace(config=SimpleNamespace(
+                               max_position_embeddings=context)))
 
 
 def _recorded(folder: Path) -> str:
@@ -105,11 +111,13 @@ def _pooled(served: ServedPRM, encoded: list[StepTokens]) -> list[list[list[floa
     body = {"model": served.model, "input": [e.input_ids for e in encoded]}
     reply = _post(served.pooling_url, body, served.timeout)
     data = reply.get("data") if isinstance(reply, dict) else None
-    if not isinstance(data, list) or len(data) != len(encoded):
-        raise InputError(f"the server answered {len(data) if isinstance(data, list) else 'no'} "
-                         f"results for {len(encoded)} inputs: not a pooling server of a PRM?",
+    if not isinstance(data, list) or len(data) != len(encoded) or not all(
+            isinstance(item, dict) for item in data) or sorted(
+            item.get("index", -1) for item in data) != list(range(len(encoded))):
+        raise InputError(f"the server's answer is not one result an input (index 0 to "
+                         f"{len(encoded) - 1}): not a pooling server of a PRM?",
                          path=served.pooling_url, field="base_url")
-    pairs = [item.get("data") for item in sorted(data, key=lambda d: d.get("index", 0))]
+    pairs = [item.get("data") for item in sorted(data, key=lambda d: d["index"])]
     for e, p in zip(encoded, pairs):
         if not isinstance(p, list) or len(p) != len(e.positions) or not all(
                 isinstance(x, list) and len(x) == 2 for x in p):
@@ -121,10 +129,14 @@ def _pooled(served: ServedPRM, encoded: list[StepTokens]) -> list[list[list[floa
 
 
 def _post(url: str, body: dict, timeout: float) -> dict:
+    """The server's JSON answer; a busy server (503, as its Retry-After says), a 5xx or a
+    dropped connection is asked again (scoring changes nothing on the server), up to
+    ``RETRIES`` times; a 4xx is the request's own error."""
     data = json.dumps(body).encode()
     for attempt in range(RETRIES):
         request = urllib.request.Request(url, data=data,
                                          headers={"Content-Type": "application/json"})
+        wait = min(2 ** attempt, 30)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as reply:
                 return json.loads(reply.read())
@@ -133,9 +145,11 @@ def _post(url: str, body: dict, timeout: float) -> dict:
             if e.code < 500 or attempt == RETRIES - 1:
                 raise InputError(f"the server answered HTTP {e.code}: {detail[:300]}",
                                  path=url, field="base_url") from None
+            after = e.headers.get("Retry-After", "")
+            wait = min(float(after), 60.0) if after.replace(".", "", 1).isdigit() else wait
         except (urllib.error.URLError, OSError, ValueError) as e:
             if attempt == RETRIES - 1:
                 raise InputError(f"cannot reach the served PRM ({getattr(e, 'reason', e)})",
                                  path=url, field="base_url") from None
-        time.sleep(2 ** attempt)
+        time.sleep(wait)
     raise AssertionError("unreachable")

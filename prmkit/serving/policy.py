@@ -237,6 +237,7 @@ def serve_in_background(model: str, *, host: str = "127.0.0.1", port: int = 0,
 def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, announce=print,
           **options) -> None:
     """Serve until interrupted (Ctrl-C), one log line a request on stderr."""
-    run_until_interrupted(lambda: ModelServer(model, **options), host, port, lambda state, at:
+    run_until_interrupted(lambda: ModelServer(model, **options), host, port,
+                          announce=lambda state, at:
                           announce(f"serving {model} as {state.name!r} at "
                                    f"http://{host}:{at}/v1 (Ctrl-C stops)"))

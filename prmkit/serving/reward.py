@@ -48,6 +48,7 @@ from prmkit.serving.http import (
     ApiError,
     json_type,
     make_app,
+    overloaded,
     read_json_object,
     result_unless_gone,
     short,
@@ -157,9 +158,14 @@ class RewardServer:
         if self.prm.format.per_prefix:
             raise ApiError(400, "an outcome model reads every step prefix on its own: ask "
                            "/v1/step_scores", param="input")
+        if getattr(self.prm.module, "readout", None) == "likelihood":
+            # it reads each step's own tokens, which a text laid out elsewhere does not mark
+            raise ApiError(400, "this PRM reads the likelihood of each step's tokens: ask "
+                           "/v1/step_scores, which lays the steps out itself", param="input")
         texts, rendered_chat = pooling_request(body, self.name, self.max_solutions)
+        special = body.get("add_special_tokens", True) is not False
         del body
-        units = await self._prepared(self._pooling_units, texts, rendered_chat)
+        units = await self._prepared(self._pooling_units, texts, rendered_chat, special)
         data = await self._scored(request, units)
         tokens = sum(len(u.encoded[0].input_ids) for u in units)
         return JSONResponse({
@@ -170,6 +176,8 @@ class RewardServer:
                       "completion_tokens": 0}})
 
     async def _prepared(self, lay_out, *args) -> list[Unit]:
+        if self.queue.full:  # refused at once, not after the requests waiting to be laid out
+            raise overloaded(self.queue)
         return await asyncio.get_running_loop().run_in_executor(
             self._layout_thread, lay_out, *args)
 
@@ -193,14 +201,14 @@ class RewardServer:
                 raise ApiError(400, e.message, param="steps") from None
         return units
 
-    def _pooling_units(self, texts: list, rendered_chat: bool) -> list[Unit]:
+    def _pooling_units(self, texts: list, rendered_chat: bool, special: bool) -> list[Unit]:
         tokenizer, separator = self._layout.tokenizer, self._layout.separator_id
         units = []
         for i, text in enumerate(texts):
             if rendered_chat:
                 text = self._render(text)
             ids = text if isinstance(text, list) else \
-                tokenizer(text, add_special_tokens=False)["input_ids"]
+                tokenizer(text, add_special_tokens=special)["input_ids"]
             if not ids:
                 raise ApiError(400, f"input {i} is empty", param="input")
             if self.context is not None and len(ids) > self.context:
@@ -241,12 +249,27 @@ class RewardServer:
             return
         self.batches += 1
         self.batched_requests += len(live)
-        flat = [e for job in live for unit in job.payload for e in unit.encoded]
+        try:
+            self._score_together(live)
+        except Exception:
+            if len(live) == 1:
+                raise
+            # one request's failure (memory, a broken input) is its own: the others are
+            # scored again, each alone
+            for job in live:
+                try:
+                    self._score_together([job])
+                except Exception as e:
+                    job.fail(e)
+
+    def _score_together(self, jobs: list[Job]) -> None:
+        flat = [e for job in jobs for unit in job.payload for e in unit.encoded]
         scored = iter(score_encoded(self.prm, flat, batch_size=self.batch_size,
                                     max_tokens=self.max_tokens))
-        for job in live:
-            job.succeed([unit.answer([next(scored) for _ in unit.encoded])
-                         for unit in job.payload])
+        answers = [[unit.answer([next(scored) for _ in unit.encoded]) for unit in job.payload]
+                   for job in jobs]
+        for job, answer in zip(jobs, answers):
+            job.succeed(answer)
 
 
 # --- requests: every field checked, a 400 naming it otherwise ------------------------------------
@@ -290,8 +313,10 @@ def step_scores_request(body: dict, max_solutions: int) -> list[tuple[str, list[
     return [_solution(s, f"solutions[{i}]") for i, s in enumerate(solutions)]
 
 
+# what vLLM's pooling request holds; those that change nothing here are accepted and ignored
 POOLING_FIELDS = {"model", "input", "messages", "encoding_format", "user", "truncate_prompt_tokens",
-                  "use_activation", "softmax", "priority", "add_special_tokens"}
+                  "use_activation", "softmax", "priority", "add_special_tokens", "request_id",
+                  "task", "dimensions", "normalize", "mm_processor_kwargs"}
 
 
 def pooling_request(body: dict, served: str, max_inputs: int) -> tuple[list, bool]:
@@ -345,13 +370,16 @@ def serve_prm_in_background(prm: str, *, host: str = "127.0.0.1", port: int = 0,
                             **options) -> tuple[BackgroundServer, str]:
     """Start a reward server in a thread (port 0: a free one); returns it and its base URL
     (``.../v1``). ``options`` are ``RewardServer``'s."""
-    return run_in_background(lambda: RewardServer(prm, **options), host, port)
+    return run_in_background(lambda: RewardServer(prm, **options), host, port,
+                             connections_per_request=2)  # see serve_prm
 
 
 def serve_prm(prm: str, *, host: str = "127.0.0.1", port: int = 8000, announce=print,
               **options) -> None:
     """Serve until interrupted (Ctrl-C), one log line a request on stderr."""
-    run_until_interrupted(lambda: RewardServer(prm, **options), host, port, lambda state, at:
-                          announce(f"serving the PRM {prm} as {state.name!r} at "
-                                   f"http://{host}:{at} (POST /v1/step_scores, POST /pooling; "
-                                   "Ctrl-C stops)"))
+    def where(state, at: int) -> None:
+        announce(f"serving the PRM {prm} as {state.name!r} at http://{host}:{at} "
+                 "(POST /v1/step_scores, POST /pooling; Ctrl-C stops)")
+    # a waiting request holds a parsed body of up to max_body_bytes: fewer connections
+    run_until_interrupted(lambda: RewardServer(prm, **options), host, port, announce=where,
+                          connections_per_request=2)

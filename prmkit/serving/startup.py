@@ -149,7 +149,7 @@ class BackgroundServer:
 
 # --- one way to run any prmkit server ------------------------------------------------------------
 
-def _start(make_state: Callable, host: str, port: int):
+def _start(make_state: Callable, host: str, port: int, connections_per_request: int = 4):
     """The port is taken first, then the model loaded (``make_state()``: the server's state,
     with ``app()``, ``close()`` and its ``queue``): a bad address fails before minutes of
     loading, and clients that connect while the model loads wait for it."""
@@ -161,26 +161,33 @@ def _start(make_state: Callable, host: str, port: int):
         raise
     # room for every queued request, the clients refused with a 503, and idle keep-alives;
     # beyond, uvicorn answers 503 itself before reading anything
-    max_connections = max(256, 4 * state.queue.capacity)
+    max_connections = max(256, connections_per_request * state.queue.capacity)
     return state, sock, uvicorn_server(state.app(), max_connections=max_connections)
 
 
-def run_in_background(make_state: Callable, host: str, port: int
-                      ) -> tuple[BackgroundServer, str]:
-    """A server in a thread of this process (port 0: a free one), and its base URL."""
-    state, sock, server = _start(make_state, host, port)
-    running = BackgroundServer(server, sock, on_stop=state.close)
+def run_in_background(make_state: Callable, host: str, port: int, *,
+                      connections_per_request: int = 4) -> tuple[BackgroundServer, str]:
+    """A server in a thread of this process (port 0: a free one), and its base URL.
+    ``connections_per_request``: connections uvicorn holds for each request that may wait."""
+    state, sock, server = _start(make_state, host, port, connections_per_request)
+    try:
+        running = BackgroundServer(server, sock, on_stop=state.close)
+    except BaseException:
+        state.close()
+        sock.close()
+        raise
     return running, f"http://{host}:{running.server_port}/v1"
 
 
-def run_until_interrupted(make_state: Callable, host: str, port: int,
-                          announce: Callable[[object, int], None]) -> None:
+def run_until_interrupted(make_state: Callable, host: str, port: int, *,
+                          announce: Callable[[object, int], None],
+                          connections_per_request: int = 4) -> None:
     """Serve until Ctrl-C, one log line a request on stderr; ``announce(state, port)`` says
     where, once the model is loaded."""
     log_requests_to_stderr()
-    state, sock, server = _start(make_state, host, port)
-    announce(state, sock.getsockname()[1])
+    state, sock, server = _start(make_state, host, port, connections_per_request)
     try:
+        announce(state, sock.getsockname()[1])
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it stopped on: the way to stop
         pass
