@@ -161,102 +161,135 @@ class Searcher:
         partial = join_steps(steps) + STEP_SEPARATOR if steps else ""
         return render(self.cfg.prompt, problem, self.backend.tokenizer, partial=partial)
 
-    def run(self, problem: str) -> tuple[Node, list[Node], Counter]:
-        """(the pick, every node, counts: tokens and PRM calls)."""
+    def run(self, problems: list[str]) -> list[tuple[Node | None, list[Node], Counter]]:
+        """For each problem: (the pick, every node, counts: tokens and PRM calls). All the
+        problems advance a step together: one generation call a step (a group), one PRM call,
+        whatever the number of problems (each completion's seed is its own, so the results do
+        not depend on which problems share a call)."""
         if self.cfg.method == "best_of_n":
-            return self._best_of_n(problem)
+            return self._best_of_n(problems)
         groups, keep, expand = self.cfg.groups
-        counts: Counter = Counter()
-        nodes = [Node(g, None, g, []) for g in range(groups)]
-        for root in nodes:
-            root.kept = True
-        active = list(nodes)
+        trees = [Tree(problem, [Node(g, None, g, [], kept=True) for g in range(groups)])
+                 for problem in problems]
+        for tree in trees:
+            tree.active = list(tree.nodes)
         for depth in range(self.cfg.max_steps):
-            if not active:
+            live = [tree for tree in trees if tree.active]
+            if not live:
                 break
-            children = self._expand(problem, active, expand, nodes, counts)
-            self._score(problem, children, counts)
-            active = []
-            for g in range(groups):
-                mine = sorted((c for c in children if c.group == g),
-                              key=lambda c: -c.rank(self.cfg.aggregation))
-                for chosen in mine[:keep]:
-                    chosen.kept = True
-                    last = depth == self.cfg.max_steps - 1
-                    chosen.finished = chosen.finished or last
-                    if not chosen.finished:
-                        active.append(chosen)
-        finished = [n for n in nodes if n.kept and n.finished and n.steps]
-        pick = max(finished, key=lambda n: n.rank(self.cfg.aggregation), default=None)
-        return pick, nodes, counts
+            children = self._expand(live, expand)
+            self._score([(tree, child) for tree in live for child in children[id(tree)]])
+            last = depth == self.cfg.max_steps - 1
+            for tree in live:
+                tree.active = []
+                for g in range(groups):
+                    mine = sorted((c for c in children[id(tree)] if c.group == g),
+                                  key=lambda c: -c.rank(self.cfg.aggregation))
+                    for chosen in mine[:keep]:
+                        chosen.kept = True
+                        chosen.finished = chosen.finished or last
+                        if not chosen.finished:
+                            tree.active.append(chosen)
+        return [(tree.pick(self.cfg.aggregation), tree.nodes, tree.counts) for tree in trees]
 
-    def _expand(self, problem: str, active: list[Node], expand: int, nodes: list[Node],
-                counts: Counter) -> list[Node]:
+    def _expand(self, trees: list["Tree"], expand: int) -> dict[int, list[Node]]:
+        """Every active node of every tree expanded ``expand`` times: tree -> its children."""
+        wanted = [(tree, node) for tree in trees for node in tree.active]
         fits = getattr(self.backend, "fits", None)
         if fits is not None:  # a solution that fills the policy's context ends there
-            room = fits([self.prompt(problem, node.steps) for node in active])
-            for node, ok in zip(active, room):
+            room = fits([self.prompt(tree.problem, node.steps) for tree, node in wanted])
+            for (_, node), ok in zip(wanted, room):
                 node.finished = node.finished or not ok
-            active = [node for node, ok in zip(active, room) if ok]
+            wanted = [pair for pair, ok in zip(wanted, room) if ok]
         outputs = []
-        for g in sorted({node.group for node in active}):  # one call a group: its own seed
-            mine = [node for node in active if node.group == g]
+        for g in sorted({node.group for _, node in wanted}):  # one call a group: its own seed
+            mine = [(tree, node) for tree, node in wanted if node.group == g]
             outputs += zip(mine, self.backend.generate(
-                [self.prompt(problem, node.steps) for node in mine], self.params(expand, group=g)))
-        children = []
-        for node, out in outputs:
+                [self.prompt(tree.problem, node.steps) for tree, node in mine],
+                self.params(expand, group=g)))
+        children: dict[int, list[Node]] = {id(tree): [] for tree in trees}
+        for (tree, node), out in outputs:
             for completion in out:
-                counts["tokens"] += completion.num_tokens
+                tree.counts["tokens"] += completion.num_tokens
                 step = completion.text.strip()
                 if not step:  # the policy has nothing more to say: the solution ended
-                    child = Node(len(nodes), node.id, node.group, node.steps, node.scores,
+                    child = Node(len(tree.nodes), node.id, node.group, node.steps, node.scores,
                                  finished=True)
                 else:
-                    child = Node(len(nodes), node.id, node.group, [*node.steps, step],
+                    child = Node(len(tree.nodes), node.id, node.group, [*node.steps, step],
                                  finished=is_final(step))
-                nodes.append(child)
-                children.append(child)
+                tree.nodes.append(child)
+                children[id(tree)].append(child)
         return children
 
-    def _score(self, problem: str, nodes: list[Node], counts: Counter) -> None:
-        fresh = [n for n in nodes if len(n.scores) != n.depth]
+    def _score(self, pairs: list[tuple["Tree", Node]]) -> None:
+        """The PRM's step scores of every new partial solution, in one call."""
+        fresh = [(tree, node) for tree, node in pairs if len(node.scores) != node.depth]
         if not fresh:
             return
-        counts["prm_calls"] += len(fresh)
-        for node, row in zip(fresh, self.scorer([problem] * len(fresh),
-                                                [n.steps for n in fresh])):
+        rows = self.scorer([tree.problem for tree, _ in fresh], [n.steps for _, n in fresh])
+        for (tree, node), row in zip(fresh, rows):
+            tree.counts["prm_calls"] += 1
             node.scores = row
 
-    def _best_of_n(self, problem: str) -> tuple[Node, list[Node], Counter]:
-        counts: Counter = Counter()
-        [out] = self.backend.generate([self.prompt(problem, [])], self.params(self.cfg.n, True))
-        nodes = []
-        for completion in out:
-            counts["tokens"] += completion.num_tokens
-            steps = [s.strip() for s in completion.text.split(STEP_SEPARATOR) if s.strip()]
-            nodes.append(Node(len(nodes), None, 0, steps or [completion.text], finished=True,
-                              kept=True))
-        self._score(problem, nodes, counts)
-        pick = max(nodes, key=lambda n: n.rank(self.cfg.aggregation))
-        return pick, nodes, counts
+    def _best_of_n(self, problems: list[str]) -> list[tuple[Node, list[Node], Counter]]:
+        trees = [Tree(problem, []) for problem in problems]
+        outputs = self.backend.generate([self.prompt(problem, []) for problem in problems],
+                                        self.params(self.cfg.n, True))
+        for tree, out in zip(trees, outputs):
+            for completion in out:
+                tree.counts["tokens"] += completion.num_tokens
+                steps = [s.strip() for s in completion.text.split(STEP_SEPARATOR) if s.strip()]
+                tree.nodes.append(Node(len(tree.nodes), None, 0, steps or [completion.text],
+                                       finished=True, kept=True))
+        self._score([(tree, node) for tree in trees for node in tree.nodes])
+        return [(tree.pick(self.cfg.aggregation), tree.nodes, tree.counts) for tree in trees]
+
+
+@dataclass
+class Tree:
+    """One problem's search: every node so far, the ones still growing, what it cost."""
+    problem: str
+    nodes: list[Node]
+    active: list[Node] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+
+    def pick(self, aggregation: str) -> Node | None:
+        """The best finished solution (None: none finished with a step)."""
+        finished = [n for n in self.nodes if n.kept and n.finished and n.steps]
+        return max(finished, key=lambda n: n.rank(aggregation), default=None)
+
+
+def prm_scorer(cfg: SearchConfig):
+    """``scorer(problems, steps) -> step scores`` with the search's PRM, loaded (or reached)
+    once."""
+    if cfg.prm_base_url:
+        served = ServedPRM(cfg.prm_base_url, cfg.prm, cfg.prm_tokenizer or cfg.prm,
+                           cfg.prm_format)
+        return lambda problems, steps: score_served(served, problems, steps)
+    prm = load_prm(cfg.prm, fmt=cfg.prm_format)
+    return lambda problems, steps: score(problems, steps, prm)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A policy backend and a PRM scorer already loaded, for searches that run one after
+    another in this process (the pipeline's methods and budgets): loaded once, not a stage."""
+    backend: object
+    scorer: object
 
 
 class SearchWorker:
     """Searches shards of problems with one policy backend and one PRM, loaded once."""
 
-    def __init__(self, cfg: SearchConfig, backend):
+    def __init__(self, cfg: SearchConfig, backend, scorer=None):
         self.cfg, self.backend = cfg, backend
-        if cfg.prm_base_url:
-            served = ServedPRM(cfg.prm_base_url, cfg.prm, cfg.prm_tokenizer or cfg.prm,
-                               cfg.prm_format)
-            self.scorer = lambda problems, steps: score_served(served, problems, steps)
-        else:
-            prm = load_prm(cfg.prm, fmt=cfg.prm_format)
-            self.scorer = lambda problems, steps: score(problems, steps, prm)
+        self.scorer = scorer or prm_scorer(cfg)
 
     def __call__(self, problems: list[dict], index: int) -> list[dict]:
         searcher = Searcher(self.cfg, self.backend, self.scorer)
-        found = [(p, *searcher.run(p["problem"])) for p in problems]
+        found = [(p, *result) for p, result in zip(
+            problems, searcher.run([p["problem"] for p in problems]))]
         grades = iter(grade_many([(extract_answer(join_steps(pick.steps)) if pick else None,
                                    p.get("answer")) for p, pick, _, _ in found]))
         return [self._record(p, pick, nodes, counts, next(grades))
@@ -285,15 +318,21 @@ def summarize(records: list[dict]) -> dict:
 
 
 def run(cfg: SearchConfig, out: str | Path, *, backend: BackendConfig | None = None,
-        force: bool = False, progress: bool = True) -> dict:
-    """Search every problem into ``out/solutions.jsonl`` (resuming an interrupted run)."""
+        force: bool = False, progress: bool = True, loaded: Loaded | None = None) -> dict:
+    """Search every problem into ``out/solutions.jsonl`` (resuming an interrupted run).
+    ``loaded``: the policy and the PRM already loaded in this process (they must be those of
+    ``cfg`` and ``backend``); the search then runs here, whatever the executor."""
     cfg.validate()
-    if cfg.prm_base_url is None:
+    if loaded is None and cfg.prm_base_url is None:
         check_prm(cfg.prm, cfg.prm_format)
-    else:
+    elif loaded is None:
         ServedPRM(cfg.prm_base_url, cfg.prm, cfg.prm_tokenizer or cfg.prm,
                   cfg.prm_format).layout()
-    backend = stage_backend(backend, cfg.model, cfg.prompt)
+    backend = stage_backend(backend, cfg.model if loaded is None else None, cfg.prompt)
+    factory = BackendWorkerFactory(SearchWorker, cfg, backend) if loaded is None else \
+        (lambda: SearchWorker(cfg, loaded.backend, loaded.scorer))
+    executor = executor_options(backend) if loaded is None else \
+        {**executor_options(backend), "executor": "local"}
 
     def read() -> list[dict]:
         problems = read_as(cfg.problems, cfg.format, "problem")
@@ -310,7 +349,6 @@ def run(cfg: SearchConfig, out: str | Path, *, backend: BackendConfig | None = N
         config=stage_config("search", cfg, drop=("shard_size",),
                             backend=backend.output_relevant()),
         inputs={"problems": cfg.problems, "prm": prm_input}, read=read,
-        factory=BackendWorkerFactory(SearchWorker, cfg, backend), finish=finish,
-        shard_size=cfg.shard_size, executor=executor_options(backend),
+        factory=factory, finish=finish, shard_size=cfg.shard_size, executor=executor,
         label=f"search ({cfg.method})",
     ).run(out, force=force, progress=progress)

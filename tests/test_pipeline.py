@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +79,34 @@ def test_a_second_run_reuses_every_finished_stage(quick_run):
     assert len(staged) == 17
     assert all(timings[name]["reused"] for name in staged), timings
     assert seconds < first_seconds
+
+
+def test_the_toy_search_recipe_adds_search_to_a_finished_demo_run(quick_run):
+    """toy-search.yaml on the quick demo's folder, as shipped: the demo's stages are reused,
+    and each PRM guides the policy by every method at every budget."""
+    out, _, _ = quick_run
+    recipe = Path(__file__).resolve().parents[1] / "prmkit" / "recipes" / "toy-search.yaml"
+    done = cli("run", str(recipe), "--quick", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    timings = json.loads((out / "timings.json").read_text())
+    demo = [name for name in timings if name.startswith(("sample", "MC", "PRM", "scores"))]
+    assert demo and all(timings[name]["reused"] for name in demo)
+    searched = json.loads((out / "results.json").read_text())["search"]
+    assert set(searched["by_prm"]) == {"exact truth", "no labels"}
+    for by_method in searched["by_prm"].values():
+        assert set(by_method) == {"greedy", "beam", "dvts", "best_of_n"}
+        for by_budget in by_method.values():
+            assert set(by_budget) == {"2", "4"}
+            assert all(m["tokens"] > 0 and m["sound"] is not None for m in by_budget.values())
+    assert set(searched["maj"]) == {"2", "4"}
+    report = (out / "report.md").read_text()
+    assert "## Search at test time: toy (4 problems)" in report
+    assert (out / "plots" / "search.png").exists()
+    again = cli("run", str(recipe), "--quick", "--out", str(out))
+    assert again.returncode == 0, again.stderr[-3000:]
+    timings = json.loads((out / "timings.json").read_text())
+    searches = [name for name in timings if name.startswith("search (")]
+    assert len(searches) == 2 * 4 * 2 and all(timings[name]["reused"] for name in searches)
 
 
 def test_the_report_renders_in_headless_chromium_with_its_step_viewer(quick_run):

@@ -110,6 +110,10 @@ def test_overrides_keep_their_types_and_null_drops_a_prm():
       "evaluate.bon=null", "evaluate.processbench=null"], "judge_eval.bon", "needs evaluate.bon"),
     (["judge_eval.bon=[listwise]"], "judge_eval.bon", "choose among"),
     (["score.base_url=http://x/v1"], "score.base_url", "a compared one"),
+    # test-time search: on a Best-of-N set's problems, methods and budgets it can run
+    (["search.set=other"], "search.set", "not a Best-of-N set"),
+    (["search.methods=[mcts]"], "search.methods", "choose among"),
+    (["search.budgets=[3, 4]", "search.width=2"], "search.budgets", "not a multiple"),
 ])
 def test_a_recipe_is_checked_whole_before_any_work(overrides, field, words):
     with pytest.raises(InputError) as e:

@@ -27,9 +27,10 @@ from prmkit.formats.data import DataSection
 from prmkit.formats.processbench import read as read_processbench
 from prmkit.labels import Source
 from prmkit.models import model_folder, tokenizer_folder
-from prmkit.pipeline import judges
+from prmkit.pipeline import judges, searches
 from prmkit.pipeline.judges import JudgeEvalSection
 from prmkit.pipeline.labels import LABELERS
+from prmkit.pipeline.searches import SearchSection
 from prmkit.prm.checks import check_prm
 from prmkit.prm.formats import PRM_FORMATS
 from prmkit.prm.score import ScoreConfig
@@ -136,6 +137,8 @@ class Recipe:
     judge_eval: JudgeEvalSection = setting(None, "The label judge evaluated on its own: as a "
                                            "ProcessBench critic, and picking Best-of-N "
                                            "candidates itself (prmkit.pipeline.judges).")
+    search: SearchSection = setting(None, "Test-time search with the run's PRMs on a Best-of-N "
+                                    "set's problems (prmkit.pipeline.searches).")
     report: ReportSection = setting(None, "The report.")
     quick: dict = setting({}, "Overrides applied by --quick (a recipe layer of their own).")
 
@@ -327,6 +330,7 @@ def check(recipe: dict, path=None) -> None:
     _check_stage_settings(recipe, path)
     _check_label_fields(recipe, path)
     judges.check(recipe, path)
+    searches.check(recipe, path)
 
 
 def check_available(recipe: dict, path=None) -> None:

@@ -21,6 +21,7 @@ from prmkit.pipeline.evaluation import evaluate_prms
 from prmkit.pipeline.judges import evaluate_judge
 from prmkit.pipeline.prms import compared_models, train_prms, training_record
 from prmkit.pipeline.recipe import check_available
+from prmkit.pipeline.searches import search_with_prms
 from prmkit.pipeline.stages import Stages
 from prmkit.records import read_records, write_json
 from prmkit.report import page as report
@@ -81,8 +82,9 @@ def run(recipe: dict, *, progress: bool = True, console: Console | None = None,
 
 
 # what may change on a folder without redoing any stage: where it is, how the report looks,
-# and the judge's own evaluation (stages of its own, each refused alone when its settings change)
-FREE = ("out", "report", "quick", "judge_eval")
+# the judge's own evaluation and the search (stages of their own, each refused alone when its
+# settings change)
+FREE = ("out", "report", "quick", "judge_eval", "search")
 
 
 def refuse_another_recipe(out: Path, recipe: dict) -> None:
@@ -136,6 +138,7 @@ def _run(recipe: dict, progress: bool, console: Console, force: bool) -> dict:
     compared, own_settings = compared_models(recipe)
     evaluation = evaluate_prms(run, {**prms, **compared}, viewer, own_settings)
     judge_evaluation = evaluate_judge(run)
+    searched = search_with_prms(run, {**prms, **compared}, own_settings)
     results = {
         "policy": run.policy,
         "judge": (recipe["labels"].get("judge") or {}).get("model"),
@@ -152,6 +155,7 @@ def _run(recipe: dict, progress: bool, console: Console, force: bool) -> dict:
                        if field and field.startswith("mc.")],
         "prm_sources": recipe["prms"]["sources"],
         "judge_eval": judge_evaluation,
+        "search": searched,
     }
     write_json(out / "results.json", results)
     stages("report", None, lambda force: report.write(out, results, evaluation, stages.timings,

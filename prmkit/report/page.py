@@ -29,7 +29,7 @@ def tables(results: dict) -> list[ReportTable]:
            *sections.label_tables(results), *sections.training_table(results)]
     for name in results["benchmarks"]:
         out += evaluate.benchmark(name).tables(results)
-    return out + sections.judge_tables(results)
+    return out + sections.judge_tables(results) + sections.search_tables(results)
 
 
 def figures(results: dict) -> dict[str, bytes]:

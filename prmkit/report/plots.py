@@ -70,5 +70,36 @@ def min_on_final_step(results: dict) -> dict[str, bytes]:
     return {"min_on_final_step": png(fig)}
 
 
+def search(results: dict) -> dict[str, bytes]:
+    """Accuracy against the tokens the policy generated, a panel a PRM, a line a method (and
+    majority voting over the Best-of-N samples in every panel)."""
+    searched = results.get("search")
+    if not searched or not searched["by_prm"]:
+        return {}
+    plt = _pyplot()
+    prms = list(searched["by_prm"])
+    fig, axes = plt.subplots(1, len(prms), figsize=(3.6 * len(prms), 3.4), sharey=True,
+                             squeeze=False)
+
+    def points(by_budget: dict) -> tuple[list, list]:
+        measured = [by_budget.get(b, by_budget.get(str(b))) for b in searched["budgets"]]
+        kept = [m for m in measured if m and m.get("accuracy") is not None]
+        return [m["tokens"] for m in kept], [m["accuracy"] for m in kept]
+    for ax, prm in zip(axes[0], prms):
+        for method, by_budget in searched["by_prm"][prm].items():
+            ax.plot(*points(by_budget), marker="o", label=method)
+        if searched.get("maj"):
+            ax.plot(*points(searched["maj"]), marker="x", linestyle="--", color="grey",
+                    label="maj@n")
+        ax.set_xscale("log")
+        ax.set(title=prm, xlabel="tokens generated a problem")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (%)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"Search at test time: {searched['set']}", fontsize=10)
+    return {"search": png(fig)}
+
+
 def figures(results: dict) -> dict[str, bytes]:
-    return {**label_agreement(results), **training(results), **min_on_final_step(results)}
+    return {**label_agreement(results), **training(results), **min_on_final_step(results),
+            **search(results)}

@@ -142,3 +142,44 @@ def judge_tables(results: dict) -> list[ReportTable]:
             "judged correct; pairwise: a single-elimination tournament (the paper's Tables "
             f"11-12). {verdicts}."))
     return tables
+
+
+def search_tables(results: dict) -> list[ReportTable]:
+    """Test-time search (``search``): accuracy and the tokens it cost, every method and budget,
+    for each PRM, beside majority voting over the same Best-of-N samples."""
+    searched = results.get("search")
+    if not searched or not searched["by_prm"]:
+        return []
+    budgets = searched["budgets"]
+    largest = max(budgets)
+    truth = any(_by_n(m, largest) and _by_n(m, largest).get("sound") is not None
+                for by_method in searched["by_prm"].values() for m in by_method.values())
+    head = ["PRM", "method", *(f"n={b}: accuracy (tokens)" for b in budgets)]
+    head += [f"n={largest}: sound process"] if truth else []
+
+    def cell(m) -> str:
+        if not m or m.get("accuracy") is None:
+            return "–"
+        return f"{m['accuracy']:.1f}% ({m['tokens']:.0f})"
+    rows = []
+    for prm, by_method in searched["by_prm"].items():
+        for method, by_budget in by_method.items():
+            row = [prm, method, *(cell(_by_n(by_budget, b)) for b in budgets)]
+            if truth:
+                row.append(percent((_by_n(by_budget, largest) or {}).get("sound")))
+            rows.append(row)
+    maj = searched.get("maj") or {}
+    if maj:
+        rows.append(["–", "maj@n", *(cell(_by_n(maj, b)) for b in budgets),
+                     *([""] if truth else [])])
+    skipped = (f" Not searched (no such PRM in this run): {', '.join(searched['skipped'])}."
+               if searched.get("skipped") else "")
+    legend = ("Each PRM guides the policy on the problems of the Best-of-N set "
+              f"{searched['set']!r}: greedy keeps the best of n next steps, beam keeps n/width "
+              "beams each expanded width times, dvts runs n/width subtrees that never compete, "
+              "best_of_n picks the best of n whole solutions; tokens are those the policy "
+              "generated a problem. maj@n votes over the same Best-of-N samples. "
+              + ("Sound process: the pick's answer is right and every step is right by the "
+                 "exact truth. " if truth else "") + skipped)
+    return [ReportTable(f"Search at test time: {searched['set']} ({searched['n_problems']} "
+                        "problems)", head, rows, legend.strip())]
