@@ -32,7 +32,14 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import torch
 from serve_hostile import PeakMemory, percentiles, request, rss_mb
+from transformers import Qwen2Config
+
+from prmkit.prm.model import build_prm, load_prm, save_prm
+from prmkit.prm.score import score
+from prmkit.toyworld.problems import PRESETS, Spec, canonical_steps, make_problems
+from prmkit.toyworld.tokenizer import build_char_tokenizer
 
 CLIENTS = 32
 HOSTILE = 1000
@@ -40,10 +47,6 @@ SCORES = "/v1/step_scores"
 
 
 def tiny_prm(folder: Path) -> Path:
-    from transformers import Qwen2Config
-
-    from prmkit.prm.model import build_prm, save_prm
-    from prmkit.toyworld.tokenizer import build_char_tokenizer
     tokenizer = build_char_tokenizer()
     config = Qwen2Config(vocab_size=len(tokenizer) + 1, hidden_size=256, intermediate_size=512,
                          num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
@@ -53,7 +56,6 @@ def tiny_prm(folder: Path) -> Path:
 
 
 def toy_solutions(n: int) -> list[dict]:
-    from prmkit.toyworld.problems import PRESETS, Spec, canonical_steps, make_problems
     problems = make_problems(PRESETS["mixed"], n, seed=0, split="serve-bench")
     return [{"problem": p["problem"], "steps": canonical_steps(Spec.from_dict(p["toy"]))}
             for p in problems]
@@ -135,10 +137,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--solutions", type=int, default=512)
     args = parser.parse_args()
-    import torch
-
-    from prmkit.prm.model import load_prm
-    from prmkit.prm.score import score
     torch.set_num_threads(os.cpu_count() or 1)
     root = Path(tempfile.mkdtemp(prefix="serve-prm-"))
     folder = tiny_prm(root / "prm")

@@ -1,14 +1,20 @@
 """PRM-guided search (prmkit search, prmkit.search): greedy, beam, DVTS and Best-of-N on toy
 problems with a tiny policy and a tiny PRM; the tree every method explores has the shape its
 method promises, every expansion continues the exact prefix the PRM scored (checked on what a
-served policy reads), a served PRM gives the local PRM's search, and a search cut short resumes
-to the same files."""
+served policy reads), a served PRM gives the local PRM's search, and a search of real GSM8K
+problems killed mid-run resumes to the files of one never interrupted."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
+from conftest import shared
 from helpers import tiny_chat_policy
+from transformers import Qwen2Config
 
 from prmkit.backends import BackendConfig
 from prmkit.cli import main
@@ -30,7 +36,6 @@ def world(tmp_path_factory):
     step-token PRM on the same vocabulary, and two toy problems."""
     root = tmp_path_factory.mktemp("search")
     policy, tokenizer = tiny_chat_policy(root / "policy")
-    from transformers import Qwen2Config
     config = Qwen2Config(vocab_size=len(tokenizer) + 1, hidden_size=16, intermediate_size=32,
                          num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
                          max_position_embeddings=2048, pad_token_id=tokenizer.pad_token_id)
@@ -109,7 +114,7 @@ def _pick_id(tree: dict, steps: list[str]) -> int:
                 and node["depth"] == len(steps) and _steps_to(tree, i) == steps)
 
 
-def test_best_of_n_and_a_served_prm_and_a_resumed_search(world, tmp_path):
+def test_best_of_n_and_a_served_prm(world, tmp_path):
     records = searched(world, tmp_path / "bon", method="best_of_n", n=4)
     assert all(len(r["search"]["tree"]) == 4 and r["search"]["prm_calls"] == 4 for r in records)
     local = searched(world, tmp_path / "local", method="beam", n=4, width=2)
@@ -122,16 +127,36 @@ def test_best_of_n_and_a_served_prm_and_a_resumed_search(world, tmp_path):
         httpd.shutdown()
         httpd.server_close()
     assert [r["steps"] for r in served] == [r["steps"] for r in local]
-    # cut short after its first shard, the search resumes to the same files
-    out = tmp_path / "resumed"
-    searched(world, out, "problems", method="dvts", n=4, width=2, shard_size=1)
-    whole = (out / "solutions.jsonl").read_text()
-    (out / "COMPLETE").unlink()
-    (out / "solutions.jsonl").unlink()
-    for done in sorted((out / "shards").glob("*.done"))[1:]:
-        done.unlink()
-    searched(world, out, "problems", method="dvts", n=4, width=2, shard_size=1)
-    assert (out / "solutions.jsonl").read_text() == whole
+
+
+def test_a_search_of_real_gsm8k_problems_killed_mid_run_resumes_to_the_same_files(
+        world, tmp_path):
+    """kill -9 once the first shard is written, then run again: the files of a search never
+    interrupted, on real GSM8K problems through the openai backend."""
+    rows = shared("gsm8k/test.jsonl").read_text(encoding="utf-8").splitlines()[:3]
+    problems = tmp_path / "gsm8k.jsonl"
+    problems.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    command = ["search", str(problems), "--format", "gsm8k", "--model", "policy", "--prm",
+               str(world["prm"]), "--method", "dvts", "--n", "4", "--width", "2",
+               "--step-tokens", "6", "--max-steps", "3", "--shard-size", "1",
+               "--backend", "openai", "--base-url", world["url"], "--api", "completions",
+               "--tokenizer", str(world["policy"])]
+    assert main([*command, "--out", str(tmp_path / "straight")]) == 0
+    out = tmp_path / "killed"
+    child = subprocess.Popen([sys.executable, "-m", "prmkit.cli", *command, "--out",
+                              str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("shards/*.done")) and child.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert list(out.glob("shards/*.done")) and not (out / "COMPLETE").exists()
+    assert main([*command, "--out", str(out)]) == 0
+    assert (out / "solutions.jsonl").read_text() == \
+        (tmp_path / "straight" / "solutions.jsonl").read_text()
+    records = [json.loads(x) for x in (out / "solutions.jsonl").open()]
+    assert len(records) == 3 and all(r["gold_answer"] and r["search"]["tree"] for r in records)
 
 
 def test_the_command_line_and_bad_settings(world, tmp_path):

@@ -12,13 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from helpers import CHATML, QWEN_SYSTEM, qwen_tokenizer, release_folder
 from test_serve import SOLUTIONS, Client
+from transformers import Qwen2Config
 
 from prmkit.cli import main
 from prmkit.prm.layout import encode
-from prmkit.prm.model import load_prm
+from prmkit.prm.model import build_prm, load_prm, save_prm
 from prmkit.prm.score import score
 from prmkit.records import write_jsonl
 from prmkit.serving.reward import serve_prm_in_background
+from prmkit.toyworld.tokenizer import build_char_tokenizer
 
 PROBLEMS = [s["problem"] for s in SOLUTIONS]
 STEPS = [s["steps"] for s in SOLUTIONS]
@@ -192,10 +194,6 @@ def test_prmkit_score_through_the_server_equals_local_scoring(served, prms, tmp_
 def test_a_prm_that_reads_step_likelihoods_is_served_on_step_scores_alone(tmp_path):
     """/pooling's text marks no step's own tokens, which the likelihood readout reads: refused,
     never answered with the features zeroed; /v1/step_scores lays the steps out itself."""
-    from transformers import Qwen2Config
-
-    from prmkit.prm.model import build_prm, save_prm
-    from prmkit.toyworld.tokenizer import build_char_tokenizer
     tokenizer = build_char_tokenizer()
     config = Qwen2Config(vocab_size=len(tokenizer) + 1, hidden_size=16, intermediate_size=32,
                          num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
