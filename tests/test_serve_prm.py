@@ -212,3 +212,23 @@ def test_a_prm_that_reads_step_likelihoods_is_served_on_step_scores_alone(tmp_pa
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_best_of_n_through_the_server_equals_local_scoring(served, prms, tmp_path):
+    client, _ = served
+    sets = [{"id": "p", "problem": SOLUTIONS[0]["problem"], "gold_answer": "7", "candidates": [
+        {"steps": SOLUTIONS[0]["steps"], "answer": "7"},
+        {"steps": SOLUTIONS[0]["steps"][:2] + ["So \\boxed{8}."], "answer": "8"}]}]
+    write_jsonl(tmp_path / "toy.jsonl", sets)
+    url = f"http://127.0.0.1:{client.port}/v1"
+    common = ["eval", "bon", str(tmp_path / "toy.jsonl"), "--dtype", "float32",
+              "--device", "cpu"]
+    assert main([*common, "--model", str(prms["prm"]), "--out", str(tmp_path / "local")]) == 0
+    assert main([*common, "--model", "prm", "--base-url", url, "--tokenizer",
+                 str(prms["prm"]), "--out", str(tmp_path / "served")]) == 0
+    local, served_picks = ([json.loads(x) for x in (tmp_path / d / "predictions.jsonl").open()]
+                           for d in ("local", "served"))
+    assert served_picks == local and "min" in local[0]["picks"]  # ranked by the PRM
+    metrics = [json.loads((tmp_path / d / "metrics.json").read_text())["benchmarks"]
+               for d in ("local", "served")]
+    assert metrics[0] == metrics[1]

@@ -84,6 +84,7 @@ from prmkit.models import model_as_input
 from prmkit.prm.checks import check_prm
 from prmkit.prm.model import load_prm
 from prmkit.prm.score import score
+from prmkit.prm.served import ServedPRM, score_served
 from prmkit.runner import stage_config
 from prmkit.steps import split_steps
 
@@ -409,6 +410,11 @@ class BonConfig:
     dtype: str = setting("auto", "With --model: auto (bfloat16 on a GPU, float32 on the CPU), "
                          "float32, bfloat16 or float16.",
                          choices=("auto", "float32", "bfloat16", "float16"))
+    base_url: str | None = setting(None, "With --model: the PRM is served there (vLLM's pooling "
+                                   "server or prmkit serve --prm) under that name; the "
+                                   "candidates are laid out here (prmkit.prm.served).")
+    tokenizer: str | None = setting(None, "With --base-url: the PRM's tokenizer, a folder or "
+                                    "hub id (default: --model).")
 
     def validate(self) -> "BonConfig":
         config.check_values(self)
@@ -422,11 +428,14 @@ class BonConfig:
 def run(cfg: BonConfig, out: str | Path | None = None, *, force: bool = False) -> dict:
     """The metrics of a ``prmkit eval bon`` config (into ``out`` if given)."""
     cfg.validate()
-    if cfg.model:  # a broken PRM folder fails here, in one line, before any work
+    if cfg.model and cfg.base_url:  # its tokenizer and format, before any work
+        served_prm(cfg).layout()
+    elif cfg.model:  # a broken PRM folder fails here, in one line, before any work
         check_prm(cfg.model, cfg.model_format)
     files = {Path(p).stem: p for p in cfg.candidates}
     # how fast and where it runs changes no number
-    model, snapshot = model_as_input(cfg.model) if cfg.model else (None, {})
+    model, snapshot = model_as_input(cfg.model) if cfg.model and not cfg.base_url \
+        else (None, {})
     settings = stage_config("eval.bon", cfg,
                             drop=("processes", "batch_size", "device", "device_map"), **snapshot)
     inputs = {**files, **({"model": model} if model else {})}
@@ -466,10 +475,18 @@ def score_candidates(sets: Mapping[str, list[dict]], cfg: BonConfig,
                 problems.append(record["problem"])
                 steps.append(pieces)
                 where.append(c)
-    prm = load_prm(cfg.model, fmt=cfg.model_format, dtype=cfg.dtype, device=cfg.device,
-                   device_map=cfg.device_map)
-    for candidate, row in zip(where, score(problems, steps, prm, batch_size=cfg.batch_size)):
+    if cfg.base_url:
+        rows = score_served(served_prm(cfg), problems, steps, batch_size=cfg.batch_size)
+    else:
+        prm = load_prm(cfg.model, fmt=cfg.model_format, dtype=cfg.dtype, device=cfg.device,
+                       device_map=cfg.device_map)
+        rows = score(problems, steps, prm, batch_size=cfg.batch_size)
+    for candidate, row in zip(where, rows):
         candidate["step_scores"] = row
+
+
+def served_prm(cfg: BonConfig) -> ServedPRM:
+    return ServedPRM(cfg.base_url, cfg.model, cfg.tokenizer or cfg.model, cfg.model_format)
 
 
 def _fmt(value) -> str:
