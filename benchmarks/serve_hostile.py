@@ -150,14 +150,17 @@ def fire_hostile(port: int, kinds: dict, i: int) -> tuple[str, int, float]:
 
 # -- the server -----------------------------------------------------------------------------------
 
-def start_server(model: Path, log: Path) -> tuple[subprocess.Popen, int]:
+def start_server(model: Path, log: Path, *extra: str, kind: str = "--model"
+                 ) -> tuple[subprocess.Popen, int]:
+    """``prmkit serve`` in its own process (``kind``: --model for a policy, --prm for a PRM),
+    and the port it announced."""
     # the log goes to a file: a pipe nobody reads would fill and stall the server
-    proc = subprocess.Popen([sys.executable, "-m", "prmkit.cli", "serve", "--model", str(model),
-                             "--port", "0", "--device", "cpu", "--dtype", "float32"],
+    proc = subprocess.Popen([sys.executable, "-m", "prmkit.cli", "serve", kind, str(model),
+                             "--port", "0", "--device", "cpu", "--dtype", "float32", *extra],
                             stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     announced = proc.stdout.readline()
-    match = re.search(r"http://127\.0\.0\.1:(\d+)/v1", announced)
+    match = re.search(r"http://127\.0\.0\.1:(\d+)", announced)
     if match is None:
         proc.kill()
         raise SystemExit(f"the server did not start: {announced}{log.read_text()[-2000:]}")

@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -33,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from serve_hostile import PeakMemory, percentiles, request, rss_mb
+from serve_hostile import PeakMemory, percentiles, request, rss_mb, start_server
 from transformers import Qwen2Config
 
 from prmkit.prm.model import build_prm, load_prm, save_prm
@@ -62,17 +60,7 @@ def toy_solutions(n: int) -> list[dict]:
 
 
 def start(prm: Path, log: Path, *extra: str) -> tuple[subprocess.Popen, int]:
-    # the log goes to a file: a pipe nobody reads would fill and stall the server
-    proc = subprocess.Popen([sys.executable, "-m", "prmkit.cli", "serve", "--prm", str(prm),
-                             "--port", "0", "--device", "cpu", "--dtype", "float32", *extra],
-                            stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    announced = proc.stdout.readline()
-    match = re.search(r"http://127\.0\.0\.1:(\d+)", announced)
-    if match is None:
-        proc.kill()
-        raise SystemExit(f"the server did not start: {announced}{log.read_text()[-2000:]}")
-    return proc, int(match.group(1))
+    return start_server(prm, log, *extra, kind="--prm")
 
 
 def stop(proc: subprocess.Popen) -> None:
